@@ -13,6 +13,7 @@ read for all records at once with numpy.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..schema import MessageSpec, Schema, load
 from .crc import crc32_many
@@ -23,18 +24,21 @@ _U16 = np.dtype("<u2")
 _U32 = np.dtype("<u4")
 
 
+def windows(b: np.ndarray, width: int) -> np.ndarray:
+    """A read-only view of b whose row i is b[i : i + width] (no copy)."""
+    return as_strided(b, shape=(len(b) - width + 1, width), strides=(1, 1), writeable=False)
+
+
 def _read(b: np.ndarray, offsets: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """The little-endian integer of `dtype` at each byte offset of b."""
     if not len(offsets):
         return np.empty(0, dtype)
-    windows = np.lib.stride_tricks.sliding_window_view(b, dtype.itemsize)
-    return windows[offsets].view(dtype).reshape(-1)
+    return windows(b, dtype.itemsize)[offsets].view(dtype).reshape(-1)
 
 
 def _rows(b: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
     """The `width` bytes at each offset, one row each (a copy)."""
-    windows = np.lib.stride_tricks.sliding_window_view(b, width)
-    return windows[offsets]
+    return windows(b, width)[offsets]
 
 
 def _scalar(value):
@@ -52,6 +56,7 @@ class Decoder:
         self.schema = schema or load()
         framing = self.schema.framing
         self._magic = framing.magic
+        self._magic_word = np.frombuffer(framing.magic, "<u4")[0]
         self._header_size = framing.header_size
         self._max_payload = framing.max_payload_length
         self._header_dtype = framing.header_dtype
@@ -113,13 +118,19 @@ class Decoder:
         return buf
 
     def _find_magic(self, b: np.ndarray) -> np.ndarray:
-        m = self._magic
-        if len(b) < 4:
+        """Every offset where the magic starts, in order.
+
+        Comparing 32-bit words at each of the four alignments is several times faster than
+        finding the first byte and checking the other three (images are full of that byte).
+        """
+        hits = []
+        for k in range(4):
+            words = (len(b) - k) // 4
+            if words > 0:
+                hits.append(np.flatnonzero(b[k: k + 4 * words].view("<u4") == self._magic_word) * 4 + k)
+        if not hits:
             return np.empty(0, np.int64)
-        hits = np.flatnonzero(b[:-3] == m[0])
-        for k in range(1, 4):
-            hits = hits[b[hits + k] == m[k]]
-        return hits.astype(np.int64)
+        return np.sort(np.concatenate(hits)).astype(np.int64, copy=False)
 
     def _parse(self, final: bool) -> Batch:
         buf = self._take_pending()

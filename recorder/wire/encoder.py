@@ -137,7 +137,8 @@ def sample_records(spec: MessageSpec, source: int, samples, per_record: int = 1)
 
 def single_record(record_bytes: bytes, timestamp_ns: int) -> RecordRows:
     """A record already written (a blob, say) as a one-row RecordRows for interleave()."""
-    return RecordRows(np.frombuffer(record_bytes, np.uint8).reshape(1, -1), np.array([timestamp_ns], np.int64))
+    rows = np.frombuffer(record_bytes, np.uint8).reshape(1, -1).copy()  # interleave() writes the sequence
+    return RecordRows(rows, np.array([timestamp_ns], np.int64))
 
 
 def interleave(streams: list[RecordRows], first_sequence: int) -> tuple[bytes, int]:
