@@ -1,0 +1,231 @@
+"""Sends simulated devices' sessions to a recorder over real HTTP/1.1 (h11 over trio).
+
+Each device streams on its own connection: one POST whose body is sent with chunked transfer
+encoding, one chunk per batch period, as the glasses do; optionally split into consecutive
+requests on the same connection. Paced in real time unless `fast`.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+RECEIVE_SIZE = 65536
+
+
+class SendError(Exception):
+    """The recorder refused or broke off a request; the message says why."""
+
+
+@dataclass
+class DeviceReport:
+    serial: str
+    records: int = 0
+    bytes: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    responses: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    path: str
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> "Target":
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"URL must start with http:// or https://, not {url!r}")
+        tls = parts.scheme == "https"
+        return cls(parts.hostname or "localhost", parts.port or (6768 if tls else 80),
+                   parts.path or "/", tls)
+
+
+def client_ssl_context(ca_file: str | None = None, verify: bool = True,
+                       cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
+    """TLS for a device: trust `ca_file` (or the system's), optionally present a device certificate."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class Connection:
+    """One HTTP/1.1 client connection: send requests with chunked bodies, read JSON responses."""
+
+    def __init__(self, stream: trio.abc.Stream, host: str):
+        self.stream = stream
+        self.host = host
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def open(cls, target: Target, ssl_context: ssl.SSLContext | None) -> "Connection":
+        if target.tls:
+            stream = await trio.open_ssl_over_tcp_stream(target.host, target.port, ssl_context=ssl_context)
+            await stream.do_handshake()
+        else:
+            stream = await trio.open_tcp_stream(target.host, target.port)
+        return cls(stream, target.host)
+
+    async def _send(self, event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+    async def start(self, path: str, headers: dict[str, str], content_length: int | None = None) -> None:
+        fields = [("host", self.host)]
+        fields.append(("content-length", str(content_length)) if content_length is not None
+                      else ("transfer-encoding", "chunked"))
+        fields += list(headers.items())
+        await self._send(h11.Request(method="POST", target=path, headers=fields))
+
+    async def send(self, body: bytes) -> None:
+        if body:
+            await self._send(h11.Data(data=body))
+
+    async def finish(self) -> tuple[int, dict]:
+        await self._send(h11.EndOfMessage())
+        return await self.response()
+
+    async def response(self) -> tuple[int, dict]:
+        status, body = None, bytearray()
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise SendError("the recorder closed the connection without a response")
+                self.h11.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise SendError("the recorder closed the connection")
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {"status": "error", "error": body.decode("utf-8", "replace")}
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+        return status, payload
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def stream_device(device, target: Target, ssl_context, *, duration_s: float, batch_period_s: float,
+                        fast: bool, request_seconds: float = 0.0) -> DeviceReport:
+    """Stream one device's session for duration_s; raises SendError if the recorder refuses it."""
+    report = DeviceReport(device.serial)
+    started = time.monotonic()
+    conn = await Connection.open(target, ssl_context)
+    try:
+        t = 0.0
+        request_started = 0.0
+        await conn.start(target.path, device.headers())
+        report.requests += 1
+        while t < duration_s - 1e-9:
+            t_next = min(t + batch_period_s, duration_s)
+            body = device.window(t, t_next)
+            if not fast:
+                await trio.sleep_until(started + t_next)  # the period's data exists once captured
+            await conn.send(body)
+            report.bytes += len(body)
+            t = t_next
+            if request_seconds and t - request_started >= request_seconds - 1e-9 and t < duration_s - 1e-9:
+                report.responses.append(await _finish(conn))
+                await conn.start(target.path, device.headers())
+                report.requests += 1
+                request_started = t
+        report.responses.append(await _finish(conn))
+    finally:
+        await conn.aclose()
+    report.records = device.records_sent
+    report.seconds = time.monotonic() - started
+    return report
+
+
+async def _finish(conn: Connection) -> dict:
+    status, payload = await conn.finish()
+    if status != 200:
+        raise SendError(f"HTTP {status}: {payload.get('error', payload)}")
+    return payload
+
+
+async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, batch_period_s: float,
+                       fast: bool, request_seconds: float = 0.0) -> list[DeviceReport]:
+    """Stream every device at once, each on its own connection; a failing device does not stop others."""
+    target = Target.parse(url)
+    reports: list[DeviceReport] = [DeviceReport(d.serial) for d in devices]
+
+    async def one(i, device):
+        try:
+            reports[i] = await stream_device(device, target, ssl_context, duration_s=duration_s,
+                                             batch_period_s=batch_period_s, fast=fast,
+                                             request_seconds=request_seconds)
+        except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, SendError) as exc:
+            reports[i].error = str(exc) or type(exc).__name__
+            reports[i].records = device.records_sent
+
+    async with trio.open_nursery() as nursery:
+        for i, device in enumerate(devices):
+            nursery.start_soon(one, i, device)
+    return reports
+
+
+def write_fleet(devices, out_dir: Path, *, duration_s: float, batch_period_s: float) -> list[DeviceReport]:
+    """Instead of sending: each device's body and headers as files under out_dir/<serial>/."""
+    reports = []
+    for device in devices:
+        folder = out_dir / device.serial
+        folder.mkdir(parents=True, exist_ok=True)
+        report = DeviceReport(device.serial, requests=1)
+        started = time.monotonic()
+        with open(folder / "body.srf", "wb") as body:
+            t = 0.0
+            while t < duration_s - 1e-9:
+                t_next = min(t + batch_period_s, duration_s)
+                data = device.window(t, t_next)
+                body.write(data)
+                report.bytes += len(data)
+                t = t_next
+        (folder / "headers.json").write_text(json.dumps(device.headers(), indent=1) + "\n")
+        report.records = device.records_sent
+        report.seconds = time.monotonic() - started
+        reports.append(report)
+    return reports
+
+
+def summary(reports: list[DeviceReport]) -> str:
+    lines = []
+    for r in reports:
+        rate = r.bytes / r.seconds / 1e6 if r.seconds else 0.0
+        line = (f"{r.serial}: {r.records} records, {r.bytes / 1e6:.2f} MB in {r.requests} request(s), "
+                f"{rate:.2f} MB/s")
+        if r.error:
+            line += f"  FAILED: {r.error}"
+        lines.append(line)
+    total_bytes = sum(r.bytes for r in reports)
+    total_records = sum(r.records for r in reports)
+    seconds = max((r.seconds for r in reports), default=0.0)
+    lines.append(f"total: {len(reports)} device(s), {total_records} records, {total_bytes / 1e6:.2f} MB, "
+                 f"{total_records / seconds if seconds else 0:.0f} records/s, "
+                 f"{total_bytes / seconds / 1e6 if seconds else 0:.2f} MB/s")
+    return "\n".join(lines)
