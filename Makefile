@@ -27,7 +27,8 @@ lint: install
 	$(BIN)/ruff check recorder tests
 
 sample-data: install
-	$(BIN)/recorder simulate --devices 3 --duration 3 --seed 7 --fast --out sample_data
+	rm -rf sample_data/1M0Y*
+	$(BIN)/recorder simulate --devices 3 --duration 2 --seed 7 --profile mp_streaming_demo --out sample_data
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

@@ -43,7 +43,7 @@ class Target:
     tls: bool
 
     @classmethod
-    def parse(cls, url: str) -> "Target":
+    def parse(cls, url: str) -> Target:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"URL must start with http:// or https://, not {url!r}")
@@ -64,6 +64,14 @@ def client_ssl_context(ca_file: str | None = None, verify: bool = True,
     return context
 
 
+def periods(duration_s: float, period_s: float):
+    """(start, end) of each batch period, computed from its index so that boundaries do not drift."""
+    k = 0
+    while k * period_s < duration_s - 1e-9:
+        yield k * period_s, min((k + 1) * period_s, duration_s)
+        k += 1
+
+
 class Connection:
     """One HTTP/1.1 client connection: send requests with chunked bodies, read JSON responses."""
 
@@ -73,7 +81,7 @@ class Connection:
         self.h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def open(cls, target: Target, ssl_context: ssl.SSLContext | None) -> "Connection":
+    async def open(cls, target: Target, ssl_context: ssl.SSLContext | None) -> Connection:
         if target.tls:
             stream = await trio.open_ssl_over_tcp_stream(target.host, target.port, ssl_context=ssl_context)
             await stream.do_handshake()
@@ -135,25 +143,23 @@ async def stream_device(device, target: Target, ssl_context, *, duration_s: floa
     """Stream one device's session for duration_s; raises SendError if the recorder refuses it."""
     report = DeviceReport(device.serial)
     started = time.monotonic()
+    paced_from = trio.current_time()  # trio's clock has its own origin; pace against it
     conn = await Connection.open(target, ssl_context)
     try:
-        t = 0.0
         request_started = 0.0
         await conn.start(target.path, device.headers())
         report.requests += 1
-        while t < duration_s - 1e-9:
-            t_next = min(t + batch_period_s, duration_s)
+        for t, t_next in periods(duration_s, batch_period_s):
             body = device.window(t, t_next)
             if not fast:
-                await trio.sleep_until(started + t_next)  # the period's data exists once captured
+                await trio.sleep_until(paced_from + t_next)  # the period's data exists once captured
             await conn.send(body)
             report.bytes += len(body)
-            t = t_next
-            if request_seconds and t - request_started >= request_seconds - 1e-9 and t < duration_s - 1e-9:
+            if request_seconds and t_next - request_started >= request_seconds - 1e-9 and t_next < duration_s - 1e-9:
                 report.responses.append(await _finish(conn))
                 await conn.start(target.path, device.headers())
                 report.requests += 1
-                request_started = t
+                request_started = t_next
         report.responses.append(await _finish(conn))
     finally:
         await conn.aclose()
@@ -199,13 +205,10 @@ def write_fleet(devices, out_dir: Path, *, duration_s: float, batch_period_s: fl
         report = DeviceReport(device.serial, requests=1)
         started = time.monotonic()
         with open(folder / "body.srf", "wb") as body:
-            t = 0.0
-            while t < duration_s - 1e-9:
-                t_next = min(t + batch_period_s, duration_s)
+            for t, t_next in periods(duration_s, batch_period_s):
                 data = device.window(t, t_next)
                 body.write(data)
                 report.bytes += len(data)
-                t = t_next
         (folder / "headers.json").write_text(json.dumps(device.headers(), indent=1) + "\n")
         report.records = device.records_sent
         report.seconds = time.monotonic() - started

@@ -34,7 +34,17 @@ _T0, _T1, _T2, _T3 = _tables()
 
 
 def crc32_rows(rows: np.ndarray) -> np.ndarray:
-    """CRC-32 of each row of a 2-D uint8 array."""
+    """CRC-32 of each row of a 2-D uint8 array, by whichever method is cheaper for its shape."""
+    n, length = rows.shape
+    if length and n >= ROWS_PER_BYTE_FOR_TABLE * length:
+        return _table_crc32_rows(rows)
+    out = np.empty(n, dtype=np.uint32)
+    for i in range(n):
+        out[i] = zlib.crc32(rows[i])
+    return out
+
+
+def _table_crc32_rows(rows: np.ndarray) -> np.ndarray:
     n, length = rows.shape
     crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
     words = length // 4
@@ -55,14 +65,14 @@ def crc32_many(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> n
         return out
     by_zlib = np.ones(len(starts), bool)
     unique, counts = np.unique(lengths, return_counts=True)
-    for length, count in zip(unique.tolist(), counts.tolist()):
+    for length, count in zip(unique.tolist(), counts.tolist(), strict=True):
         if length and count >= ROWS_PER_BYTE_FOR_TABLE * length:
             group = np.flatnonzero(lengths == length)
             rows = as_strided(buffer, shape=(len(buffer) - length + 1, length), strides=(1, 1), writeable=False)
-            out[group] = crc32_rows(rows[starts[group]])
+            out[group] = _table_crc32_rows(rows[starts[group]])
             by_zlib[group] = False
     view = memoryview(buffer)
     crc = zlib.crc32
-    for i, s, n in zip(np.flatnonzero(by_zlib).tolist(), starts[by_zlib].tolist(), lengths[by_zlib].tolist()):
+    for i, s, n in zip(np.flatnonzero(by_zlib).tolist(), starts[by_zlib].tolist(), lengths[by_zlib].tolist(), strict=True):
         out[i] = crc(view[s : s + n])
     return out

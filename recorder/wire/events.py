@@ -90,7 +90,7 @@ class Counters:
     gaps: int = 0  # records missing between sequences (dropped)
     resends: int = 0  # records already stored for the session, not stored again
 
-    def add(self, other: "Counters") -> None:
+    def add(self, other: Counters) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 

@@ -7,7 +7,7 @@ names a rule by key (`rule = "..."` under [prefixes]).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 RAW, GRAY8, RGB24, YUV420P = 0, 0, 1, 2
 PCM_BYTES_PER_SAMPLE = {0: 2, 1: 4}  # PCM S16LE, PCM S32LE; OPUS is one packet of any size
