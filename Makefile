@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
+	$(BIN)/recorder certs init
 	$(BIN)/recorder serve
 
 test: install

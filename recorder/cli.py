@@ -64,3 +64,102 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
     click.echo(sender.summary(reports))
     if any(r.error for r in reports):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=6768, show_default=True, type=click.IntRange(0, 65535), help="HTTPS port (0: any free port).")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where sessions are written: <data-dir>/<device-serial>/<session-id>/.")
+@click.option("--certs-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder with subscriber.pem, subscriber-key.pem and root_ca.pem "
+                   "[default: ~/.aria/streaming-certs/persistent].")
+@click.option("--verify-clients", is_flag=True, help="Require device certificates signed by root_ca.pem.")
+@click.option("--plain-http", is_flag=True, help="Serve plain HTTP instead of HTTPS.")
+@click.option("--idle-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds of silence after which a connection is closed.")
+@click.option("--session-grace", default=30.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Seconds a session waits for its device to reconnect before it is finalised.")
+def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_timeout, session_grace):
+    """Receive devices' streams and record every session to disk."""
+    import trio
+
+    from . import certs
+    from .server.config import ServerConfig
+    from .server.serve import ConfigurationError
+    from .server.serve import serve as run_server
+    from .storage import Store
+
+    config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
+                          tls=not plain_http, verify_clients=verify_clients, idle_timeout_s=idle_timeout,
+                          session_grace_s=session_grace)
+    if plain_http and verify_clients:
+        raise click.UsageError("--verify-clients needs TLS; drop --plain-http")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        trio.run(run_server, config, Store(data_dir))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@main.group()
+def certs() -> None:
+    """Development certificates for TLS between devices and the recorder."""
+
+
+@certs.command("init")
+@click.option("--dir", "folder", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Certificates folder [default: ~/.aria/streaming-certs/persistent].")
+@click.option("--hostname", "hostnames", multiple=True, help="Extra name or address the server is reached by.")
+def certs_init(folder, hostnames):
+    """Create a development CA, server and device certificates where they are missing."""
+    from . import certs as certs_module
+
+    folder = folder or certs_module.DEFAULT_FOLDER
+    written = certs_module.init(folder, list(hostnames))
+    if written:
+        for path in written:
+            click.echo(f"wrote {path}")
+    else:
+        click.echo(f"certificates already in {folder}")
+
+
+@main.command("ls")
+@click.argument("data_dir", default="data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def ls(data_dir):
+    """List the recorded sessions under DATA_DIR."""
+    from .storage.inspect import format_ls
+
+    click.echo(format_ls(data_dir))
+
+
+@main.command()
+@click.argument("session", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(session, as_json):
+    """Streams, counts, rates, durations, sizes, gaps and TDM of one session."""
+    import json
+
+    from .storage.inspect import format_info, session_info
+
+    details = session_info(session)
+    click.echo(json.dumps(details, indent=1) if as_json else format_info(details))
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def recover(path):
+    """Repair unfinished sessions under PATH (a data folder or one session) after a crash."""
+    from .storage import Store
+    from .storage import recover as recover_session
+
+    if (path / "session.json").exists():
+        reports = [recover_session(path)]
+    else:
+        reports = Store(path).recover_all()
+    for report in reports:
+        click.echo(str(report))
+    if not reports:
+        click.echo("nothing to recover")

@@ -1,0 +1,263 @@
+"""The recorder server: accepts devices' connections, routes requests, keeps the sessions."""
+
+from __future__ import annotations
+
+import errno
+import json
+import time
+
+import h11
+import trio
+
+from . import console
+from .config import ServerConfig
+from .http import ClientTooSlow, HttpConnection
+from .ingest import BodyIngest, header_problem
+from .sessions import LiveSession
+from .status import metrics, status
+
+ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
+
+
+class Recorder:
+    def __init__(self, config: ServerConfig, store):
+        self.config = config
+        self.store = store
+        self.sessions: dict[tuple[str, str], LiveSession] = {}
+        self.shutting_down = False
+        self.started = time.time()
+        self.connections: set[trio.CancelScope] = set()
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def handle_connection(self, stream: trio.abc.Stream, remote: str) -> None:
+        conn = HttpConnection(stream, max_header_bytes=self.config.max_header_bytes,
+                              receive_bytes=self.config.receive_bytes, remote=remote)
+        try:
+            if isinstance(stream, trio.SSLStream):
+                with trio.move_on_after(self.config.header_timeout_s):
+                    await stream.do_handshake()
+            while not self.shutting_down or conn.h11.trailing_data[0]:
+                event = await conn.next_request(self.config.idle_timeout_s, self.config.header_timeout_s)
+                if isinstance(event, h11.ConnectionClosed):
+                    break
+                await self.route(conn, event)
+                if not conn.reusable():
+                    break
+                conn.h11.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            message = ("request headers are larger than the recorder accepts "
+                       f"({self.config.max_header_bytes} bytes)" if status == 431 else f"bad HTTP request: {exc}")
+            console.refused(remote, status, message)
+            if conn.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                try:
+                    await conn.error(status, message)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                    pass
+        except ClientTooSlow:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await conn.aclose()
+
+    async def route(self, conn: HttpConnection, request: h11.Request) -> None:
+        path = request.target.decode("latin-1").split("?", 1)[0]
+        method = request.method.decode("latin-1")
+        if conn.h11.they_are_waiting_for_100_continue and method == "POST" and not self.shutting_down:
+            await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if path in ("/status", "/metrics", "/healthz"):
+            if method not in ("GET", "HEAD"):
+                await conn.error(405, f"{path} answers GET, not {method}")
+                return
+            await self.drain(conn)
+            if path == "/status":
+                await conn.respond(200, json.dumps(status(self), indent=1).encode() + b"\n", "application/json")
+            elif path == "/metrics":
+                await conn.respond(200, metrics(self), "text/plain; version=0.0.4; charset=utf-8")
+            else:
+                await conn.respond_json(200, {"status": "ok"})
+            return
+        if method != "POST":
+            await conn.error(405, f"devices stream with POST; {method} is not accepted on {path}")
+            return
+        await self.ingest(conn, request)
+
+    async def drain(self, conn: HttpConnection) -> None:
+        """Read (and drop) the rest of a request that carries nothing for us."""
+        while not isinstance(await conn.next_event(self.config.idle_timeout_s), h11.EndOfMessage):
+            pass
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    async def ingest(self, conn: HttpConnection, request: h11.Request) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        if self.shutting_down:
+            await conn.error(503, "the recorder is shutting down; reconnect to continue the session")
+            return
+        problem = header_problem(headers)
+        if problem:
+            console.refused(conn.remote, 400, problem)
+            await conn.error(400, problem)
+            return
+        try:
+            session = await self.attach(headers, conn)
+        except OSError as exc:
+            await self._storage_error(conn, exc)
+            return
+        body = BodyIngest(session, coalesce_bytes=self.config.coalesce_bytes,
+                          flush_interval_s=self.config.flush_interval_s)
+        with trio.CancelScope() as scope:
+            session.connection_scope = scope
+            self.connections.add(scope)
+            try:
+                await self._receive_body(conn, session, body)
+                return
+            except ClientTooSlow as exc:
+                await self._end_request(session, body)
+                self.detach(session, f"idle ({exc})")
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._end_request(session, body)
+                self.detach(session, "the device closed the connection mid-request")
+                return
+            except OSError as exc:
+                self.detach(session, f"storage error: {exc}")
+                await self._storage_error(conn, exc)
+                return
+            finally:
+                self.connections.discard(scope)
+        # Cancelled: another connection took the session over, or the server is stopping.
+        if self.shutting_down:
+            with trio.CancelScope(shield=True):
+                await self._end_request(session, body)
+                try:
+                    await conn.error(503, "the recorder is shutting down; reconnect to continue the session")
+                except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                    pass
+
+    async def _receive_body(self, conn: HttpConnection, session: LiveSession, body: BodyIngest) -> None:
+        interval = self.config.flush_interval_s
+        while True:
+            event = conn.buffered_event()
+            if event is h11.NEED_DATA:
+                if body.pending or body.raw_chunks:
+                    # Write what has arrived if nothing more comes soon: data reaches the disk in time.
+                    with trio.move_on_after(interval):
+                        event = await conn.next_event(self.config.idle_timeout_s)
+                    if event is h11.NEED_DATA:
+                        await body.write()
+                        continue
+                else:
+                    event = await conn.next_event(self.config.idle_timeout_s)
+            if isinstance(event, h11.Data):
+                await body.add(event.data, event.chunk_start, event.chunk_end)
+                if body.due():
+                    await body.write()
+            elif isinstance(event, h11.EndOfMessage):
+                await self._end_request(session, body)
+                session.set_state("waiting")
+                await conn.respond_json(200, {
+                    "status": "ok", "session_id": session.session_id, "device": session.serial,
+                    "bytes": body.bytes, "records": body.counters.records,
+                    "highest_sequence": session.writer.highest_sequence,
+                    "gaps": body.counters.gaps, "resends": body.counters.resends,
+                    "corrupt_bytes": body.counters.corrupt_bytes, "malformed": body.counters.malformed,
+                })
+                self._waiting_since(session)
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                raise trio.BrokenResourceError("connection closed")
+
+    async def _end_request(self, session: LiveSession, body: BodyIngest) -> None:
+        await body.write(final=True)
+        counters = body.counters
+        async with session.lock:
+            await trio.to_thread.run_sync(session.writer.end_request, counters, time.time_ns())
+            session.stats = await trio.to_thread.run_sync(session.writer.stats)
+
+    async def _storage_error(self, conn: HttpConnection, exc: OSError) -> None:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        message = ENOSPC_MESSAGE if full else f"the recorder could not store the data: {exc.strerror or exc}"
+        console.refused(conn.remote, 507 if full else 500, message)
+        try:
+            await conn.error(507 if full else 500, message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def attach(self, headers: dict[str, str], conn: HttpConnection) -> LiveSession:
+        key = (headers["device-serial"], headers["session-id"].lower())
+        session = self.sessions.get(key)
+        first = session is None
+        if session is None:
+            writer = await trio.to_thread.run_sync(self.store.open_session, *key)
+            session = LiveSession(*key, writer, resumed=writer.highest_sequence is not None)
+            self.sessions[key] = session
+        elif session.connection_scope is not None and session.state == "receiving":
+            session.connection_scope.cancel()  # a reconnect replaces a connection that went stale
+        session.remote = conn.remote
+        session.requests += 1
+        if session.connection is not conn:  # a further request on the same connection is no reconnect
+            session.connection = conn
+            session.connections += 1
+            console.connected(session, first)
+        session.set_state("receiving")
+        async with session.lock:
+            await trio.to_thread.run_sync(session.writer.begin_request, headers, conn.remote, time.time_ns())
+        return session
+
+    def detach(self, session: LiveSession, reason: str) -> None:
+        session.connection_scope = None
+        if session.state == "receiving":
+            console.dropped(session, reason)
+        session.set_state("waiting")
+        self._waiting_since(session)
+
+    def _waiting_since(self, session: LiveSession) -> None:
+        session.connection_scope = None
+        session.waiting_since = time.monotonic()
+
+    async def finalise(self, session: LiveSession) -> None:
+        async with session.lock:
+            await trio.to_thread.run_sync(session.writer.close)
+            session.stats = await trio.to_thread.run_sync(session.writer.stats)
+        session.set_state("finished")
+        console.finished(session)
+
+    async def housekeeping(self) -> None:
+        """Once a second: rates, flushes of quiet sessions, finalising sessions nobody resumed."""
+        last_console = time.monotonic()
+        while True:
+            await trio.sleep(1.0)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.state == "finished":
+                    continue
+                if session.state == "waiting" and now - session.waiting_since >= self.config.session_grace_s:
+                    await self.finalise(session)
+                    continue
+                async with session.lock:
+                    session.stats = await trio.to_thread.run_sync(session.writer.stats)
+                totals = {"records": session.counters.records, "bytes": session.counters.bytes + session.raw_bytes}
+                totals.update({f"stream:{k}": v for k, v in session.stats.get("streams", {}).items()})
+                session.meter.sample(now, totals)
+            if now - last_console >= self.config.console_interval_s:
+                last_console = now
+                for session in self.sessions.values():
+                    if session.state == "receiving":
+                        console.periodic(session)
+
+    async def shutdown(self) -> None:
+        """Stop taking data, write what was received, finalise every open session."""
+        self.shutting_down = True
+        for scope in list(self.connections):
+            scope.cancel()
+        while self.connections:
+            await trio.sleep(0.05)
+        for session in list(self.sessions.values()):
+            if session.state != "finished":
+                await self.finalise(session)
+        console.summary(list(self.sessions.values()))

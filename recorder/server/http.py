@@ -1,0 +1,88 @@
+"""One HTTP/1.1 connection over h11: read events with timeouts, answer in JSON."""
+
+from __future__ import annotations
+
+import json
+
+import h11
+import trio
+
+
+class ClientTooSlow(Exception):
+    """The client did not send what it had to within its time."""
+
+
+class HttpConnection:
+    def __init__(self, stream: trio.abc.Stream, *, max_header_bytes: int, receive_bytes: int, remote: str):
+        self.stream = stream
+        self.remote = remote
+        self.receive_bytes = receive_bytes
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+
+    async def _receive(self) -> None:
+        try:
+            data = await self.stream.receive_some(self.receive_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        self.h11.receive_data(data)
+
+    def buffered_event(self):
+        """The next event if h11 already has the bytes for it, else h11.NEED_DATA."""
+        return self.h11.next_event()
+
+    async def next_event(self, timeout_s: float):
+        """The next event; raises ClientTooSlow if the client sends nothing for timeout_s."""
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            with trio.move_on_after(timeout_s) as scope:
+                await self._receive()
+            if scope.cancelled_caught:
+                raise ClientTooSlow(f"nothing received for {timeout_s:g} s")
+
+    async def next_request(self, idle_timeout_s: float, header_timeout_s: float):
+        """Wait up to idle_timeout_s for a request to begin, then header_timeout_s for its head."""
+        event = self.h11.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        if not self.h11.trailing_data[0]:
+            with trio.move_on_after(idle_timeout_s) as scope:
+                await self._receive()
+            if scope.cancelled_caught:
+                raise ClientTooSlow(f"no request for {idle_timeout_s:g} s")
+        with trio.move_on_after(header_timeout_s) as scope:
+            while (event := self.h11.next_event()) is h11.NEED_DATA:
+                await self._receive()
+        if scope.cancelled_caught:
+            raise ClientTooSlow(f"request headers did not arrive within {header_timeout_s:g} s")
+        return event
+
+    async def send(self, event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+    async def respond(self, status: int, body: bytes, content_type: str, close: bool = False) -> None:
+        headers = [("content-type", content_type), ("content-length", str(len(body)))]
+        if close:
+            headers.append(("connection", "close"))
+        await self.send(h11.Response(status_code=status, headers=headers))
+        await self.send(h11.Data(data=body))
+        await self.send(h11.EndOfMessage())
+
+    async def respond_json(self, status: int, payload: dict, close: bool = False) -> None:
+        await self.respond(status, json.dumps(payload).encode() + b"\n", "application/json", close)
+
+    async def error(self, status: int, message: str) -> None:
+        """A JSON error; the connection closes after it, since the request may be half read."""
+        await self.respond_json(status, {"status": "error", "error": message}, close=True)
+
+    def reusable(self) -> bool:
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    async def aclose(self) -> None:
+        try:
+            await self.stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass

@@ -1,0 +1,134 @@
+"""One request body into a session: version-1 bodies through the decoder, others kept raw.
+
+Decoding and writing happen in a worker thread, one call at a time per session; the socket is
+not read meanwhile, so a slow disk slows the sender through TCP instead of growing a queue.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import trio
+
+from ..wire import Counters, Decoder
+
+MAGIC = b"SRF1"
+SESSION_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+DEVICE_SERIAL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def header_problem(headers: dict[str, str]) -> str | None:
+    """Why a request's headers cannot be accepted, in words a person can act on; None if they can."""
+    session_id = headers.get("session-id")
+    serial = headers.get("device-serial")
+    if session_id is None:
+        return "missing session-id header (the streaming session's UUID)"
+    if not SESSION_ID.fullmatch(session_id):
+        return f"session-id {session_id[:80]!r} is not a UUID like 597b9aec-079a-4ca3-bc6c-98bf10f6aa33"
+    if serial is None:
+        return "missing device-serial header"
+    if not DEVICE_SERIAL.fullmatch(serial):
+        return f"device-serial {serial[:80]!r} must be 1 to 64 of A-Z a-z 0-9 . _ -"
+    return None
+
+
+class BodyIngest:
+    def __init__(self, session, *, coalesce_bytes: int, flush_interval_s: float):
+        self.session = session
+        self.coalesce_bytes = coalesce_bytes
+        self.flush_interval_s = flush_interval_s
+        self.decoder: Decoder | None = None
+        self.raw = False
+        self.bytes = 0
+        self.pieces: list[bytes] = []  # version-1 bytes not yet decoded
+        self.pending = 0
+        self.pending_since = 0.0
+        self.raw_chunk: list[bytes] = []  # the raw chunk being received
+        self.raw_chunk_at = 0
+        self.raw_chunks: list[tuple[bytes, int]] = []  # whole raw chunks not yet written
+        self._reported = Counters()
+
+    @property
+    def counters(self) -> Counters:
+        return self.decoder.counters if self.decoder else Counters(bytes=self.bytes)
+
+    def _choose_mode(self) -> None:
+        head = b"".join(self.pieces)[:4]
+        if len(head) < 4 and MAGIC.startswith(head):
+            return  # cannot tell yet
+        if head == MAGIC:
+            self.decoder = Decoder(highest_sequence=self.session.writer.highest_sequence)
+        else:
+            self.raw = True
+
+    async def add(self, data: bytes, chunk_start: bool, chunk_end: bool) -> None:
+        """One h11 Data event's bytes; writes when enough has gathered."""
+        if not data:
+            return
+        if not self.pending and not self.raw_chunks:
+            self.pending_since = time.monotonic()
+        self.bytes += len(data)
+        self.pieces.append(bytes(data))
+        self.pending += len(data)
+        if self.decoder is None and not self.raw:
+            self._choose_mode()
+        if self.raw:
+            self._gather_raw(chunk_start, chunk_end)
+        if self.pending >= self.coalesce_bytes:
+            await self.write()
+
+    def _gather_raw(self, chunk_start: bool, chunk_end: bool) -> None:
+        # Raw bodies keep their chunk boundaries: one write_raw per chunk as the device sent it
+        # (a chunk larger than coalesce_bytes is written in parts, to bound memory).
+        if chunk_start or not self.raw_chunk:
+            self.raw_chunk_at = time.time_ns()
+        self.raw_chunk += self.pieces
+        self.pieces = []
+        size = sum(map(len, self.raw_chunk))
+        if chunk_end or size >= self.coalesce_bytes:
+            self.raw_chunks.append((b"".join(self.raw_chunk), self.raw_chunk_at))
+            self.raw_chunk = []
+        self.pending = sum(len(c) for c, _ in self.raw_chunks)
+
+    def due(self) -> bool:
+        """Bytes have waited long enough that they must be written and flushed now."""
+        waiting = self.pending or self.raw_chunks
+        return bool(waiting) and time.monotonic() - self.pending_since >= self.flush_interval_s
+
+    async def write(self, final: bool = False) -> None:
+        session = self.session
+        if final and self.decoder is None and not self.raw and self.pieces:
+            self.raw = True  # a body shorter than the magic is not version 1
+            self._gather_raw(True, True)
+        if final and self.raw_chunk:
+            self.raw_chunks.append((b"".join(self.raw_chunk), self.raw_chunk_at))
+            self.raw_chunk = []
+        pieces, self.pieces = self.pieces, []
+        raw_chunks, self.raw_chunks = self.raw_chunks, []
+        self.pending = 0
+        decoder = self.decoder
+        flush = final or time.monotonic() - session.last_flush >= self.flush_interval_s
+
+        def decode_and_write():
+            writer = session.writer
+            if decoder is not None:
+                if pieces:
+                    writer.write(decoder.feed(b"".join(pieces)))
+                if final:
+                    writer.write(decoder.close())
+            for data, arrived_ns in raw_chunks:
+                writer.write_raw(data, arrived_ns)
+            if flush:
+                writer.flush()
+
+        async with session.lock:
+            await trio.to_thread.run_sync(decode_and_write)
+        if flush:
+            session.last_flush = time.monotonic()
+        if decoder is not None:
+            now = decoder.counters.as_dict()
+            delta = Counters(**{k: v - getattr(self._reported, k) for k, v in now.items()})
+            self._reported = Counters(**now)
+            session.counters.add(delta)
+        session.raw_bytes += sum(len(d) for d, _ in raw_chunks)

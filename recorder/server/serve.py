@@ -1,0 +1,85 @@
+"""`recorder serve`: TLS, listeners, signals, recovery of unfinished sessions, clean shutdown."""
+
+from __future__ import annotations
+
+import signal
+import ssl
+
+import trio
+
+from .. import certs
+from . import console
+from .app import Recorder
+from .config import ServerConfig
+
+
+class ConfigurationError(Exception):
+    """The server cannot start as configured; the message says what to do."""
+
+
+def server_ssl_context(config: ServerConfig) -> ssl.SSLContext:
+    folder = config.certs_dir
+    cert, key, ca = folder / certs.SERVER, folder / certs.SERVER_KEY, folder / certs.CA
+    missing = [p.name for p in (cert, key) if not p.exists()]
+    if missing:
+        raise ConfigurationError(f"{', '.join(missing)} not found in {folder}: run `recorder certs init "
+                                 f"--dir {folder}` or copy the streaming certificates there (or use --plain-http)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if config.verify_clients:
+        if not ca.exists():
+            raise ConfigurationError(f"--verify-clients needs {ca}")
+        context.load_verify_locations(cafile=str(ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run until SIGINT or SIGTERM (or cancellation); task_status gets the bound port."""
+    context = server_ssl_context(config) if config.tls else None
+    recovered = await trio.to_thread.run_sync(store.recover_all)
+    for report in recovered:
+        console._say(f"recovered unfinished session {report}")
+    recorder = Recorder(config, store)
+    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    port = listeners[0].socket.getsockname()[1]
+    scheme = "https" if context else "http"
+    console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
+                      ("client certificates required" if config.verify_clients else "TLS") if context
+                      else "plain HTTP, no TLS")
+
+    async def accept_loop(nursery, listener):
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError:
+                await trio.sleep(0.1)  # e.g. out of file descriptors: do not spin
+                continue
+            try:
+                peer = stream.socket.getpeername()
+                remote = f"{peer[0]}:{peer[1]}"
+            except OSError:
+                remote = "?"
+            if context is not None:
+                stream = trio.SSLStream(stream, context, server_side=True)
+            nursery.start_soon(recorder.handle_connection, stream, remote)
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as connections:
+            try:
+                async with trio.open_nursery() as service:
+                    for listener in listeners:
+                        service.start_soon(accept_loop, connections, listener)
+                    service.start_soon(recorder.housekeeping)
+                    task_status.started(port)
+                    async for _ in signals:
+                        break
+                    service.cancel_scope.cancel()
+            finally:
+                # However we stop (signal or cancellation), what was received is written and
+                # every open session is finalised.
+                with trio.CancelScope(shield=True):
+                    for listener in listeners:
+                        await listener.aclose()
+                    await recorder.shutdown()
+                connections.cancel_scope.cancel()

@@ -1,0 +1,93 @@
+"""What /status and /metrics show: a snapshot of every session this server has seen."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+
+def session_status(s) -> dict:
+    stats = s.stats or {}
+    rates = s.meter.rates
+    return {
+        "device": s.serial,
+        "session_id": s.session_id,
+        "state": s.state,
+        "since": s.since,
+        "state_since": s.state_since,
+        "remote": s.remote,
+        "resumed": s.resumed,
+        "connections": s.connections,
+        "requests": s.requests,
+        "bytes": s.counters.bytes + s.raw_bytes,
+        "records": s.counters.records,
+        "records_per_s": rates.get("records", 0.0),
+        "bitrate_mbps": rates.get("bytes", 0.0) * 8 / 1e6,
+        "streams": {name: {"count": count, "rate_hz": rates.get(f"stream:{name}", 0.0)}
+                    for name, count in stats.get("streams", {}).items()},
+        "camera_fps": {name: rates.get(f"stream:{name}", 0.0) for name in stats.get("cameras", [])},
+        "gaps": s.counters.gaps,
+        "resends": s.counters.resends,
+        "corrupt_bytes": s.counters.corrupt_bytes,
+        "bad_crc": s.counters.bad_crc,
+        "malformed": s.counters.malformed,
+        "truncated": s.counters.truncated,
+        "opaque": s.counters.opaque,
+        "raw_bytes": s.raw_bytes,
+        "tdm": stats.get("tdm", {}),
+        "path": str(s.writer.path),
+    }
+
+
+def status(recorder) -> dict:
+    return {
+        "status": "shutting_down" if recorder.shutting_down else "ok",
+        "uptime_s": time.time() - recorder.started,
+        "sessions": [session_status(s) for s in recorder.sessions.values()],
+    }
+
+
+class _Collector:
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def collect(self):
+        labels = ["device", "session_id"]
+        counters = {
+            "bytes": "Body bytes received", "records": "Records decoded and stored",
+            "gaps": "Records missing between sequences", "resends": "Resent records not stored again",
+            "corrupt_bytes": "Bytes skipped while resynchronising", "bad_crc": "Records with a bad CRC",
+            "malformed": "Records whose payload does not match its layout",
+            "truncated": "Records cut off by the end of a body", "opaque": "Records kept verbatim",
+        }
+        families = {k: CounterMetricFamily(f"recorder_session_{k}", help, labels=labels) for k, help in counters.items()}
+        up = GaugeMetricFamily("recorder_session_receiving", "1 while a device is streaming the session", labels=labels)
+        rate = GaugeMetricFamily("recorder_session_records_per_second", "Records per second lately", labels=labels)
+        bitrate = GaugeMetricFamily("recorder_session_bitrate_mbps", "Received megabits per second lately", labels=labels)
+        stream = CounterMetricFamily("recorder_stream_samples", "Samples or frames stored per stream",
+                                     labels=[*labels, "stream"])
+        tdm = GaugeMetricFamily("recorder_session_tdm_offset_ms", "Mean time-domain-mapping offset", labels=labels)
+        for s in list(self.recorder.sessions.values()):
+            st = session_status(s)
+            key = [s.serial, s.session_id]
+            for name, family in families.items():
+                family.add_metric(key, st[name])
+            up.add_metric(key, 1.0 if s.state == "receiving" else 0.0)
+            rate.add_metric(key, st["records_per_s"])
+            bitrate.add_metric(key, st["bitrate_mbps"])
+            for name, info in st["streams"].items():
+                stream.add_metric([*key, name], info["count"])
+            if st["tdm"].get("mean_offset_ns") is not None:
+                tdm.add_metric(key, st["tdm"]["mean_offset_ns"] / 1e6)
+        yield from families.values()
+        yield from (up, rate, bitrate, stream, tdm)
+        yield GaugeMetricFamily("recorder_sessions", "Sessions known to this server", value=len(self.recorder.sessions))
+
+
+def metrics(recorder) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(recorder))
+    return generate_latest(registry)
