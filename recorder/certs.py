@@ -47,7 +47,7 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 def _builder(subject: str, issuer: x509.Name | None, public_key) -> x509.CertificateBuilder:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "recorder development")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
             .public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))

@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..schema import MessageSpec, Schema, load
 from .crc import crc32_many
-from .events import Batch, Blob, Counters, CorruptBytes, SampleBlock, VerbatimRecord
+from .events import Batch, Blob, CorruptBytes, Counters, SampleBlock, VerbatimRecord
 from .rules import RULES
 
 _U16 = np.dtype("<u2")
