@@ -1,0 +1,53 @@
+"""How stored bytes are compressed: the Parquet writer's options and the blob zstd level.
+
+Chosen by measurement (`python -m recorder.storage.benchmark`); the figures are in
+recorder/storage/benchmark.py's docstring. In short: dictionary encoding is only worth it for
+string columns (labels, file names, reasons); float sensor data compresses best as
+BYTE_STREAM_SPLIT (byte planes of similar exponents) under zstd; monotonic integers
+(timestamps, sequences, offsets) as DELTA_BINARY_PACKED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+PARQUET_ZSTD_LEVEL = 3
+BLOB_ZSTD_LEVEL = 1
+ROW_GROUP_ROWS = 1 << 20
+# Integer columns that only grow within a stream: their deltas are small and regular.
+DELTA_COLUMNS = frozenset({"timestamp_ns", "sequence", "offset", "body_offset", "wall_time_ns", "capture_timestamp_ns",
+                           "broadcaster_timestamp_ns", "frame_number", "chunk", "utc_time_ms"})
+
+
+@dataclass(frozen=True)
+class ParquetSettings:
+    level: int = PARQUET_ZSTD_LEVEL
+    dictionary_everywhere: bool = False  # pyarrow's default; wrong for float sensor data
+    byte_stream_split: bool = True  # for float columns
+    delta: bool = True  # DELTA_BINARY_PACKED for DELTA_COLUMNS
+
+    def writer_options(self, schema: pa.Schema) -> dict:
+        """Keyword arguments for pyarrow.parquet.ParquetWriter / write_table."""
+        options = {"compression": "zstd", "compression_level": self.level, "write_statistics": True}
+        strings = [f.name for f in schema if pa.types.is_string(f.type)]
+        if self.dictionary_everywhere:
+            options["use_dictionary"] = True
+            return options
+        options["use_dictionary"] = strings
+        encodings = {}
+        for f in schema:
+            leaf, path = f.type, f.name
+            if pa.types.is_fixed_size_list(leaf):
+                leaf, path = leaf.value_type, f"{f.name}.list.{leaf.value_field.name}"
+            if self.byte_stream_split and pa.types.is_floating(leaf):
+                encodings[path] = "BYTE_STREAM_SPLIT"
+            elif self.delta and f.name in DELTA_COLUMNS and pa.types.is_integer(leaf):
+                encodings[path] = "DELTA_BINARY_PACKED"
+        if encodings:
+            options["column_encoding"] = encodings
+        return options
+
+
+DEFAULT_PARQUET = ParquetSettings()
