@@ -239,16 +239,22 @@ class Recorder:
                 if session.state == "waiting" and now - session.waiting_since >= self.config.session_grace_s:
                     await self.finalise(session)
                     continue
-                async with session.lock:
-                    session.stats = await trio.to_thread.run_sync(session.writer.stats)
-                totals = {"records": session.counters.records, "bytes": session.counters.bytes + session.raw_bytes}
-                totals.update({f"stream:{k}": v for k, v in session.stats.get("streams", {}).items()})
-                session.meter.sample(now, totals)
+                try:
+                    await self._sample(session, now)
+                except Exception as exc:  # a status figure must never stop the recording
+                    console.internal_error(session, "status", exc)
             if now - last_console >= self.config.console_interval_s:
                 last_console = now
                 for session in self.sessions.values():
                     if session.state == "receiving":
                         console.periodic(session)
+
+    async def _sample(self, session: LiveSession, now: float) -> None:
+        async with session.lock:
+            session.stats = await trio.to_thread.run_sync(session.writer.stats)
+        totals = {"records": session.counters.records, "bytes": session.counters.bytes + session.raw_bytes}
+        totals.update({f"stream:{name}": info["rows"] for name, info in session.stats.get("streams", {}).items()})
+        session.meter.sample(now, totals)
 
     async def shutdown(self) -> None:
         """Stop taking data, write what was received, finalise every open session."""

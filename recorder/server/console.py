@@ -48,11 +48,15 @@ def finished(s) -> None:
 
 def periodic(s) -> None:
     rates = s.meter.rates
-    cams = ", ".join(f"{name} {rates.get(f'stream:{name}', 0.0):.1f}fps" for name in (s.stats or {}).get("cameras", []))
+    cams = ", ".join(f"{name} {rates.get(f'stream:{name}', 0.0):.1f}fps" for name in (s.stats or {}).get("camera_frames", {}))
     _say(f"[{s.serial}] {rates.get('records', 0.0):.0f} rec/s {rates.get('bytes', 0.0) * 8 / 1e6:.1f} Mbit/s"
          + (f" | {cams}" if cams else "") + f" | {_tdm(s.stats or {})}"
          + (f" | {s.counters.gaps} missing" if s.counters.gaps else "")
          + (f" | {s.counters.corrupt_bytes} corrupt bytes" if s.counters.corrupt_bytes else ""))
+
+
+def internal_error(s, what: str, exc: Exception) -> None:
+    _say(f"[{s.serial}] internal error in {what} (recording goes on): {type(exc).__name__}: {exc}")
 
 
 def summary(sessions) -> None:

@@ -26,9 +26,10 @@ def session_status(s) -> dict:
         "records": s.counters.records,
         "records_per_s": rates.get("records", 0.0),
         "bitrate_mbps": rates.get("bytes", 0.0) * 8 / 1e6,
-        "streams": {name: {"count": count, "rate_hz": rates.get(f"stream:{name}", 0.0)}
-                    for name, count in stats.get("streams", {}).items()},
-        "camera_fps": {name: rates.get(f"stream:{name}", 0.0) for name in stats.get("cameras", [])},
+        "streams": {name: {"count": info["rows"], "rate_hz": rates.get(f"stream:{name}", 0.0),
+                           "stored_bytes": info["bytes"]}
+                    for name, info in stats.get("streams", {}).items()},
+        "camera_fps": {name: rates.get(f"stream:{name}", 0.0) for name in stats.get("camera_frames", {})},
         "gaps": s.counters.gaps,
         "resends": s.counters.resends,
         "corrupt_bytes": s.counters.corrupt_bytes,
