@@ -163,3 +163,7 @@ def recover(path):
         click.echo(str(report))
     if not reports:
         click.echo("nothing to recover")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder
+from . import decoder, ingest
 
-SECTIONS = {"decoder": decoder.run}
+SECTIONS = {"decoder": decoder.run, "ingest": ingest.run}
 
 
 def main(argv: list[str]) -> int:

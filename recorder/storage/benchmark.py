@@ -11,33 +11,46 @@ audio block of the same run compressed one zstd frame each (as the writer stores
 Throughput: SessionWriter.write() + flush() of the decoded batches of 2 s bodies fed in 1 MiB
 pieces (decoding not counted), one thread, fsync on, on the machine's disk.
 
-Figures (20 s of profile9, 2-core VM, pyarrow 26, zstandard 0.25; sizes of all sample streams,
-2.2 MB in the wire's packed form):
+Figures (30 s of profile9, `--seconds 30`; 2-core VM, pyarrow 26.0.1, zstandard 0.25; sizes
+summed over the 11 sample streams, 82 860 rows, 6.9 MB in Arrow; times are noisy to +-15 ms):
 
-    setting                                  level   size (kB)   write ms   read ms
-    dictionary everywhere (pyarrow default)    1      1493          71        13
-                                               3      1484          77        13
-                                               9      1461         221        13
-    no dictionary, PLAIN                       1      1286          40         9
-                                               3      1275          44         9
-                                               9      1258         190         9
-    no dictionary, BYTE_STREAM_SPLIT floats    1      1163          42         9
-                                               3      1143          45         9
-                                               9      1130         175         9
-    BYTE_STREAM_SPLIT + DELTA ints (chosen)    1      1039          43        10
-                                               3      1018          47        10
-                                               9      1005         177        10
+    setting                                    level  size kB  write ms  read ms
+    dictionary everywhere (pyarrow default)        1     5578       112       25
+                                                   3     5411       109       26
+                                                   9     5424       125       27
+    no dictionary, PLAIN                           1     3891        29       24
+                                                   3     3778        50       27
+                                                   9     3761        60       27
+    no dictionary, BYTE_STREAM_SPLIT floats        1     3255        44       23
+                                                   3     3128        41       23
+                                                   9     3096        62       19
+    BYTE_STREAM_SPLIT + DELTA ints (chosen)        1     2937        33       21
+                                                   3     2913        45       22
+                                                   9     2899        63       22
 
-    (filled in by running the benchmark; see the report printed by main())
+Blob zstd levels, one frame per blob (MB/s of input on one core, compression ratio):
 
-Blob zstd levels (one frame per blob):
+    level   slam RAW GRAY8     rgb H.264        audio PCM
+     -1      208 MB/s x1.37    5210 MB/s x1.00  5008 MB/s x1.00
+      1      231 MB/s x1.43     835 MB/s x1.00   736 MB/s x1.16
+      2      143 MB/s x1.60     830 MB/s x1.00   749 MB/s x1.16
+      3      115 MB/s x1.92     607 MB/s x1.00   640 MB/s x1.16
+      6       48 MB/s x1.91     472 MB/s x1.00   184 MB/s x1.16
 
-    level   slam GRAY8 MB/s  ratio   rgb H264 MB/s  ratio   audio MB/s  ratio
-    (filled in by running the benchmark)
+Decision. Parquet: dictionary for strings only (dictionary pages on float sensor data cost 43 %
+more space and 2-3x the write time), BYTE_STREAM_SPLIT for floats (-17 %), DELTA_BINARY_PACKED
+for monotonic integers (-7 %): 2.9 MB against pyarrow's default 5.4 MB. zstd level 3: level 9
+saves 0.5 % for 40 % more time, level 1 costs 1 % more space for no measurable gain. Blobs: zstd
+level 3. The SLAM cameras (10.5 MB/s of the 11.8 MB/s a profile9 device sends) shrink by 48 %
+instead of 30 % at level 1, for about 0.1 core per device (115 MB/s): well inside "10 MB/s per
+device on one core share". Coded video and PCM audio barely compress at any level, and cost
+little at level 3. Store(blob_level=1) halves the blob CPU where cores are short.
 
-Decision: BYTE_STREAM_SPLIT for floats, DELTA_BINARY_PACKED for monotonic integers, dictionary
-for strings only, zstd level 3 (level 9 saves about 1 % more for about 4x the time). Blobs:
-zstd level 1 (see the table: the fastest level that still compresses the cameras).
+Throughput: write() + flush() of 10 s of one device, one sample per message, 119 MB of body,
+29 070 records, blobs at level 3: 1.75-1.87 s wall (1.63-1.74 s CPU) = 64-68 MB/s and
+15 500-16 600 records/s, so one profile9 device costs about 18 % of a core (with
+Store(blob_level=1): 1.17 s, 102 MB/s, 24 900 records/s, 12 %). The sample records alone (blobs
+left out): 27 620 in 0.40 s = 69 000 records/s. close() (every stream's part into Parquet) 0.08 s.
 """
 
 from __future__ import annotations
@@ -63,7 +76,7 @@ PARQUET_VARIANTS = {
     "BYTE_STREAM_SPLIT + DELTA ints (chosen)": dict(byte_stream_split=True, delta=True),
 }
 PARQUET_LEVELS = (1, 3, 9)
-BLOB_LEVELS = (-1, 1, 3, 6)
+BLOB_LEVELS = (-1, 1, 2, 3, 6)
 REPEATS = 3
 
 
@@ -109,8 +122,8 @@ def measure_parquet(streams: dict[str, pa.Table]) -> list[dict]:
             size, write_s, read_s = 0, 0.0, 0.0
             for table in streams.values():
                 options = settings.writer_options(table.schema)
+                write_s += _best(lambda: pq.write_table(table, io.BytesIO(), **options))  # noqa: B023
                 sink = io.BytesIO()
-                write_s += _best(lambda: pq.write_table(table, sink := io.BytesIO(), **options))  # noqa: B023
                 pq.write_table(table, sink, **options)
                 data = sink.getvalue()
                 size += len(data)
@@ -133,8 +146,9 @@ def measure_blobs(blobs: dict[str, list[bytes]]) -> list[dict]:
     return results
 
 
-def measure_throughput(seconds: float, root) -> dict:
-    """write() + flush() of decoded profile9 batches (one sample per message), one core."""
+def measure_throughput(seconds: float, root, *, samples_only: bool = False) -> dict:
+    """write() + flush() of decoded profile9 batches (one sample per message), one core.
+    samples_only: leave the blobs out, to see the per-record cost of the sample streams."""
     from .store import Store
 
     device = make_fleet(2, seed=7, one_sample_per_message=True)[1]
@@ -144,6 +158,13 @@ def measure_throughput(seconds: float, root) -> dict:
     for body in bodies:
         view = memoryview(body)
         batches += [decoder.feed(view[i:i + (1 << 20)]) for i in range(0, len(body), 1 << 20)]
+    records = decoder.counters.records
+    body_bytes = sum(map(len, bodies))
+    if samples_only:
+        for batch in batches:
+            body_bytes -= sum(len(b.data) + b.message.prefix.size + 32 for b in batch.blobs)
+            records -= len(batch.blobs)
+            batch.blobs = []
     store = Store(root)
     writer = store.open_session(device.serial, device.session_id)
     writer.begin_request(device.headers(), "bench", time.time_ns())
@@ -158,10 +179,8 @@ def measure_throughput(seconds: float, root) -> dict:
     writer.end_request(decoder.counters, time.time_ns())
     writer.close()
     close = time.perf_counter() - close
-    body_bytes = sum(map(len, bodies))
-    return {"body_mb": body_bytes / 1e6, "records": decoder.counters.records, "wall_s": wall, "cpu_s": cpu,
-            "mb_per_s": body_bytes / 1e6 / wall, "records_per_s": decoder.counters.records / wall,
-            "close_s": close}
+    return {"body_mb": body_bytes / 1e6, "records": records, "wall_s": wall, "cpu_s": cpu,
+            "mb_per_s": body_bytes / 1e6 / wall, "records_per_s": records / wall, "close_s": close}
 
 
 def main(argv=None) -> None:
@@ -183,11 +202,13 @@ def main(argv=None) -> None:
     for r in measure_blobs(blobs):
         print(f"level {r['level']:3}  " + "  ".join(f"{k}: {v['mb_per_s']:7.0f} MB/s x{v['ratio']:.2f}"
                                                    for k, v in r.items() if k != "level"))
-    with tempfile.TemporaryDirectory(dir=args.dir) as root:
-        t = measure_throughput(min(args.seconds, 10.0), Path(root))
-    print(f"\nwrite(): {t['body_mb']:.0f} MB of body, {t['records']} records in {t['wall_s']:.2f} s "
-          f"(cpu {t['cpu_s']:.2f} s): {t['mb_per_s']:.0f} MB/s, {t['records_per_s']:.0f} records/s; "
-          f"close {t['close_s']:.2f} s")
+    print()
+    for samples_only in (False, True):
+        with tempfile.TemporaryDirectory(dir=args.dir) as root:
+            t = measure_throughput(min(args.seconds, 10.0), Path(root), samples_only=samples_only)
+        print(f"write() {'sample records only' if samples_only else 'all records'}: {t['body_mb']:.1f} MB of body, "
+              f"{t['records']} records in {t['wall_s']:.2f} s (cpu {t['cpu_s']:.2f} s): {t['mb_per_s']:.0f} MB/s, "
+              f"{t['records_per_s']:.0f} records/s; close {t['close_s']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 PARQUET_ZSTD_LEVEL = 3
-BLOB_ZSTD_LEVEL = 1
-ROW_GROUP_ROWS = 1 << 20
+BLOB_ZSTD_LEVEL = 3
+ROW_GROUP_BYTES = 64 << 20  # uncompressed, in memory: what a reader holds per row group
 # Integer columns that only grow within a stream: their deltas are small and regular.
 DELTA_COLUMNS = frozenset({"timestamp_ns", "sequence", "offset", "body_offset", "wall_time_ns", "capture_timestamp_ns",
                            "broadcaster_timestamp_ns", "frame_number", "chunk", "utc_time_ms"})
@@ -40,7 +40,8 @@ class ParquetSettings:
         for f in schema:
             leaf, path = f.type, f.name
             if pa.types.is_fixed_size_list(leaf):
-                leaf, path = leaf.value_type, f"{f.name}.list.{leaf.value_field.name}"
+                # Parquet's column path of a list's values (pyarrow writes compliant nested types)
+                leaf, path = leaf.value_type, f"{f.name}.list.element"
             if self.byte_stream_split and pa.types.is_floating(leaf):
                 encodings[path] = "BYTE_STREAM_SPLIT"
             elif self.delta and f.name in DELTA_COLUMNS and pa.types.is_integer(leaf):

@@ -144,8 +144,3 @@ def sample_batch(spec: MessageSpec, samples: np.ndarray, sequence: np.ndarray, s
         else:
             columns.append(_column(samples[field.name], field.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def rows_batch(schema: pa.Schema, rows: list[dict]) -> pa.RecordBatch:
-    """Index rows (one per blob or verbatim record, already Python objects) as a batch."""
-    return pa.RecordBatch.from_pylist(rows, schema=schema)

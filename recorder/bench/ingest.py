@@ -1,0 +1,189 @@
+"""End-to-end ingest: simulated profile9 devices (one sample per message) over loopback into a
+`recorder serve` subprocess, beside the loopback TCP ceiling and the disk's write speed.
+
+Bodies are generated once (one device's windows) and replayed by every device under its own
+serial and session, so the sending side costs little more than the socket writes. A device
+count is sustained when every record sent is stored (the server's /status agrees) and no
+window was sent more than one second after its due time (a server that cannot keep up pushes
+back through TCP, and the lag shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import trio
+
+from ..sim import sender
+from ..sim.fleet import make_fleet
+
+SECONDS = 6.0
+PERIOD = 0.2
+MAX_LAG_S = 1.0
+DEVICE_STEPS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 100)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_ceiling(total: int = 1 << 30, piece: int = 1 << 20) -> float:
+    """MB/s one TCP connection carries over loopback (one sending and one receiving thread)."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    received = [0]
+
+    def sink():
+        conn, _ = server.accept()
+        with conn:
+            while (data := conn.recv(piece)):
+                received[0] += len(data)
+
+    thread = threading.Thread(target=sink)
+    thread.start()
+    block = os.urandom(piece)
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        started = time.perf_counter()
+        for _ in range(total // piece):
+            client.sendall(block)
+    thread.join()
+    server.close()
+    return received[0] / (time.perf_counter() - started) / 1e6
+
+
+def disk_write_speed(folder: Path, total: int = 1 << 30, piece: int = 4 << 20) -> float:
+    """MB/s of sequential writes to the data folder's disk, fsync included."""
+    path = folder / "disk-speed.tmp"
+    block = os.urandom(piece)
+    started = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(total // piece):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return total / elapsed / 1e6
+
+
+class Replayed:
+    """One device replaying pre-generated windows under its own identity."""
+
+    def __init__(self, windows: list[bytes], records: int, headers: dict[str, str], index: int):
+        self.windows = windows
+        self.records_sent = records
+        self.serial = f"BENCH{index:05d}"
+        self.session_id = str(uuid.UUID(int=index + 1))
+        self.headers_ = dict(headers, **{"device-serial": self.serial, "session-id": self.session_id})
+        self.lag = 0.0
+
+    def headers(self):
+        return self.headers_
+
+
+async def replay(device: Replayed, url: str, paced: bool) -> None:
+    conn = await sender.Connection.open(sender.Target.parse(url), None)
+    start = trio.current_time()
+    try:
+        await conn.start("/", device.headers())
+        for k, body in enumerate(device.windows):
+            due = start + (k + 1) * PERIOD
+            if paced:
+                await trio.sleep_until(due)
+            await conn.send(body)
+            if paced:
+                device.lag = max(device.lag, trio.current_time() - due)
+        status, payload = await conn.finish()
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {payload}")
+    finally:
+        await conn.aclose()
+
+
+def stored_records(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=30) as r:
+        return {s["device"]: s["records"] for s in json.load(r)["sessions"]}
+
+
+def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced: bool) -> dict:
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "recorder.cli", "serve", "--plain-http", "--host", "127.0.0.1",
+                                   "--port", str(port), "--data-dir", tmp, "--session-grace", "3600"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            devices = [Replayed(windows, records, headers, i) for i in range(n)]
+            cpu_before = _cpu_seconds(server.pid)
+
+            async def all_devices():
+                async with trio.open_nursery() as nursery:
+                    for d in devices:
+                        nursery.start_soon(replay, d, f"http://127.0.0.1:{port}/", paced)
+
+            started = time.perf_counter()
+            trio.run(all_devices)
+            elapsed = time.perf_counter() - started
+            cpu = _cpu_seconds(server.pid) - cpu_before
+            stored = stored_records(port)
+        finally:
+            server.terminate()
+            server.wait(timeout=120)
+    sent_bytes = n * sum(map(len, windows))
+    lost = sum(max(0, records - stored.get(d.serial, 0)) for d in devices)
+    lag = max(d.lag for d in devices)
+    return {"devices": n, "paced": paced, "seconds": elapsed, "mb_per_s": sent_bytes / elapsed / 1e6,
+            "records_per_s": n * records / elapsed, "lost_records": lost, "max_lag_s": lag,
+            "server_cpu_cores": cpu / elapsed, "sustained": lost == 0 and lag < MAX_LAG_S}
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run() -> dict:
+    device = make_fleet(1, seed=2, profile="profile9", one_sample_per_message=True)[0]
+    windows = [device.window(k * PERIOD, (k + 1) * PERIOD) for k in range(int(SECONDS / PERIOD))]
+    records, headers = device.records_sent, device.headers()
+    per_device = sum(map(len, windows)) / SECONDS / 1e6
+    print(f"one profile9 device, one sample per message: {records / SECONDS:.0f} records/s, {per_device:.1f} MB/s")
+    ceiling = loopback_ceiling()
+    disk = disk_write_speed(Path("."))
+    print(f"ceilings: loopback TCP {ceiling:.0f} MB/s, disk writes {disk:.0f} MB/s "
+          f"(= {min(ceiling, disk) / per_device:.0f} devices' worth)")
+    fastest = run_devices(4, windows, records, headers, paced=False)
+    print(f"unpaced, 4 devices: {fastest['mb_per_s']:.0f} MB/s, {fastest['records_per_s']:.0f} records/s, "
+          f"server {fastest['server_cpu_cores']:.2f} cores, lost {fastest['lost_records']}")
+    steps, sustained = [], 0
+    for n in DEVICE_STEPS:
+        result = run_devices(n, windows, records, headers, paced=True)
+        steps.append(result)
+        print(f"paced, {n:3d} devices: {result['mb_per_s']:6.0f} MB/s {result['records_per_s']:8.0f} records/s, "
+              f"max lag {result['max_lag_s']:.2f} s, lost {result['lost_records']}, "
+              f"server {result['server_cpu_cores']:.2f} cores -> {'sustained' if result['sustained'] else 'NOT sustained'}")
+        if not result["sustained"]:
+            break
+        sustained = n
+    print(f"devices sustained with no loss and under {MAX_LAG_S:g} s of lag: {sustained}")
+    return {"per_device_mb_per_s": per_device, "loopback_mb_per_s": ceiling, "disk_mb_per_s": disk,
+            "unpaced": fastest, "paced": steps, "devices_sustained": sustained}

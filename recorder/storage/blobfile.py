@@ -1,0 +1,63 @@
+"""Append-only files of zstd frames: one frame per blob, so one blob reads without the rest.
+
+Concatenated zstd frames are themselves a valid zstd stream, so `zstd -d` on a whole file gives
+every blob back to back. Each frame records its content size, so a reader knows how much it
+gets. The writer hands back where each frame went; the caller writes that into its index only
+after flush() has pushed the frame out (bytes before the rows that point at them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import zstandard
+
+from .compression import BLOB_ZSTD_LEVEL
+
+
+class BlobFile:
+    def __init__(self, path: Path, *, level: int = BLOB_ZSTD_LEVEL):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Unbuffered: frames are tens of kB and up, and every write must reach the OS by flush().
+        self._file = open(path, "ab", buffering=0)
+        self.size = self._file.seek(0, os.SEEK_END)
+        self._dirty = False
+        self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
+
+    def append(self, data) -> tuple[int, int]:
+        """Compress `data` as one frame at the end of the file; returns (offset, length)."""
+        frame = self._compressor.compress(data)
+        offset = self.size
+        view = memoryview(frame)
+        while view:
+            view = view[self._file.write(view):]
+        self.size += len(frame)
+        self._dirty = True
+        return offset, len(frame)
+
+    def flush(self, *, sync: bool) -> None:
+        if self._dirty and sync:
+            os.fdatasync(self._file.fileno())
+        self._dirty = False
+
+    def close(self, *, sync: bool) -> None:
+        if not self._file.closed:
+            self.flush(sync=sync)
+            self._file.close()
+
+
+def read_frame(file, offset: int, length: int) -> bytes:
+    """One blob from an open file (binary, seekable)."""
+    file.seek(offset)
+    frame = file.read(length)
+    if len(frame) != length:
+        raise EOFError(f"blob frame at {offset} wants {length} bytes, the file has {len(frame)}")
+    return zstandard.ZstdDecompressor().decompress(frame)
+
+
+def read_all(path: Path) -> bytes:
+    """Every frame of a file, back to back (one pass, no per-frame seeks)."""
+    with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as reader:
+        return reader.read()

@@ -1,0 +1,61 @@
+"""File operations whose order matters for crash safety.
+
+A file that must appear whole (a Parquet part, the manifest) is written under a temporary name,
+fsynced, renamed over its final name, and its folder fsynced: after a crash either the old or
+the new file is there, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or creation in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_durably(temp: Path, final: Path, *, sync: bool = True) -> None:
+    """Rename a written and closed temp file over `final`."""
+    if sync:
+        with open(temp, "rb") as f:
+            os.fsync(f.fileno())
+    os.replace(temp, final)
+    if sync:
+        fsync_dir(final.parent)
+
+
+def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(temp, path)
+    if sync:
+        fsync_dir(path.parent)
+
+
+def append_line(path: Path, line: bytes, *, sync: bool = True) -> None:
+    """One write() call with O_APPEND: a crash leaves the line whole or cut at the end, never
+    interleaved; readers skip a cut last line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,320 @@
+"""SessionWriter: everything one device session sends, into its folder.
+
+The server calls it from worker threads, one call at a time per session: no locking here.
+write() routes a decoded Batch to its streams (vectorised per SampleBlock); flush() makes all
+of it reach the files (and, with sync, the disk) and rewrites the manifest; close() finishes
+every part so the session is plain Parquet and zstd, resumable by a later open_session().
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..schema import MessageSpec
+from ..wire import Counters
+from . import layout, manifest, requestlog, tables
+from .ahead import StoredAhead
+from .calibration import HEADER as CALIBRATION_HEADER
+from .calibration import Calibrations
+from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
+from .stream import RollPolicy, StreamStats, StreamWriter
+from .timemap import TdmSummary
+
+
+# The decoder's counter for each kind of verbatim record that carries a trusted sequence.
+VERBATIM_COUNTER = {"opaque": "opaque", "unknown_id": "opaque", "reserved_flags": "reserved_flags",
+                    "malformed": "malformed"}
+
+
+class SessionWriter:
+    def __init__(self, path: Path, state: SessionState, policy: RollPolicy, *, release=None, on_close=None):
+        self.path = path
+        self._state = state
+        self._policy = policy
+        self._streams: dict[str, StreamWriter] = {}
+        self._calibrations = Calibrations(path, state.calibrations, sync=policy.sync)
+        self._raw_chunk = 0  # chunks of the open request's raw body so far
+        self._raw_offset = 0
+        self._release = release  # the Store's: counts down openers, says whether this was the last
+        self._on_close = on_close
+        self.finished_event = threading.Event()
+        self._closed = False
+        self._changed = False  # since the manifest was last written
+        self._wrote_decoded = False  # the open request went through write() (a version-1 body)
+        self.openers = 1  # Store.open_session() of an open session shares this writer
+        self._tdm = state.tdm()
+        self._ahead = StoredAhead(state.stored_ahead)
+        state.state = manifest.RECORDING
+        manifest.save(path, state, sync=policy.sync)  # "recording" on disk before any data is
+
+    @property
+    def highest_sequence(self) -> int | None:
+        return self._state.highest_sequence
+
+    @property
+    def state(self) -> str:
+        return self._state.state
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def begin_request(self, headers: dict[str, str], remote: str, wall_time_ns: int) -> None:
+        state = self._state
+        if state.open_request is not None:  # the previous one never ended: close its books
+            self.end_request(state.request_counters, wall_time_ns, interrupted=True)
+        n = state.requests
+        state.requests += 1
+        state.open_request = n
+        state.request_counters = Counters()
+        self._raw_chunk = self._raw_offset = 0
+        self._wrote_decoded = False
+        self._changed = True
+        state.see_wall_time(wall_time_ns)
+        plain = {k.lower(): v for k, v in headers.items() if k.lower() != CALIBRATION_HEADER}
+        plain = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in plain.items()}
+        calibration_file = None
+        for k, v in headers.items():
+            if k.lower() == CALIBRATION_HEADER:
+                calibration_file = self._calibrations.receive(v, n)
+                state.calibrations = self._calibrations.entries
+        state.headers = plain
+        build = plain.get("device-build")
+        if build is not None:
+            state.device_build = build
+            if build not in state.builds:
+                state.builds.append(build)
+        requestlog.append(self.path, {"event": "begin", "request": n, "wall_time_ns": wall_time_ns, "remote": remote,
+                                      "headers": plain, "calibration": calibration_file}, sync=self._policy.sync)
+
+    def end_request(self, counters: Counters, wall_time_ns: int, *, interrupted: bool = False) -> None:
+        state = self._state
+        n = state.open_request
+        if n is None:
+            return
+        if self._raw_chunk and not self._wrote_decoded:
+            # A body that is not version 1: its bytes are counted under raw_bodies, not again
+            # among the decoder's (the server hands in Counters(bytes=...) for it).
+            counters = Counters(**{**counters.as_dict(), "bytes": 0})
+        state.counters.add(counters)  # the request's own counters replace what write() summed
+        state.request_counters = Counters()
+        state.open_request = None
+        state.see_wall_time(wall_time_ns)
+        self._changed = True
+        entry = {"event": "end", "request": n, "wall_time_ns": wall_time_ns, "counters": counters.as_dict(),
+                 "raw_chunks": self._raw_chunk, "raw_bytes": self._raw_offset}
+        if interrupted:
+            entry["interrupted"] = True
+        requestlog.append(self.path, entry, sync=self._policy.sync)
+
+    def _request(self) -> int:
+        """The open request's number; data outside begin/end counts as a request of its own."""
+        if self._state.open_request is None:
+            self.begin_request({}, "", time.time_ns())
+        return self._state.open_request
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"session {self.path} is closed; open it again to append")
+
+    def write(self, batch) -> None:
+        self._check_open()
+        request = self._request()
+        self._wrote_decoded = True
+        self._changed = True
+        for block in batch.samples:
+            self._samples(block.message, block.samples, block.sequence, block.source)
+        for blob in batch.blobs:
+            self._blob(blob)
+        for record in batch.verbatim:
+            self._verbatim(record, request)
+        for corrupt in batch.corrupt:
+            self._corrupt(corrupt, request)
+        self._state.request_counters.add(batch.counters)
+        if self._ahead:
+            self._ahead.passed(self._state.highest_sequence)
+            self._state.stored_ahead = self._ahead.ranges()
+
+    def _already_stored(self, records: int, samples: int = 0, blobs: int = 0) -> None:
+        """Records stored before a crash and sent again (see ahead.py): counted as resends."""
+        c = self._state.counters
+        c.records -= records
+        c.samples -= samples
+        c.blobs -= blobs
+        c.resends += records
+
+    def _stream(self, name: str, schema: pa.Schema, kind: str, message: str) -> StreamWriter:
+        writer = self._streams.get(name)
+        if writer is None:
+            stats = self._state.streams.get(name)
+            if stats is None:
+                stats = self._state.streams[name] = StreamStats(kind, message)
+            writer = self._streams[name] = StreamWriter(self.path / name, schema, stats, self._policy)
+        return writer
+
+    def _samples(self, spec: MessageSpec, samples: np.ndarray, sequence: np.ndarray, source: np.ndarray) -> None:
+        if not len(samples):
+            return
+        self._state.see_sequence(int(sequence.max()))
+        if self._ahead:
+            new = self._ahead.new(sequence)
+            if not new.all():
+                old = ~new
+                self._already_stored(len(np.unique(sequence[old])), samples=int(old.sum()))
+                samples, sequence, source = samples[new], sequence[new], source[new]
+                if not len(samples):
+                    return
+        schema = tables.sample_schema(spec)
+        codes, inverse = np.unique(source, return_inverse=True)
+        labels = [spec.source_label(int(c)) for c in codes]
+        if spec.split_by_source and len(codes) > 1:
+            for k, label in enumerate(labels):
+                mask = inverse == k
+                rows = tables.sample_batch(spec, samples[mask], sequence[mask],
+                                           tables.labels_array(np.zeros(int(mask.sum()), np.int32), [label]))
+                self._stream(layout.sample_stream(spec, label), schema, "samples", spec.name).add(rows)
+        else:
+            rows = tables.sample_batch(spec, samples, sequence, tables.labels_array(inverse, labels))
+            self._stream(layout.sample_stream(spec, labels[0]), schema, "samples", spec.name).add(rows)
+        if spec.stream == TDM_STREAM:
+            self._see_tdm(samples)
+
+    def _see_tdm(self, samples: np.ndarray) -> None:
+        capture = samples["capture_timestamp_ns"].astype(np.int64)
+        offset = samples["broadcaster_timestamp_ns"].astype(np.int64) - capture
+        self._tdm.add(capture, offset, samples["broadcaster_id"])
+        self._state.streams[TDM_STREAM].extra["tdm"] = self._tdm.as_dict()
+
+    def _blob(self, blob) -> None:
+        spec: MessageSpec = blob.message
+        self._state.see_sequence(blob.sequence)
+        if self._ahead.stored(blob.sequence):
+            self._already_stored(1, blobs=1)
+            return
+        stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
+        stream.add_blob(blob.data, {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence,
+                                    "source": blob.label, "message_id": spec.id, **blob.prefix})
+
+    def _verbatim_stream(self) -> StreamWriter:
+        return self._stream(layout.VERBATIM_STREAM, tables.VERBATIM_SCHEMA, "verbatim", "verbatim")
+
+    def _verbatim(self, record, request: int) -> None:
+        if record.reason in SEQUENCED_VERBATIM and record.sequence is not None:
+            self._state.see_sequence(record.sequence)
+            if self._ahead.stored(record.sequence):
+                counter = VERBATIM_COUNTER[record.reason]
+                setattr(self._state.counters, counter, getattr(self._state.counters, counter) - 1)
+                self._state.counters.resends += 1
+                return
+        self._verbatim_stream().add_blob(record.data, {
+            "timestamp_ns": record.timestamp_ns, "sequence": record.sequence, "reason": record.reason,
+            "detail": record.detail, "message_id": record.message_id, "flags": record.flags,
+            "request": request, "body_offset": None})
+
+    def _corrupt(self, corrupt, request: int) -> None:
+        self._verbatim_stream().add_blob(corrupt.data, {
+            "timestamp_ns": None, "sequence": None, "reason": "corrupt",
+            "detail": f"{len(corrupt.data)} bytes skipped looking for the next record",
+            "message_id": None, "flags": None, "request": request, "body_offset": corrupt.offset})
+
+    def write_raw(self, data: bytes, wall_time_ns: int) -> None:
+        """One chunk of a body that is not version 1, as it arrived."""
+        self._check_open()
+        request = self._request()
+        self._changed = True
+        stream = self._stream(layout.RAW_BODY_STREAM, tables.RAW_BODY_SCHEMA, "raw", "raw-body")
+        stream.add_blob(data, {"request": request, "chunk": self._raw_chunk, "body_offset": self._raw_offset,
+                               "wall_time_ns": wall_time_ns})
+        raw = self._state.raw
+        if self._raw_chunk == 0:
+            raw["requests"] += 1
+        raw["chunks"] += 1
+        raw["bytes"] += len(data)
+        self._raw_chunk += 1
+        self._raw_offset += len(data)
+        self._state.see_wall_time(wall_time_ns)
+
+    # -- durability ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """After this returns, everything written so far is in the files (and with sync on the
+        disk); parts that are old or big enough are finished; the manifest is current."""
+        now = time.monotonic()
+        for stream in self._streams.values():
+            stream.flush()
+            if stream.due(now):
+                stream.roll()
+                self._changed = True
+        if self._changed:
+            manifest.save(self.path, self._state, sync=self._policy.sync)
+            self._changed = False
+
+    def close(self) -> None:
+        """Finish the session: every part becomes Parquet, the manifest says "finished". With
+        several openers, only the last close() finishes it (the others flush)."""
+        if self._closed:
+            return
+        last = self._release(self) if self._release is not None else True
+        if not last:
+            self.flush()
+            return
+        state = self._state
+        if state.open_request is not None:
+            self.end_request(state.request_counters, time.time_ns(), interrupted=True)
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
+        state.state = manifest.FINISHED
+        manifest.save(self.path, state, sync=self._policy.sync)
+        self._closed = True
+        if self._on_close is not None:
+            self._on_close(self)
+        else:
+            self.finished_event.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- status -------------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """A cheap snapshot for /status (no file access)."""
+        state = self._state
+        counters = state.total_counters()
+        first, last = state.device_time_range()
+        tdm = TdmSummary(self._tdm.as_dict()).manifest()
+        streams = sorted(list(state.streams.items()))  # see SessionState: another thread may add one
+        return {
+            "path": str(self.path),
+            "state": state.state,
+            "highest_sequence": state.highest_sequence,
+            "requests": state.requests,
+            "bytes": sum(s.bytes for _, s in streams),
+            "received_bytes": counters.bytes + state.raw["bytes"],
+            "records": counters.records,
+            "samples": counters.samples,
+            "blobs": counters.blobs,
+            "streams": {name: {"rows": s.rows, "bytes": s.bytes, "first_timestamp_ns": s.first_timestamp_ns,
+                               "last_timestamp_ns": s.last_timestamp_ns}
+                        for name, s in streams},
+            "first_device_time_ns": first,
+            "last_device_time_ns": last,
+            "gaps": counters.gaps,
+            "resends": counters.resends,
+            "corrupt_bytes": counters.corrupt_bytes,
+            "malformed": counters.malformed,
+            "opaque": counters.opaque,
+            "bad_crc": counters.bad_crc,
+            "truncated": counters.truncated,
+            "oversized": counters.oversized,
+            "reserved_flags": counters.reserved_flags,
+            "raw_bytes": state.raw["bytes"],
+            "tdm": tdm,
+            "camera_frames": state.camera_frames(),
+        }
