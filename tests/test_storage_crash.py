@@ -101,6 +101,7 @@ def test_sigkill_then_recover_keeps_everything_flushed(tmp_path, session_body, d
     assert store.unfinished() == [path]
     [report] = store.recover_all()
     assert report.found_state == "recording" and report.changed
+    assert str(report).startswith(f"{path}: was recording, recovered: ")
     assert store.unfinished() == []
 
     # Idempotent: a second recovery changes nothing at all.

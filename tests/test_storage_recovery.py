@@ -186,3 +186,15 @@ def test_parts_roll_by_size_and_age_and_read_as_one(tmp_path):
         assert m["bytes"] == on_disk
     ts = reader.table("imu-left").column("timestamp_ns").to_numpy()
     assert np.all(np.diff(ts) > 0)
+
+
+def test_recover_leaves_a_finished_session_alone(tmp_path, device_body):
+    device, body = device_body
+    writer = Store(tmp_path).open_session(device.serial, device.session_id)
+    send(writer, body, device.headers())
+    writer.close()
+    before = {p: p.read_bytes() for p in writer.path.rglob("*") if p.is_file()}
+    report = recover(writer.path)
+    assert report.found_state == "finished" and not report.changed
+    assert {p: p.read_bytes() for p in writer.path.rglob("*") if p.is_file()} == before
+    assert Store(tmp_path).unfinished() == []

@@ -108,34 +108,43 @@ class Recorder:
             return
         body = BodyIngest(session, coalesce_bytes=self.config.coalesce_bytes,
                           flush_interval_s=self.config.flush_interval_s)
-        with trio.CancelScope() as scope:
-            session.connection_scope = scope
-            self.connections.add(scope)
-            try:
-                await self._receive_body(conn, session, body)
-                return
-            except ClientTooSlow as exc:
-                await self._end_request(session, body)
-                self.detach(session, f"idle ({exc})")
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._end_request(session, body)
-                self.detach(session, "the device closed the connection mid-request")
-                return
-            except OSError as exc:
-                self.detach(session, f"storage error: {exc}")
-                await self._storage_error(conn, exc)
-                return
-            finally:
-                self.connections.discard(scope)
-        # Cancelled: another connection took the session over, or the server is stopping.
-        if self.shutting_down:
-            with trio.CancelScope(shield=True):
-                await self._end_request(session, body)
+        released = session.released = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                session.connection_scope = scope
+                self.connections.add(scope)
                 try:
-                    await conn.error(503, "the recorder is shutting down; reconnect to continue the session")
-                except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-                    pass
+                    await self._receive_body(conn, session, body)
+                    return
+                except ClientTooSlow as exc:
+                    await self._end_request(session, body)
+                    self.detach(session, f"idle ({exc})")
+                    return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._end_request(session, body)
+                    self.detach(session, "the device closed the connection mid-request")
+                    return
+                except OSError as exc:
+                    self.detach(session, f"storage error: {exc}")
+                    await self._storage_error(conn, exc)
+                    return
+                finally:
+                    self.connections.discard(scope)
+            # Cancelled: a reconnect took the session over, or the server is stopping. What this
+            # connection received is written before the session changes hands.
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._end_request(session, body)
+                except OSError as exc:
+                    await self._storage_error(conn, exc)
+                    return
+                if self.shutting_down:
+                    try:
+                        await conn.error(503, "the recorder is shutting down; reconnect to continue the session")
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                        pass
+        finally:
+            released.set()
 
     async def _receive_body(self, conn: HttpConnection, session: LiveSession, body: BodyIngest) -> None:
         interval = self.config.flush_interval_s
@@ -198,6 +207,7 @@ class Recorder:
             self.sessions[key] = session
         elif session.connection_scope is not None and session.state == "receiving":
             session.connection_scope.cancel()  # a reconnect replaces a connection that went stale
+            await session.released.wait()  # ... once that connection has written what it received
         session.remote = conn.remote
         session.requests += 1
         if session.connection is not conn:  # a further request on the same connection is no reconnect
@@ -222,7 +232,10 @@ class Recorder:
 
     async def finalise(self, session: LiveSession) -> None:
         async with session.lock:
-            await trio.to_thread.run_sync(session.writer.close)
+            try:
+                await trio.to_thread.run_sync(session.writer.close)
+            except OSError as exc:  # e.g. a full disk: the live files stay, recovery finishes them
+                console.internal_error(session, "finalising", exc)
             session.stats = await trio.to_thread.run_sync(session.writer.stats)
         session.set_state("finished")
         console.finished(session)

@@ -48,6 +48,8 @@ class LiveSession:
         self.lock = trio.Lock()
         self.connection_scope: trio.CancelScope | None = None
         self.connection = None  # the HTTP connection that carried the latest request
+        self.released = trio.Event()  # set when that connection's ingest has let go of the session
+        self.released.set()
 
     def set_state(self, state: str) -> None:
         if state != self.state:

@@ -53,6 +53,22 @@ class RecoveryReport:
     stored_ahead: list[list[int]] = field(default_factory=list)  # sequences stored above it (ahead.py)
     problems: list[str] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        if not self.changed:
+            return f"{self.path}: {self.found_state}, nothing to repair"
+        done = [f"{len(self.parts_written)} parts from live files ({self.rows_recovered} rows)"]
+        if self.files_removed:
+            done.append(f"{len(self.files_removed)} leftover files removed")
+        if self.blob_bytes_truncated:
+            done.append(f"{self.blob_bytes_truncated} unindexed blob bytes cut")
+        if self.index_rows_dropped:
+            done.append(f"{self.index_rows_dropped} index rows without bytes dropped")
+        if self.interrupted_request is not None:
+            done.append(f"request {self.interrupted_request} closed as interrupted")
+        done.append(f"highest sequence {self.highest_sequence}")
+        done += [f"problem: {p}" for p in self.problems]
+        return f"{self.path}: was {self.found_state}, recovered: " + "; ".join(done)
+
     def as_dict(self) -> dict:
         return {"path": str(self.path), "found_state": self.found_state, "changed": self.changed,
                 "parts_written": self.parts_written, "rows_recovered": self.rows_recovered,
@@ -214,6 +230,10 @@ def _frame_ends(index: pa.Table) -> dict[str, int]:
     return dict(zip(grouped.column("file").to_pylist(), grouped.column("end_max").to_pylist(), strict=True))
 
 
+# What a scan needs: times, sequences, verbatim reasons, the TDM fields (not the sensor data).
+SCAN_COLUMNS = ["timestamp_ns", "sequence", "reason", "capture_timestamp_ns", "offset_ns", "broadcaster_id"]
+
+
 @dataclass
 class StreamScan:
     stats: StreamStats | None  # None if the folder holds no rows
@@ -224,7 +244,7 @@ class StreamScan:
 def scan_stream(folder: Path, previous: StreamStats | None = None, *, above: int | None = None) -> StreamScan:
     """A stream's figures rebuilt from its files."""
     none = np.empty(0, np.uint64)
-    table = read_stream(folder)
+    table = read_stream(folder, columns=SCAN_COLUMNS)
     if table is None or not table.num_rows:
         return StreamScan(None, None, none)
     kind = tables.schema_kind(table.schema) or (previous.kind if previous else "samples")

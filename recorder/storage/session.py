@@ -26,11 +26,6 @@ from .stream import RollPolicy, StreamStats, StreamWriter
 from .timemap import TdmSummary
 
 
-# The decoder's counter for each kind of verbatim record that carries a trusted sequence.
-VERBATIM_COUNTER = {"opaque": "opaque", "unknown_id": "opaque", "reserved_flags": "reserved_flags",
-                    "malformed": "malformed"}
-
-
 class SessionWriter:
     def __init__(self, path: Path, state: SessionState, policy: RollPolicy, *, release=None, on_close=None):
         self.path = path
@@ -140,14 +135,6 @@ class SessionWriter:
             self._ahead.passed(self._state.highest_sequence)
             self._state.stored_ahead = self._ahead.ranges()
 
-    def _already_stored(self, records: int, samples: int = 0, blobs: int = 0) -> None:
-        """Records stored before a crash and sent again (see ahead.py): counted as resends."""
-        c = self._state.counters
-        c.records -= records
-        c.samples -= samples
-        c.blobs -= blobs
-        c.resends += records
-
     def _stream(self, name: str, schema: pa.Schema, kind: str, message: str) -> StreamWriter:
         writer = self._streams.get(name)
         if writer is None:
@@ -162,10 +149,10 @@ class SessionWriter:
             return
         self._state.see_sequence(int(sequence.max()))
         if self._ahead:
+            # Stored before a crash, after the last flush (ahead.py). Their counters were lost with
+            # the crash, so the decoder counting them now is right: they are only not stored again.
             new = self._ahead.new(sequence)
             if not new.all():
-                old = ~new
-                self._already_stored(len(np.unique(sequence[old])), samples=int(old.sum()))
                 samples, sequence, source = samples[new], sequence[new], source[new]
                 if not len(samples):
                     return
@@ -194,7 +181,6 @@ class SessionWriter:
         spec: MessageSpec = blob.message
         self._state.see_sequence(blob.sequence)
         if self._ahead.stored(blob.sequence):
-            self._already_stored(1, blobs=1)
             return
         stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
         stream.add_blob(blob.data, {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence,
@@ -207,9 +193,6 @@ class SessionWriter:
         if record.reason in SEQUENCED_VERBATIM and record.sequence is not None:
             self._state.see_sequence(record.sequence)
             if self._ahead.stored(record.sequence):
-                counter = VERBATIM_COUNTER[record.reason]
-                setattr(self._state.counters, counter, getattr(self._state.counters, counter) - 1)
-                self._state.counters.resends += 1
                 return
         self._verbatim_stream().add_blob(record.data, {
             "timestamp_ns": record.timestamp_ns, "sequence": record.sequence, "reason": record.reason,

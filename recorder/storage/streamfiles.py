@@ -19,7 +19,8 @@ EMPTY = pa.schema([])
 
 
 def read_stream(folder: Path, columns: list[str] | None = None) -> pa.Table | None:
-    """Every row of a stream folder (in file order), or None if it holds no table yet."""
+    """Every row of a stream folder (in file order), or None if it holds no table yet.
+    `columns`: only these (those of them the stream has)."""
     for _attempt in range(5):
         try:
             return _read_once(folder, columns)
@@ -29,15 +30,19 @@ def read_stream(folder: Path, columns: list[str] | None = None) -> pa.Table | No
 
 
 def _read_once(folder: Path, columns: list[str] | None) -> pa.Table | None:
+    # Live files are listed before parts: the writer renames a part into place before it
+    # deletes its live file, so a part missing from this listing of lives is in the next.
+    lives = layout.lives(folder)
     parts = layout.parts(folder)
-    lives = {n: p for n, p in layout.lives(folder).items() if n not in parts}
+    lives = {n: p for n, p in lives.items() if n not in parts}
     pieces: list[tuple[int, pa.Table]] = []
     for n, path in parts.items():
-        pieces.append((n, pq.read_table(path, columns=columns)))
+        wanted = None if columns is None else [c for c in columns if c in pq.read_schema(path).names]
+        pieces.append((n, pq.read_table(path, columns=wanted)))
     for n, path in lives.items():
         table = read_complete(path, EMPTY)  # a headless file (crash at its start) has no rows
         if table.num_rows:
-            pieces.append((n, table.select(columns) if columns else table))
+            pieces.append((n, table if columns is None else table.select([c for c in columns if c in table.schema.names])))
     if not pieces:
         return None
     pieces.sort(key=lambda p: p[0])
@@ -45,15 +50,3 @@ def _read_once(folder: Path, columns: list[str] | None) -> pa.Table | None:
     metadata = tables[0].schema.metadata
     return pa.concat_tables([t.replace_schema_metadata(metadata) for t in tables])
 
-
-def stream_schema(folder: Path) -> pa.Schema | None:
-    """The schema of a stream's first part or live file, without reading rows."""
-    for path in layout.parts(folder).values():
-        return pq.read_schema(path)
-    for path in layout.lives(folder).values():
-        try:
-            with pa.OSFile(str(path)) as source:
-                return pa.ipc.open_stream(source).schema
-        except (pa.ArrowInvalid, OSError):
-            continue
-    return None
