@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from server_support import assert_folders_read_as_datasets, assert_session_equals
+from server_support import assert_folders_read_as_datasets, assert_session_equals, records_in
 from storage_support import expected_from
 
 from recorder import certs
@@ -51,8 +51,7 @@ async def test_curl_sends_the_sample_bodies_chunked_over_tls(server, certs_dir, 
         headers, reply = replies[serial]
         body = (SAMPLES / serial / "body.srf").read_bytes()
         expected = expected_from([body])
-        records = sum(len(parts) for parts in expected.blobs.values()) + len(
-            {int(s) for parts in expected.samples.values() for p in parts for s in p[2]})
+        records = records_in([body])
         assert reply["status"] == "ok"
         assert reply["device"] == serial == headers["device-serial"]
         assert reply["session_id"] == headers["session-id"]

@@ -253,3 +253,14 @@ async def test_a_full_disk_does_not_stop_a_clean_shutdown(small_disk, tmp_path):
         await server.aclose()
     assert "Final summary:" in server.output and device.serial in server.output.split("Final summary:")[1]
     assert "Traceback" not in server.output, server.output
+
+
+@pytest.mark.parametrize("serial", [".", ".."])
+async def test_a_serial_that_cannot_name_a_folder_gets_400_and_the_server_goes_on(server, client_ssl, serial):
+    """'.' and '..' are 1 to 64 of the allowed characters, yet cannot be a session's folder: the
+    device is told so, and the server goes on."""
+    reply = await request(server.url, headers=ids(serial), body=small_body(), ssl_context=client_ssl)
+    assert_json_error(reply, 400, "device-serial")
+    health = await get(server.url, "/healthz", client_ssl)
+    assert health.status == 200
+    assert not any(server.data_dir.iterdir())

@@ -82,7 +82,7 @@ async def test_a_reconnect_after_the_connection_dropped_mid_request_stores_resen
     for body in windows[FIRST]:
         await conn.send(body)
     await conn.aclose()  # no final chunk: the request is cut off
-    await wait_for_records(server, client_ssl, device, records_in(windows[FIRST]))
+    await wait_for_records(server, client_ssl, device, records_in(windows[FIRST]), timeout=3.0)
     await second_connection(server, client_ssl, device, windows)
 
 
@@ -124,3 +124,19 @@ async def test_a_device_reconnecting_after_its_session_was_finalised_continues_i
     manifest = assert_session_equals(path, expected_from(windows), records=device.records_sent)
     assert manifest["state"] == "finished" and manifest["requests"] == 2 and manifest["counters"]["gaps"] == 0
     assert [p.name for p in (server.data_dir / device.serial).iterdir()] == [device.session_id]
+
+
+async def test_a_silent_connection_is_closed_after_the_idle_timeout_and_the_device_resumes(start_server, client_ssl):
+    """The device stops sending mid-request without closing: after idle_timeout the server ends
+    the connection, keeps everything it carried, and the device's reconnect resends from 4."""
+    server = await start_server(idle_timeout_s=1.0)
+    device, windows = device_and_windows()
+    conn = await sender.Connection.open(sender.Target.parse(server.url), client_ssl)
+    try:
+        await conn.start("/", device.headers())
+        for body in windows[FIRST]:
+            await conn.send(body)
+        await wait_for_records(server, client_ssl, device, records_in(windows[FIRST]))
+        await second_connection(server, client_ssl, device, windows)
+    finally:
+        await trio.aclose_forcefully(conn.stream)

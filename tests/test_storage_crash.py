@@ -87,7 +87,7 @@ def snapshot(path: Path) -> dict:
             for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("delay_s", [0.0, 0.13, 0.31, 0.57])
+@pytest.mark.parametrize("delay_s", [0.0, 0.2, 0.5])
 def test_sigkill_then_recover_keeps_everything_flushed(tmp_path, session_body, delay_s):
     device, body, folder, expected = session_body
     flushed = run_and_kill(tmp_path, folder, delay_s)
