@@ -205,6 +205,10 @@ class Recorder:
             writer = await trio.to_thread.run_sync(self.store.open_session, *key)
             session = LiveSession(*key, writer, resumed=writer.highest_sequence is not None)
             self.sessions[key] = session
+        elif session.state == "finished":
+            # The device came back after the session was finalised: reopen it, appending.
+            session.writer = await trio.to_thread.run_sync(self.store.open_session, *key)
+            session.resumed = True
         elif session.connection_scope is not None and session.state == "receiving":
             session.connection_scope.cancel()  # a reconnect replaces a connection that went stale
             await session.released.wait()  # ... once that connection has written what it received
