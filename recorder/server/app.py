@@ -72,12 +72,14 @@ class Recorder:
                 await conn.error(405, f"{path} answers GET, not {method}")
                 return
             await self.drain(conn)
+            head = method == "HEAD"
             if path == "/status":
-                await conn.respond(200, json.dumps(status(self), indent=1).encode() + b"\n", "application/json")
+                body, kind = json.dumps(status(self), indent=1).encode() + b"\n", "application/json"
             elif path == "/metrics":
-                await conn.respond(200, metrics(self), "text/plain; version=0.0.4; charset=utf-8")
+                body, kind = metrics(self), "text/plain; version=0.0.4; charset=utf-8"
             else:
-                await conn.respond_json(200, {"status": "ok"})
+                body, kind = b'{"status": "ok"}\n', "application/json"
+            await conn.respond(200, body, kind, head=head)
             return
         if method != "POST":
             await conn.error(405, f"devices stream with POST; {method} is not accepted on {path}")

@@ -63,12 +63,15 @@ class HttpConnection:
         if data:
             await self.stream.send_all(data)
 
-    async def respond(self, status: int, body: bytes, content_type: str, close: bool = False) -> None:
+    async def respond(self, status: int, body: bytes, content_type: str, close: bool = False,
+                      head: bool = False) -> None:
+        """A whole response; for a HEAD request the same headers and no body."""
         headers = [("content-type", content_type), ("content-length", str(len(body)))]
         if close:
             headers.append(("connection", "close"))
         await self.send(h11.Response(status_code=status, headers=headers))
-        await self.send(h11.Data(data=body))
+        if not head:
+            await self.send(h11.Data(data=body))
         await self.send(h11.EndOfMessage())
 
     async def respond_json(self, status: int, payload: dict, close: bool = False) -> None:

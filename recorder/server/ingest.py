@@ -30,6 +30,8 @@ def header_problem(headers: dict[str, str]) -> str | None:
         return "missing device-serial header"
     if not DEVICE_SERIAL.fullmatch(serial):
         return f"device-serial {serial[:80]!r} must be 1 to 64 of A-Z a-z 0-9 . _ -"
+    if serial in (".", ".."):
+        return f"device-serial {serial!r} cannot name a folder; use a serial with a letter or digit"
     return None
 
 
