@@ -21,7 +21,7 @@ CURL = "/usr/bin/curl"
 
 async def curl_post(url: str, ca: Path, body: Path, headers: dict[str, str], header_file: Path) -> dict:
     # One header per line; curl reads them with -H @file (the calibration is too long for argv comfort).
-    header_file.write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
+    header_file.write_bytes("".join(f"{k}: {v}\n" for k, v in headers.items()).encode())
     result = await trio.run_process(
         [CURL, "--silent", "--show-error", "--fail-with-body", "--max-time", "60", "--cacert", str(ca),
          "-H", "Transfer-Encoding: chunked", "-H", f"@{header_file}", "--data-binary", f"@{body}",
@@ -72,3 +72,21 @@ async def test_curl_sends_the_sample_bodies_chunked_over_tls(server, certs_dir, 
             assert req["headers"]["transfer-encoding"] == "chunked"
             assert "oatmeal-calibration" not in req["headers"]
         assert_folders_read_as_datasets(path)
+
+
+async def test_a_calibration_header_with_utf8_text_is_kept_byte_for_byte(server, certs_dir, tmp_path):
+    """Header bytes outside ASCII (a UTF-8 label, say) reach calibration.json exactly as sent."""
+    serial = SERIALS[0] if SERIALS else None
+    if serial is None:
+        pytest.skip("no sample_data")
+    headers = json.loads((SAMPLES / serial / "headers.json").read_text())
+    calibration = json.loads(headers["oatmeal-calibration"])
+    calibration["DeviceClassInfo"]["Note"] = "Ölçüm µm – 測定"
+    headers["oatmeal-calibration"] = json.dumps(calibration, ensure_ascii=False, separators=(",", ":"))
+    body = tmp_path / "body.srf"
+    body.write_bytes((SAMPLES / serial / "body.srf").read_bytes()[:200_000])
+    reply = await curl_post(server.url, certs_dir / certs.CA, body, headers, tmp_path / "headers")
+    assert reply["status"] == "ok"
+    with open_session(server.session_path(serial, headers["session-id"])) as reader:
+        assert reader.calibration_bytes == headers["oatmeal-calibration"].encode("utf-8")
+        assert reader.calibration["DeviceClassInfo"]["Note"] == "Ölçüm µm – 測定"

@@ -21,6 +21,7 @@ from server_support import (
     make_windows,
     records_in,
     request,
+    session_folders,
     stream_until_answered,
 )
 from storage_support import expected_from
@@ -199,7 +200,7 @@ def small_disk(tmp_path):
 async def fill_the_disk(server: ServerProcess, disk):
     """Stream a profile9 device as fast as it goes until the server refuses it; then take the
     last free bytes too (what the failed write left), as another program on the disk would.
-    Returns the device."""
+    Returns the device and the number of windows it sent whole."""
     device = make_fleet(2, seed=33, profile="profile9")[1]
     windows = (device.window(k * PERIOD, (k + 1) * PERIOD) for k in range(200))  # 40 s: far more than 8 MiB
     with trio.fail_after(60):
@@ -214,7 +215,7 @@ async def fill_the_disk(server: ServerProcess, disk):
         pass
     finally:
         os.close(fd)
-    return device
+    return device, sent
 
 
 async def test_a_full_disk_answers_507_and_the_server_keeps_serving(small_disk, tmp_path):
@@ -222,7 +223,7 @@ async def test_a_full_disk_answers_507_and_the_server_keeps_serving(small_disk, 
     server = ServerProcess(small_disk / "data", tmp_path / "serve.log", args=("--session-grace", "1"))
     await server.start()
     try:
-        device = await fill_the_disk(server, small_disk)
+        device, _ = await fill_the_disk(server, small_disk)
         for _ in range(2):  # at once, and after the session's grace has run out
             health = await get(server.url, "/healthz")
             assert health.status == 200 and health.json == {"status": "ok"}
@@ -246,7 +247,7 @@ async def test_a_full_disk_does_not_stop_a_clean_shutdown(small_disk, tmp_path):
     server = ServerProcess(small_disk / "data", tmp_path / "serve.log")
     await server.start()
     try:
-        device = await fill_the_disk(server, small_disk)
+        device, _ = await fill_the_disk(server, small_disk)
         server.send_signal(signal.SIGTERM)
         assert await server.wait() == 0, server.output
     finally:
@@ -255,12 +256,47 @@ async def test_a_full_disk_does_not_stop_a_clean_shutdown(small_disk, tmp_path):
     assert "Traceback" not in server.output, server.output
 
 
+async def test_a_device_returning_after_space_is_freed_goes_on(small_disk, tmp_path):
+    """The disk fills, the refused session's grace runs out (finalising it fails on the full
+    disk), the operator frees space, the device comes back: it is recorded again."""
+    other_program = small_disk / "other-program.bin"
+    other_program.write_bytes(b"\1" * (3 * MIB))
+    server = ServerProcess(small_disk / "data", tmp_path / "serve.log", args=("--session-grace", "1"))
+    await server.start()
+    try:
+        device, sent = await fill_the_disk(server, small_disk)
+        with trio.fail_after(10):
+            while (await get(server.url, "/status")).json["sessions"][0]["state"] != "unfinished":
+                await trio.sleep(0.1)
+        other_program.unlink()
+        (small_disk / "filler").unlink()
+        more = device.window((sent + 1) * PERIOD, (sent + 2) * PERIOD)
+        with trio.fail_after(8):
+            reply = await request(server.url, headers=device.headers(), body=more)
+        assert reply.status == 200, reply
+        assert reply.json["records"] == records_in([more])
+        assert (await get(server.url, "/healthz")).status == 200
+    finally:
+        await server.aclose()
+
+
 @pytest.mark.parametrize("serial", [".", ".."])
-async def test_a_serial_that_cannot_name_a_folder_gets_400_and_the_server_goes_on(server, client_ssl, serial):
-    """'.' and '..' are 1 to 64 of the allowed characters, yet cannot be a session's folder: the
-    device is told so, and the server goes on."""
-    reply = await request(server.url, headers=ids(serial), body=small_body(), ssl_context=client_ssl)
-    assert_json_error(reply, 400, "device-serial")
+async def test_a_serial_that_cannot_name_a_folder_is_handled_and_the_server_goes_on(server, client_ssl, serial):
+    """'.' and '..' are 1 to 64 of the allowed characters, yet cannot name a session's folder
+    as they are: the device gets a clear 400, or is stored inside the data folder (under a
+    name that works); either way nothing lands outside it and the server goes on."""
+    headers = ids(serial)
+    body = small_body()
+    reply = await request(server.url, headers=headers, body=body, ssl_context=client_ssl)
     health = await get(server.url, "/healthz", client_ssl)
     assert health.status == 200
-    assert not any(server.data_dir.iterdir())
+    anywhere = server.data_dir.parent.rglob(headers["session-id"])
+    assert all(p.is_relative_to(server.data_dir) for p in anywhere), "a session folder outside the data folder"
+    if reply.status == 200:
+        await server.stop()
+        (path,) = session_folders(server.data_dir)
+        assert path.is_relative_to(server.data_dir) and path.name == headers["session-id"]
+        assert_session_equals(path, expected_from([body]), records=records_in([body]))
+    else:
+        assert_json_error(reply, 400, "device-serial")
+        assert not any(server.data_dir.iterdir())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import trio
 from server_support import assert_session_equals, get, make_windows, post_windows, records_in
 from storage_support import expected_from
@@ -71,7 +70,6 @@ async def test_a_reconnect_after_a_finished_request_stores_resends_once(server, 
     await second_connection(server, client_ssl, device, windows)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 3, open): after a connection drops mid-request the server has not stored every record the first connection carried, so resends are not recognised")
 async def test_a_reconnect_after_the_connection_dropped_mid_request_stores_resends_once(server, client_ssl):
     """The first connection ends in the middle of its request (the device lost it after sending
     windows 0-5 whole); the device reconnects and resends from window 4. Everything the first

@@ -59,6 +59,8 @@ class Recorder:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except Exception as exc:  # one connection's unexpected failure must not stop the others
+            console.connection_error(remote, exc)
         finally:
             await conn.aclose()
 
@@ -122,7 +124,9 @@ class Recorder:
                     await self._end_request(session, body)
                     self.detach(session, f"idle ({exc})")
                     return
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+                    # A device that vanishes mid-body shows up as an h11 protocol error (the body
+                    # ended early): what it sent is kept all the same.
                     await self._end_request(session, body)
                     self.detach(session, "the device closed the connection mid-request")
                     return
@@ -207,8 +211,9 @@ class Recorder:
             writer = await trio.to_thread.run_sync(self.store.open_session, *key)
             session = LiveSession(*key, writer, resumed=writer.highest_sequence is not None)
             self.sessions[key] = session
-        elif session.state == "finished":
-            # The device came back after the session was finalised: reopen it, appending.
+        elif session.state in ("finished", "unfinished"):
+            # The device came back after the session was finalised (or failed to be, say on a
+            # full disk): reopen it, appending; the store recovers a folder left unfinished.
             session.writer = await trio.to_thread.run_sync(self.store.open_session, *key)
             session.resumed = True
         elif session.connection_scope is not None and session.state == "receiving":
@@ -242,7 +247,10 @@ class Recorder:
                 await trio.to_thread.run_sync(session.writer.close)
             except OSError as exc:  # e.g. a full disk: the live files stay, recovery finishes them
                 console.internal_error(session, "finalising", exc)
-            session.stats = await trio.to_thread.run_sync(session.writer.stats)
+                session.set_state("unfinished")
+                return
+            finally:
+                session.stats = await trio.to_thread.run_sync(session.writer.stats)
         session.set_state("finished")
         console.finished(session)
 
@@ -253,7 +261,7 @@ class Recorder:
             await trio.sleep(1.0)
             now = time.monotonic()
             for session in list(self.sessions.values()):
-                if session.state == "finished":
+                if session.state in ("finished", "unfinished"):
                     continue
                 if session.state == "waiting" and now - session.waiting_since >= self.config.session_grace_s:
                     await self.finalise(session)
@@ -283,6 +291,6 @@ class Recorder:
         while self.connections:
             await trio.sleep(0.05)
         for session in list(self.sessions.values()):
-            if session.state != "finished":
+            if session.state not in ("finished", "unfinished"):
                 await self.finalise(session)
         console.summary(list(self.sessions.values()))

@@ -59,6 +59,10 @@ def internal_error(s, what: str, exc: Exception) -> None:
     _say(f"[{s.serial}] internal error in {what} (recording goes on): {type(exc).__name__}: {exc}")
 
 
+def connection_error(remote: str, exc: Exception) -> None:
+    _say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
+
+
 def summary(sessions) -> None:
     if not sessions:
         _say("No device streamed.")

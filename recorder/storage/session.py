@@ -247,18 +247,22 @@ class SessionWriter:
             self.flush()
             return
         state = self._state
-        if state.open_request is not None:
-            self.end_request(state.request_counters, time.time_ns(), interrupted=True)
-        for stream in self._streams.values():
-            stream.close()
-        self._streams.clear()
-        state.state = manifest.FINISHED
-        manifest.save(self.path, state, sync=self._policy.sync)
-        self._closed = True
-        if self._on_close is not None:
-            self._on_close(self)
-        else:
-            self.finished_event.set()
+        try:
+            if state.open_request is not None:
+                self.end_request(state.request_counters, time.time_ns(), interrupted=True)
+            for stream in self._streams.values():
+                stream.close()
+            self._streams.clear()
+            state.state = manifest.FINISHED
+            manifest.save(self.path, state, sync=self._policy.sync)
+        finally:
+            # Even when finishing failed (a full disk, say), this writer lets go of the folder:
+            # the next open_session() recovers it instead of waiting for this one forever.
+            self._closed = True
+            if self._on_close is not None:
+                self._on_close(self)
+            else:
+                self.finished_event.set()
 
     @property
     def closed(self) -> bool:
