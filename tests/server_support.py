@@ -87,18 +87,24 @@ async def request(url: str, method: str = "POST", path: str = "/", *, headers: d
     if body:
         data += conn.send(h11.Data(data=body))
     data += conn.send(h11.EndOfMessage())
+    return await exchange(stream, conn, lambda: stream.send_all(data))
+
+
+async def exchange(stream, conn: h11.Connection, send) -> Reply:
+    """Run `send()` while reading the response (the server may answer before the request has
+    ended), then close. The reply's send_error says how sending ended early, if it did."""
     send_error = None
 
-    async def send_request():
+    async def sending():
         nonlocal send_error
         try:
-            await stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            await send()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.LocalProtocolError) as exc:
             send_error = f"{type(exc).__name__}: {exc}"
 
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(send_request)
+            nursery.start_soon(sending)
             reply = await read_response(stream, conn)
             nursery.cancel_scope.cancel()
     finally:
@@ -161,32 +167,20 @@ async def stream_until_answered(url: str, ssl_context, headers: dict, bodies, *,
     fields = [("host", "127.0.0.1"), ("transfer-encoding", "chunked"), *headers.items()]
     await stream.send_all(conn.send(h11.Request(method="POST", target="/", headers=fields)))
     sent = 0
-    send_error = None
 
     async def send_bodies():
-        nonlocal sent, send_error
+        nonlocal sent
         start = trio.current_time()
-        try:
-            for k, body in enumerate(bodies):
-                if pace:
-                    await trio.sleep_until(start + (k + 1) * pace)
-                await stream.send_all(conn.send(h11.Data(data=body)))
-                sent += 1
-                if sent_at is not None:
-                    sent_at.append(trio.current_time())
-            await stream.send_all(conn.send(h11.EndOfMessage()))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.LocalProtocolError) as exc:
-            send_error = f"{type(exc).__name__}: {exc}"
+        for k, body in enumerate(bodies):
+            if pace:
+                await trio.sleep_until(start + (k + 1) * pace)
+            await stream.send_all(conn.send(h11.Data(data=body)))
+            sent += 1
+            if sent_at is not None:
+                sent_at.append(trio.current_time())
+        await stream.send_all(conn.send(h11.EndOfMessage()))
 
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(send_bodies)
-            reply = await read_response(stream, conn)
-            nursery.cancel_scope.cancel()
-    finally:
-        with trio.move_on_after(1):
-            await trio.aclose_forcefully(stream)
-    reply.send_error = send_error
+    reply = await exchange(stream, conn, send_bodies)
     return reply, sent
 
 

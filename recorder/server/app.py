@@ -231,7 +231,6 @@ class Recorder:
         return session
 
     def detach(self, session: LiveSession, reason: str) -> None:
-        session.connection_scope = None
         if session.state == "receiving":
             console.dropped(session, reason)
         session.set_state("waiting")

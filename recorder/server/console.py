@@ -23,6 +23,10 @@ def listening(url: str, data_dir, tls_note: str) -> None:
     _say(f"Recording to {data_dir}; streaming server listening on {url} ({tls_note}). Ctrl+C to stop.")
 
 
+def recovered(report) -> None:
+    _say(f"recovered unfinished session {report}")
+
+
 def connected(s, first_connection: bool) -> None:
     if first_connection and not s.resumed:
         _say(f"[{s.serial}] connected from {s.remote}: new session {s.session_id}")

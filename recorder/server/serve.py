@@ -39,7 +39,7 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
     context = server_ssl_context(config) if config.tls else None
     recovered = await trio.to_thread.run_sync(store.recover_all)
     for report in recovered:
-        console._say(f"recovered unfinished session {report}")
+        console.recovered(report)
     recorder = Recorder(config, store)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port = listeners[0].socket.getsockname()[1]
