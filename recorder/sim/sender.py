@@ -175,6 +175,14 @@ async def _finish(conn: Connection) -> dict:
     return payload
 
 
+def describe(exc: BaseException) -> str:
+    """The most telling words for a failure: trio wraps TLS errors (an untrusted certificate,
+    say) in BrokenResourceError, whose own text is empty."""
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__
+
+
 async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, batch_period_s: float,
                        fast: bool, request_seconds: float = 0.0) -> list[DeviceReport]:
     """Stream every device at once, each on its own connection; a failing device does not stop others."""
@@ -187,7 +195,7 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
                                              batch_period_s=batch_period_s, fast=fast,
                                              request_seconds=request_seconds)
         except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, SendError) as exc:
-            reports[i].error = str(exc) or type(exc).__name__
+            reports[i].error = describe(exc)
             reports[i].records = device.records_sent
 
     async with trio.open_nursery() as nursery:
