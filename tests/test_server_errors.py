@@ -143,7 +143,6 @@ def assert_finalised_with_everything(path, device, windows) -> None:
         assert req["end"]["counters"]["records"] == device.records_sent
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 3, open): cancelling serve mid-request neither answers 503 nor keeps every record received")
 async def test_cancelling_serve_mid_request_answers_503_and_keeps_what_was_received(server, client_ssl):
     """serve() stopped by cancellation (as when it is embedded, or here by the test's nursery)
     does what a signal does: the device gets 503, everything received is written, the session

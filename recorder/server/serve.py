@@ -48,6 +48,19 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
                       ("client certificates required" if config.verify_clients else "TLS") if context
                       else "plain HTTP, no TLS")
 
+    # A connection must outlive a cancellation of serve() until shutdown() has answered it and
+    # written what it received, as it does after a signal: each runs shielded, and is cancelled
+    # by hand once shutdown() is done.
+    connection_scopes: set[trio.CancelScope] = set()
+
+    async def run_connection(stream, remote):
+        with trio.CancelScope(shield=True) as scope:
+            connection_scopes.add(scope)
+            try:
+                await recorder.handle_connection(stream, remote)
+            finally:
+                connection_scopes.discard(scope)
+
     async def accept_loop(nursery, listener):
         while True:
             try:
@@ -62,7 +75,7 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
                 remote = "?"
             if context is not None:
                 stream = trio.SSLStream(stream, context, server_side=True)
-            nursery.start_soon(recorder.handle_connection, stream, remote)
+            nursery.start_soon(run_connection, stream, remote)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as connections:
@@ -82,4 +95,6 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
                     for listener in listeners:
                         await listener.aclose()
                     await recorder.shutdown()
+                for scope in list(connection_scopes):
+                    scope.cancel()
                 connections.cancel_scope.cancel()
