@@ -1,5 +1,8 @@
 """End-to-end ingest: simulated profile9 devices (one sample per message) over loopback into a
-`recorder serve` subprocess, beside the loopback TCP ceiling and the disk's write speed.
+`recorder serve` subprocess, beside the loopback TCP ceiling and the disk's write speed. The
+device counts are found over TLS, as devices send by default; unpaced runs compare plain HTTP,
+TLS and the faster blob compression (--blob-level 1). The sending side runs on the same two
+cores, so its CPU is reported too.
 
 Bodies are generated once (one device's windows) and replayed by every device under its own
 serial and session, so the sending side costs little more than the socket writes. A device
@@ -23,13 +26,14 @@ from pathlib import Path
 
 import trio
 
+from .. import certs
 from ..sim import sender
 from ..sim.fleet import make_fleet
 
 SECONDS = 6.0
 PERIOD = 0.2
 MAX_LAG_S = 1.0
-DEVICE_STEPS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 100)
+DEVICE_STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64, 100)
 
 
 def free_port() -> int:
@@ -94,8 +98,8 @@ class Replayed:
         return self.headers_
 
 
-async def replay(device: Replayed, url: str, paced: bool) -> None:
-    conn = await sender.Connection.open(sender.Target.parse(url), None)
+async def replay(device: Replayed, url: str, paced: bool, ssl_context=None) -> None:
+    conn = await sender.Connection.open(sender.Target.parse(url), ssl_context)
     start = trio.current_time()
     try:
         await conn.start("/", device.headers())
@@ -113,21 +117,32 @@ async def replay(device: Replayed, url: str, paced: bool) -> None:
         await conn.aclose()
 
 
-def stored_records(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=30) as r:
+def stored_records(base: str, ssl_context) -> dict[str, int]:
+    with urllib.request.urlopen(f"{base}/status", timeout=30, context=ssl_context) as r:
         return {s["device"]: s["records"] for s in json.load(r)["sessions"]}
 
 
-def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced: bool) -> dict:
+def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced: bool, *,
+                tls: bool = False, blob_level: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "recorder.cli", "serve", "--plain-http", "--host", "127.0.0.1",
-                                   "--port", str(port), "--data-dir", tmp, "--session-grace", "3600"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        args = [sys.executable, "-m", "recorder.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--data-dir", f"{tmp}/data", "--session-grace", "3600"]
+        ssl_context = None
+        if tls:
+            certs.init(Path(tmp) / "certs")
+            args += ["--certs-dir", f"{tmp}/certs"]
+            ssl_context = sender.client_ssl_context(f"{tmp}/certs/{certs.CA}")
+        else:
+            args.append("--plain-http")
+        if blob_level is not None:
+            args += ["--blob-level", str(blob_level)]
+        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        scheme = "https" if tls else "http"
         try:
             for _ in range(100):
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=1, context=ssl_context)
                     break
                 except OSError:
                     time.sleep(0.1)
@@ -137,13 +152,14 @@ def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced
             async def all_devices():
                 async with trio.open_nursery() as nursery:
                     for d in devices:
-                        nursery.start_soon(replay, d, f"http://127.0.0.1:{port}/", paced)
+                        nursery.start_soon(replay, d, f"{scheme}://127.0.0.1:{port}/", paced, ssl_context)
 
-            started = time.perf_counter()
+            started, sender_before = time.perf_counter(), time.process_time()
             trio.run(all_devices)
             elapsed = time.perf_counter() - started
             cpu = _cpu_seconds(server.pid) - cpu_before
-            stored = stored_records(port)
+            sender_cpu = time.process_time() - sender_before
+            stored = stored_records(f"{scheme}://127.0.0.1:{port}", ssl_context)
         finally:
             server.terminate()
             server.wait(timeout=120)
@@ -152,13 +168,34 @@ def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced
     lag = max(d.lag for d in devices)
     return {"devices": n, "paced": paced, "seconds": elapsed, "mb_per_s": sent_bytes / elapsed / 1e6,
             "records_per_s": n * records / elapsed, "lost_records": lost, "max_lag_s": lag,
-            "server_cpu_cores": cpu / elapsed, "sustained": lost == 0 and lag < MAX_LAG_S}
+            "server_cpu_cores": cpu / elapsed, "sender_cpu_cores": sender_cpu / elapsed, "tls": tls,
+            "blob_level": blob_level, "sustained": lost == 0 and lag < MAX_LAG_S}
 
 
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def describe(result: dict) -> str:
+    return (f"{result['mb_per_s']:6.0f} MB/s {result['records_per_s']:8.0f} records/s, max lag {result['max_lag_s']:.2f} s, "
+            f"lost {result['lost_records']}, server {result['server_cpu_cores']:.2f} cores, "
+            f"sender {result['sender_cpu_cores']:.2f} cores")
+
+
+def sustained_devices(windows, records, headers, label: str, *, start: int = 1, **options) -> tuple[int, list[dict]]:
+    """The largest step of DEVICE_STEPS (from `start`) sustained in real time, and every step run."""
+    steps, sustained = [], 0
+    for n in (k for k in DEVICE_STEPS if k >= start):
+        result = run_devices(n, windows, records, headers, paced=True, **options)
+        steps.append(result)
+        print(f"paced, {label}, {n:3d} devices: {describe(result)} -> "
+              f"{'sustained' if result['sustained'] else 'NOT sustained'}")
+        if not result["sustained"]:
+            break
+        sustained = n
+    return sustained, steps
 
 
 def run() -> dict:
@@ -171,19 +208,15 @@ def run() -> dict:
     disk = disk_write_speed(Path("."))
     print(f"ceilings: loopback TCP {ceiling:.0f} MB/s, disk writes {disk:.0f} MB/s "
           f"(= {min(ceiling, disk) / per_device:.0f} devices' worth)")
-    fastest = run_devices(4, windows, records, headers, paced=False)
-    print(f"unpaced, 4 devices: {fastest['mb_per_s']:.0f} MB/s, {fastest['records_per_s']:.0f} records/s, "
-          f"server {fastest['server_cpu_cores']:.2f} cores, lost {fastest['lost_records']}")
-    steps, sustained = [], 0
-    for n in DEVICE_STEPS:
-        result = run_devices(n, windows, records, headers, paced=True)
-        steps.append(result)
-        print(f"paced, {n:3d} devices: {result['mb_per_s']:6.0f} MB/s {result['records_per_s']:8.0f} records/s, "
-              f"max lag {result['max_lag_s']:.2f} s, lost {result['lost_records']}, "
-              f"server {result['server_cpu_cores']:.2f} cores -> {'sustained' if result['sustained'] else 'NOT sustained'}")
-        if not result["sustained"]:
-            break
-        sustained = n
-    print(f"devices sustained with no loss and under {MAX_LAG_S:g} s of lag: {sustained}")
+    unpaced = {}
+    for label, options in (("plain HTTP", {}), ("TLS", {"tls": True}), ("plain HTTP, --blob-level 1", {"blob_level": 1})):
+        unpaced[label] = run_devices(4, windows, records, headers, paced=False, **options)
+        print(f"unpaced, {label}, 4 devices: {describe(unpaced[label])}")
+    sustained, steps = sustained_devices(windows, records, headers, "TLS", tls=True)
+    fast_sustained, fast_steps = sustained_devices(windows, records, headers, "TLS, --blob-level 1",
+                                                   start=max(1, sustained), tls=True, blob_level=1)
+    print(f"devices sustained with no loss and under {MAX_LAG_S:g} s of lag over TLS: {sustained} "
+          f"(with --blob-level 1: {fast_sustained})")
     return {"per_device_mb_per_s": per_device, "loopback_mb_per_s": ceiling, "disk_mb_per_s": disk,
-            "unpaced": fastest, "paced": steps, "devices_sustained": sustained}
+            "unpaced": unpaced, "paced": steps, "devices_sustained": sustained,
+            "paced_blob_level_1": fast_steps, "devices_sustained_blob_level_1": fast_sustained}

@@ -1,0 +1,48 @@
+"""`recorder serve` options that change how sessions are stored."""
+
+from __future__ import annotations
+
+import signal
+
+from server_support import ServerProcess, assert_session_equals, make_windows, post_windows, session_folders
+from storage_support import expected_from
+
+from recorder.sim.fleet import make_fleet
+
+
+def blob_bytes(session) -> int:
+    return sum(p.stat().st_size for p in session.rglob("_blobs/*.zst"))
+
+
+async def test_blob_level_trades_disk_for_cpu_and_keeps_every_frame(tmp_path):
+    """The same device into a default server and one told --blob-level -5: both store every
+    frame exactly; the fast level takes more disk, so the option reached the blob writer."""
+    device = make_fleet(1, seed=12, profile="profile9")[0]
+    windows = make_windows(device, 3)
+    expected = expected_from(windows)
+    sizes = {}
+    for name, args in (("default", ()), ("fast", ("--blob-level", "-5"))):
+        server = ServerProcess(tmp_path / name, tmp_path / f"{name}.log", args=args)
+        await server.start()
+        try:
+            status, _ = await post_windows(server.url, None, device.headers(), windows)
+            assert status == 200
+            server.send_signal(signal.SIGTERM)
+            assert await server.wait() == 0
+        finally:
+            await server.aclose()
+        (session,) = session_folders(tmp_path / name)
+        assert_session_equals(session, expected)
+        sizes[name] = blob_bytes(session)
+    assert sizes["fast"] > 1.1 * sizes["default"], sizes
+
+
+async def test_blob_level_out_of_range_is_a_usage_error(tmp_path):
+    server = ServerProcess(tmp_path / "data", tmp_path / "serve.log", args=("--blob-level", "40"))
+    try:
+        await server.start(timeout=10)
+    except AssertionError as exc:
+        assert "--blob-level" in str(exc) and "40" in str(exc)
+    else:
+        await server.aclose()
+        raise AssertionError("a blob level of 40 was accepted")
