@@ -314,7 +314,13 @@ class ChunkWriter:
 
     def write(self, csid: int, type_id: int, stream_id: int, timestamp: int, payload: bytes,
               fmt: int | None = None) -> bytes:
-        """The chunks of one message. Timestamps are taken modulo 2**32.
+        """The bytes of one message's chunks (see chunks())."""
+        return b"".join(self.chunks(csid, type_id, stream_id, timestamp, payload, fmt))
+
+    def chunks(self, csid: int, type_id: int, stream_id: int, timestamp: int, payload: bytes,
+               fmt: int | None = None) -> list[bytes]:
+        """The chunks of one message, one bytes each (to interleave them with other messages').
+        Timestamps are taken modulo 2**32.
 
         fmt None picks the header type as ffmpeg does: 0 for a new chunk stream, another
         message stream or a timestamp going back; 3 when length, type and delta repeat; 2 when
@@ -359,11 +365,10 @@ class ChunkWriter:
         self._sent[csid] = _Sent(timestamp, field, length, type_id, stream_id)
 
         size = self.chunk_size
-        pieces = [bytes(header), payload[:size]]
+        chunks = [bytes(header) + payload[:size]]
         continuation = basic_header(3, csid)
         if extended and self.repeat_extended_timestamp:
             continuation += _U32.pack(field)
         for offset in range(size, length, size):
-            pieces.append(continuation)
-            pieces.append(payload[offset:offset + size])
-        return b"".join(pieces)
+            chunks.append(continuation + payload[offset:offset + size])
+        return chunks

@@ -137,6 +137,12 @@ class ClientConnection:
         the smallest that says enough)."""
         self.send_raw(self._writer.write(csid, type_id, stream_id, timestamp, payload, fmt))
 
+    def chunks(self, csid: int, type_id: int, stream_id: int, timestamp: int, payload: bytes,
+               fmt: int | None = None) -> list[bytes]:
+        """One message's chunks, not queued: interleave them with others' and send_raw() them.
+        (They count as sent: the next message's header is relative to this one.)"""
+        return self._writer.chunks(csid, type_id, stream_id, timestamp, payload, fmt)
+
     @property
     def chunk_size(self) -> int:
         return self._writer.chunk_size
