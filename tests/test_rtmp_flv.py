@@ -9,6 +9,7 @@ import random
 import shutil
 import struct
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -307,6 +308,9 @@ def test_amf0_values():
     name, values = F.read_script_data(body)
     assert name == "onMetaData" and values["a"] == [None, True] and values["d"] == 1.5e12 and values["l"] == "hi"
     assert F.json_safe(values)["n"] is None
+    when = datetime(2026, 11, 21, 10, 15, 2, tzinfo=UTC)
+    assert F.json_safe({"t": when, "b": b"\x01\x02", "o": object, "l": (1, float("inf"))}) == \
+        {"t": "2026-11-21T10:15:02+00:00", "b": "0102", "o": str(object), "l": [1, None]}
     with pytest.raises(F.FlvError):
         F.read_script_data(s("onMetaData") + b"\x11")
     with pytest.raises(F.FlvError):

@@ -504,6 +504,9 @@ def test_dropped_frames(tmp_path, clips, with_metadata):
 
 def test_misuse(tmp_path, clips):
     rec = Recording.create(tmp_path, "live", "k", now=T0, sync=False)
+    s = rec.stats()
+    assert (s["video_frames"], s["fps"], s["bitrate_bps"], s["duration_s"], s["publishes"]) == (0, 0.0, 0, 0.0, 0)
+    assert (s["width"], s["video_codec"], s["mp4"], s["state"], s["publishing"]) == (None, None, None, RECORDING, False)
     with pytest.raises(RecordingError):
         rec.write_video(0, clips["a"][1][2])
     rec.begin_publish(client="c", tc_url=None, publish_name="k", now=T0)
@@ -526,8 +529,10 @@ def test_misuse(tmp_path, clips):
 
 def test_video_only_stream(tmp_path, clips):
     rec, (sent,) = record(tmp_path, clips["video_only"])
-    p = probe_streams(rec.folder / "stream.mp4")
-    assert "audio" not in p and int(p["video"]["nb_read_frames"]) == sent["video_frames"]
+    for name in ("stream.flv", "stream.mp4"):  # the FLV header says audio too: players cope
+        p = probe_streams(rec.folder / name)
+        assert "audio" not in p and int(p["video"]["nb_read_frames"]) == sent["video_frames"]
+    assert rec.stats()["mp4"] == ["stream.mp4"]
     rows = check_index(rec.folder)
     assert rows[F.AUDIO] == []
     assert manifest(rec.folder)["stats"]["audio_codec"] is None

@@ -24,6 +24,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
@@ -466,16 +467,21 @@ def live_metadata(data: bytes) -> bytes:
 
 
 def json_safe(value):
-    """AMF0 values as JSON can hold them (NaN and infinities become None)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """AMF0 values as JSON can hold them: NaN and infinities become None, dates ISO 8601 text,
+    bytes hex, anything else unknown its str()."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 # -- scanning ------------------------------------------------------------------------------------

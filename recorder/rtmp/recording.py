@@ -148,6 +148,7 @@ class Recording:
         self._secrets: set[str] = set()
         self._changed = False
         self._closing = False
+        self._broken = False
         for p in manifest["publishes"]:
             ended = parse_iso(p.get("ended"))
             if ended is not None:
@@ -209,8 +210,7 @@ class Recording:
         if scan.truncated_bytes:
             _truncate(folder / FLV, scan.end, sync=sync)
         metadata = _load_json(folder / METADATA, [])
-        regressions = (manifest.get("stats") or {}).get("timestamp_regressions", 0)
-        stats = _replay(folder / FLV, scan, manifest["publishes"], metadata, regressions)
+        stats = _replay(folder / FLV, scan, manifest["publishes"], metadata, manifest.get("stats"))
         for p in mp4_names(folder):
             p.unlink()
         manifest["mp4"] = []
@@ -298,6 +298,8 @@ class Recording:
             pub = self._open_publish()
             try:
                 header = F.parse_video_header(payload)
+                if len(payload) > F.MAX_DATA_SIZE:
+                    raise F.FlvError("tag data over FLV's 16 MiB")
             except F.FlvError:
                 self._stats.skipped_tags += 1
                 self._changed = True
@@ -314,6 +316,8 @@ class Recording:
             pub = self._open_publish()
             try:
                 header = F.parse_audio_header(payload)
+                if len(payload) > F.MAX_DATA_SIZE:
+                    raise F.FlvError("tag data over FLV's 16 MiB")
             except F.FlvError:
                 self._stats.skipped_tags += 1
                 self._changed = True
@@ -361,7 +365,7 @@ class Recording:
             try:  # a full disk may have taken part of the tag: the next one must not follow a cut tag
                 os.ftruncate(self._fd, self._stats.bytes)
             except OSError:
-                pass
+                self._broken = True  # a cut tag stays at the end: nothing may follow it
             raise
         self._stats.bytes += len(data)
         self._changed = True
@@ -375,6 +379,8 @@ class Recording:
     def _check_open(self) -> None:
         if self._closing or self._fd is None:
             raise RecordingError(f"{self.folder.name} is finished")
+        if self._broken:
+            raise RecordingError(f"{self.folder.name}: a failed write left a cut tag; finish() or recover() cuts it off")
 
     # -- durability and the end ------------------------------------------------------------------
 
@@ -431,6 +437,8 @@ class Recording:
             figures = self._stats.as_dict()
             figures["state"] = self._manifest["state"]
             figures["publishing"] = self._publish is not None
+            figures["mp4"] = [e["file"] for e in self._manifest["mp4"]] if self.state == FINISHED else None
+            figures["mp4_error"] = self._manifest.get("mp4_error")
             return figures
 
     def _save_manifest(self) -> None:
@@ -507,7 +515,7 @@ def write_mp4s(folder: Path, scan: F.FlvScan, publishes: list[dict], *, sync: bo
                             "video_frames": result.video_packets, "audio_frames": result.audio_packets,
                             "timestamps_adjusted": result.adjusted})
     except Exception as e:  # noqa: BLE001 - a remux failure must not lose the session's other files
-        error = f"{type(e).__name__}: {e}"
+        error = f"{type(e).__name__}: {e}".replace(f"{folder}{os.sep}", "")
     for p in mp4_names(folder):
         if p.name not in written:
             p.unlink()
@@ -579,8 +587,7 @@ def recover(folder: Path, *, now: float | None = None, sync: bool = True) -> Rec
         metadata = _metadata_from_flv(path, scan, publishes)
         if metadata:
             write_atomically(folder / METADATA, _json(metadata), sync=sync)
-    regressions = (manifest.get("stats") or {}).get("timestamp_regressions", 0)
-    stats = _replay(path, scan, publishes, metadata, regressions)
+    stats = _replay(path, scan, publishes, metadata, manifest.get("stats"))
     for p in publishes:
         if p.get("ended") is None:
             started = parse_iso(p.get("started")) or now
@@ -625,11 +632,13 @@ def _subfolders(folder: Path) -> list[Path]:
 
 
 def _replay(path: Path, scan: F.FlvScan, publishes: list[dict], metadata: list[dict],
-            regressions: int = 0) -> RecordingStats:
-    """The figures a live recording of this FLV would have (and each publish's counts)."""
+            last_stats: dict | None = None) -> RecordingStats:
+    """The figures a live recording of this FLV would have (and each publish's counts). The
+    counts of what never reached the FLV come from the last manifest's figures."""
     stats = RecordingStats()
     stats.bytes = scan.end
-    stats.timestamp_regressions = regressions
+    stats.timestamp_regressions = (last_stats or {}).get("timestamp_regressions", 0)
+    stats.skipped_tags = (last_stats or {}).get("skipped_tags", 0)
     by_publish: dict[int, list[dict]] = {}
     for m in metadata:
         by_publish.setdefault(m.get("publish"), []).append(m.get("values") or {})

@@ -35,7 +35,7 @@ class RecordingStats:
         self.audio_frames = 0
         self.video_sequence_headers = 0
         self.audio_sequence_headers = 0
-        self.skipped_tags = 0  # video/audio payloads too short to be FLV tag data: not written
+        self.skipped_tags = 0  # payloads that cannot be FLV tag data (too short, over 16 MiB): not written
         self.dropped_frames = 0
         self.timestamp_regressions = 0
         self.publishes = 0
@@ -176,16 +176,18 @@ class RecordingStats:
         open_span = 0 if self._pub_first is None else self._pub_last - self._pub_first
         return (self._streamed_ms + open_span) / 1000
 
-    def fps(self) -> float | None:
+    def fps(self) -> float:
+        """Video frames per second over the recent window (0.0 until two frames came)."""
         frames = self._recent_frames
         if len(frames) < 2 or frames[-1] <= frames[0]:
-            return None
+            return 0.0
         return round((len(frames) - 1) * 1000 / (frames[-1] - frames[0]), 3)
 
-    def bitrate_bps(self) -> int | None:
+    def bitrate_bps(self) -> int:
+        """Audio and video tag data bits per second over the recent window (0 until known)."""
         window = self._recent_bytes
         if len(window) < 2 or window[-1][0] <= window[0][0]:
-            return None
+            return 0
         return round((self._recent_bytes_sum - window[0][1]) * 8000 / (window[-1][0] - window[0][0]))
 
     def average_fps(self) -> float | None:
