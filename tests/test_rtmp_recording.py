@@ -29,6 +29,7 @@ from recorder.rtmp.recording import (
     RecordingError,
     iso,
     recover,
+    unfinished_recordings,
 )
 
 T0 = 1_795_256_102.25  # 2026-11-21 10:15:02.25 UTC
@@ -536,3 +537,39 @@ def test_video_only_stream(tmp_path, clips):
     rows = check_index(rec.folder)
     assert rows[F.AUDIO] == []
     assert manifest(rec.folder)["stats"]["audio_codec"] is None
+
+
+def test_a_failed_write_takes_back_its_part_of_a_tag(tmp_path, clips, monkeypatch):
+    rec = Recording.create(tmp_path, "live", "k", now=T0, sync=False)
+    rec.begin_publish(client="c", tc_url=None, publish_name="k", now=T0)
+    feed(rec, clips["a"][:20])
+    real = F.write_all
+
+    def disk_full(fd, data):
+        os.write(fd, data[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(F, "write_all", disk_full)
+    kind, ts, data = clips["a"][20]
+    with pytest.raises(OSError):
+        (rec.write_video if kind == F.VIDEO else rec.write_audio)(ts, data)
+    assert F.scan_flv(rec.folder / "stream.flv").complete  # the half tag is gone
+    monkeypatch.setattr(F, "write_all", real)
+    feed(rec, clips["a"][20:])
+    rec.end_publish(reason="unpublished", now=T0 + 3)
+    rec.finish()
+    check_index(rec.folder)
+    assert int(probe_streams(rec.folder / "stream.mp4")["video"]["nb_read_frames"]) == 45
+
+
+def test_unfinished_recordings(tmp_path, clips):
+    done, _ = record(tmp_path, clips["a"][:10])
+    crashed, _ = record(tmp_path, clips["a"][:10], key="other", finish=False)
+    crashed.flush()
+    assert unfinished_recordings(tmp_path / "data") == [crashed.folder]
+    recover(crashed.folder, sync=False)
+    assert unfinished_recordings(tmp_path / "data") == [crashed.folder]  # recovered, still to finish
+    Recording.reopen(crashed.folder, sync=False).finish()
+    assert unfinished_recordings(tmp_path / "data") == []
+    assert unfinished_recordings(tmp_path / "nowhere") == []
+    assert done.folder.exists()
