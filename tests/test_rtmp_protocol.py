@@ -29,7 +29,7 @@ from recorder.rtmp.protocol import ServerConnection, State
 STREAM = 1  # the first stream id createStream hands out
 
 
-# -- helpers ------------------------------------------------------------------------------------
+# -- setting up connections ---------------------------------------------------------------------
 
 
 def exchange(client: ClientConnection, server: ServerConnection, piece: int | None = None):
