@@ -299,3 +299,9 @@ async def test_a_serial_that_cannot_name_a_folder_is_handled_and_the_server_goes
     else:
         assert_json_error(reply, 400, "device-serial")
         assert not any(server.data_dir.iterdir())
+
+
+async def test_the_serial_rtmp_is_reserved_for_the_rtmp_streams_folder(server, client_ssl):
+    reply = await request(server.url, headers=ids("rtmp"), body=small_body(), ssl_context=client_ssl)
+    assert_json_error(reply, 400, "device-serial", "reserved", "RTMP")
+    assert not (server.data_dir / "rtmp").exists()

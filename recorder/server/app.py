@@ -26,6 +26,7 @@ class Recorder:
         self.sessions: dict[tuple[str, str], LiveSession] = {}
         self.shutting_down = False
         self.started = time.time()
+        self.rtmp = None  # the RTMP service when it listens: /status and /metrics show its streams
         self.connections: set[trio.CancelScope] = set()
 
     # -- connections --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..certs import DEFAULT_FOLDER
+from ..rtmp.config import RtmpConfig
 
 
 @dataclass
@@ -30,3 +31,5 @@ class ServerConfig:
     # Received data reaches the disk within this (crash safety: at most the last second is lost).
     flush_interval_s: float = 0.5
     console_interval_s: float = 10.0
+    # The RTMP server beside the HTTP one (None: off).
+    rtmp: RtmpConfig | None = None

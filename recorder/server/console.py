@@ -7,7 +7,7 @@ import sys
 import time
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stdout, flush=True)
 
 
@@ -20,58 +20,58 @@ def _tdm(stats: dict) -> str:
 
 
 def listening(url: str, data_dir, tls_note: str) -> None:
-    _say(f"Recording to {data_dir}; streaming server listening on {url} ({tls_note}). Ctrl+C to stop.")
+    say(f"Recording to {data_dir}; streaming server listening on {url} ({tls_note}). Ctrl+C to stop.")
 
 
 def recovered(report) -> None:
-    _say(f"recovered unfinished session {report}")
+    say(f"recovered unfinished session {report}")
 
 
 def connected(s, first_connection: bool) -> None:
     if first_connection and not s.resumed:
-        _say(f"[{s.serial}] connected from {s.remote}: new session {s.session_id}")
+        say(f"[{s.serial}] connected from {s.remote}: new session {s.session_id}")
     else:
         at = s.writer.highest_sequence
-        _say(f"[{s.serial}] reconnected from {s.remote}: session {s.session_id} continues"
+        say(f"[{s.serial}] reconnected from {s.remote}: session {s.session_id} continues"
              + (f" after sequence {at}" if at is not None else ""))
 
 
 def refused(remote: str, status: int, message: str) -> None:
-    _say(f"refused a request from {remote}: {status} {message}")
+    say(f"refused a request from {remote}: {status} {message}")
 
 
 def dropped(s, reason: str) -> None:
-    _say(f"[{s.serial}] connection ended: {reason}; waiting for a reconnect")
+    say(f"[{s.serial}] connection ended: {reason}; waiting for a reconnect")
 
 
 def finished(s) -> None:
     c = s.counters
-    _say(f"[{s.serial}] finished session {s.session_id}: {c.records} records, "
+    say(f"[{s.serial}] finished session {s.session_id}: {c.records} records, "
          f"{(c.bytes + s.raw_bytes) / 1e6:.1f} MB, {c.gaps} missing, {c.corrupt_bytes} corrupt bytes -> {s.writer.path}")
 
 
 def periodic(s) -> None:
     rates = s.meter.rates
     cams = ", ".join(f"{name} {rates.get(f'stream:{name}', 0.0):.1f}fps" for name in (s.stats or {}).get("camera_frames", {}))
-    _say(f"[{s.serial}] {rates.get('records', 0.0):.0f} rec/s {rates.get('bytes', 0.0) * 8 / 1e6:.1f} Mbit/s"
+    say(f"[{s.serial}] {rates.get('records', 0.0):.0f} rec/s {rates.get('bytes', 0.0) * 8 / 1e6:.1f} Mbit/s"
          + (f" | {cams}" if cams else "") + f" | {_tdm(s.stats or {})}"
          + (f" | {s.counters.gaps} missing" if s.counters.gaps else "")
          + (f" | {s.counters.corrupt_bytes} corrupt bytes" if s.counters.corrupt_bytes else ""))
 
 
 def internal_error(s, what: str, exc: Exception) -> None:
-    _say(f"[{s.serial}] internal error in {what} (recording goes on): {type(exc).__name__}: {exc}")
+    say(f"[{s.serial}] internal error in {what} (recording goes on): {type(exc).__name__}: {exc}")
 
 
 def connection_error(remote: str, exc: Exception) -> None:
-    _say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
+    say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
 
 
 def summary(sessions) -> None:
     if not sessions:
-        _say("No device streamed.")
+        say("No device streamed.")
         return
-    _say("Final summary:")
+    say("Final summary:")
     for s in sessions:
         tdm = (s.stats or {}).get("tdm") or {}
         tdm_text = (f"{tdm['samples']} TDM samples, avg offset {tdm['mean_offset_ns'] / 1e6:.3f}ms"

@@ -11,6 +11,7 @@ import time
 
 import trio
 
+from ..storage import layout
 from ..wire import Counters, Decoder
 
 MAGIC = b"SRF1"
@@ -32,6 +33,8 @@ def header_problem(headers: dict[str, str]) -> str | None:
         return f"device-serial {serial[:80]!r} must be 1 to 64 of A-Z a-z 0-9 . _ -"
     if serial in (".", ".."):
         return f"device-serial {serial!r} cannot name a folder; use a serial with a letter or digit"
+    if serial == layout.RTMP_ROOT:
+        return f"device-serial {serial!r} is reserved: that folder holds the RTMP streams"
     return None
 
 

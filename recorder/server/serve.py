@@ -8,6 +8,8 @@ import ssl
 import trio
 
 from .. import certs
+from ..rtmp import console as rtmp_console
+from ..rtmp.service import RtmpService
 from . import console
 from .app import Recorder
 from .config import ServerConfig
@@ -42,11 +44,25 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
         console.recovered(report)
     recorder = Recorder(config, store)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    rtmp, rtmp_listeners = None, []
+    if config.rtmp is not None and config.rtmp.port:
+        rtmp = recorder.rtmp = RtmpService(config.rtmp, config.data_dir)
+        await rtmp.recover_all()
+        try:
+            rtmp_listeners = await trio.open_tcp_listeners(config.rtmp.port, host=config.rtmp.host)
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            raise ConfigurationError(f"cannot listen for RTMP on {config.rtmp.host}:{config.rtmp.port}: "
+                                     f"{exc.strerror or exc} (choose another --rtmp-port, or 0 to turn RTMP off)") from None
     port = listeners[0].socket.getsockname()[1]
     scheme = "https" if context else "http"
     console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
                       ("client certificates required" if config.verify_clients else "TLS") if context
                       else "plain HTTP, no TLS")
+    if rtmp is not None:
+        rtmp_console.listening(f"rtmp://{config.rtmp.host}:{rtmp_listeners[0].socket.getsockname()[1]}",
+                               config.rtmp.policy.open)
 
     # A connection must outlive a cancellation of serve() until shutdown() has answered it and
     # written what it received, as it does after a signal: each runs shielded, and is cancelled
@@ -84,16 +100,22 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
                     for listener in listeners:
                         service.start_soon(accept_loop, connections, listener)
                     service.start_soon(recorder.housekeeping)
+                    if rtmp is not None:
+                        await service.start(rtmp.serve, rtmp_listeners)
                     task_status.started(port)
                     async for _ in signals:
                         break
+                    if rtmp is not None:
+                        rtmp.shutting_down = True
                     service.cancel_scope.cancel()
             finally:
                 # However we stop (signal or cancellation), what was received is written and
                 # every open session is finalised.
                 with trio.CancelScope(shield=True):
-                    for listener in listeners:
+                    for listener in [*listeners, *rtmp_listeners]:
                         await listener.aclose()
+                    if rtmp is not None:
+                        await rtmp.shutdown()
                     await recorder.shutdown()
                 for scope in list(connection_scopes):
                     scope.cancel()

@@ -8,6 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from ..rtmp import status as rtmp_status
+
 
 def session_status(s) -> dict:
     stats = s.stats or {}
@@ -48,6 +50,7 @@ def status(recorder) -> dict:
         "status": "shutting_down" if recorder.shutting_down else "ok",
         "uptime_s": time.time() - recorder.started,
         "sessions": [session_status(s) for s in recorder.sessions.values()],
+        **({"rtmp": rtmp_status.status(recorder.rtmp)} if recorder.rtmp is not None else {}),
     }
 
 
@@ -86,6 +89,8 @@ class _Collector:
         yield from families.values()
         yield from (up, rate, bitrate, stream, tdm)
         yield GaugeMetricFamily("recorder_sessions", "Sessions known to this server", value=len(self.recorder.sessions))
+        if self.recorder.rtmp is not None:
+            yield from rtmp_status.metric_families(self.recorder.rtmp)
 
 
 def metrics(recorder) -> bytes:

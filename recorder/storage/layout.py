@@ -27,6 +27,8 @@ REQUEST_LOG = "requests.jsonl"
 BLOB_DIR = "_blobs"
 VERBATIM_STREAM = "verbatim"
 RAW_BODY_STREAM = "raw-body"
+# <data-dir>/rtmp/<app>/<stream-key>/<session-id>/ holds RTMP recordings, not a device's sessions.
+RTMP_ROOT = "rtmp"
 
 _PART = re.compile(r"part-(\d{6,})\.parquet")
 _LIVE = re.compile(r"\.live-(\d{6,})\.arrows")
@@ -119,6 +121,8 @@ def session_folders(data_dir: Path) -> list[Path]:
     """Every <serial>/<session id> folder under data_dir holding a manifest or stream data."""
     found = []
     for device in _subfolders(data_dir):
+        if device.name == RTMP_ROOT:
+            continue
         for session in _subfolders(device):
             if (session / MANIFEST).exists() or stream_folders(session):
                 found.append(session)

@@ -1,0 +1,340 @@
+"""The RTMP server: trio owns the sockets, timeouts and tasks around the sans-IO protocol core;
+recordings are written in worker threads, one call per batch of received messages, so a
+connection is read no faster than its data reaches the disk and the memory per connection is
+bounded by one receive plus the core's largest message.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import trio
+
+from . import console
+from .access import Publish, Refused, parse_publish
+from .config import RtmpConfig
+from .errors import RtmpProtocolError
+from .events import AudioData, Connected, ConnectionClosed, Metadata, PublishRequested, Unpublished, VideoData
+from .protocol import ServerConnection
+from .recording import Recording, recover, unfinished_recordings
+from .sessions import RtmpSession
+
+RECEIVE_BYTES = 64 << 10
+# The status code encoders show for a publish that cannot go ahead (nginx-rtmp sends the same).
+BAD_NAME = "NetStream.Publish.BadName"
+
+
+class RtmpService:
+    def __init__(self, config: RtmpConfig, data_dir: Path):
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.sessions: dict[tuple[str, str], RtmpSession] = {}
+        self.finished: list[RtmpSession] = []  # sessions a later publish replaced
+        self.connections: set[trio.CancelScope] = set()
+        self.shutting_down = False
+
+    def all_sessions(self) -> list[RtmpSession]:
+        return [*self.finished, *self.sessions.values()]
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    async def recover_all(self) -> None:
+        """Unfinished recordings (a kill -9) are repaired and wait for a re-publish like any
+        stream whose publisher left."""
+        for folder in await trio.to_thread.run_sync(unfinished_recordings, self.data_dir):
+            try:
+                await trio.to_thread.run_sync(recover, folder)
+                recording = await trio.to_thread.run_sync(lambda f=folder: Recording.reopen(f, sync=self.config.sync))
+            except Exception as exc:  # one damaged folder must not keep the server from starting
+                console.connection_failed("recovery", f"cannot recover {folder}: {type(exc).__name__}: {exc}")
+                continue
+            app, key = folder.parent.parent.name, folder.parent.name
+            session = RtmpSession(app, key, recovered=True)
+            session.recording = recording
+            session.stats = await trio.to_thread.run_sync(recording.stats)
+            session.set_state("stopping")
+            self.sessions[session.key] = session
+            console.recovered(folder)
+
+    async def shutdown(self) -> None:
+        """End every publish (what was received is written), then finish every session."""
+        self.shutting_down = True
+        for scope in list(self.connections):
+            scope.cancel()
+        while self.connections:
+            await trio.sleep(0.05)
+        for session in list(self.sessions.values()):
+            await self.finish(session)
+        console.summary(self.all_sessions())
+
+    async def serve(self, listeners, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, nursery, listener)
+            nursery.start_soon(self.housekeeping)
+            task_status.started()
+
+    async def _accept_loop(self, nursery, listener) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError:
+                await trio.sleep(0.1)  # e.g. out of file descriptors: do not spin
+                continue
+            try:
+                host, port = stream.socket.getpeername()[:2]
+                remote = f"{host}:{port}"
+            except OSError:
+                remote = "?"
+            nursery.start_soon(self.handle_connection, stream, remote)
+
+    # -- one connection ---------------------------------------------------------------------
+
+    async def handle_connection(self, stream: trio.SocketStream, remote: str) -> None:
+        connection = _Connection(self, stream, remote)
+        with trio.CancelScope() as scope:
+            self.connections.add(scope)
+            try:
+                await connection.run()
+            except Exception as exc:  # one connection's failure must never stop the server
+                console.connection_failed(remote, f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                self.connections.discard(scope)
+                with trio.CancelScope(shield=True):
+                    await connection.close()
+
+    async def start_publish(self, publish: Publish, connection: _Connection) -> RtmpSession:
+        """The session this publish records into; Refused if the key is being published."""
+        session = self.sessions.get((publish.app, publish.stream_key))
+        if session is not None and session.publisher is not None:
+            raise Refused(f"already streaming: {publish.app}/{publish.stream_key} is being published "
+                          f"from {session.remote}")
+        continued = session is not None and session.open and session.recording is not None
+        if not continued:
+            if session is not None and session.recording is not None:
+                self.finished.append(session)
+            session = RtmpSession(publish.app, publish.stream_key)
+            self.sessions[session.key] = session
+        session.publisher = connection  # claimed before any await: a second publisher is refused
+        session.remote = connection.remote
+        session.error = None
+        session.set_state("initializing")
+        try:
+            async with session.lock:
+                if session.recording is None:
+                    session.recording = await trio.to_thread.run_sync(
+                        lambda: Recording.create(self.data_dir, publish.app, publish.stream_key, sync=self.config.sync))
+                await trio.to_thread.run_sync(lambda: session.recording.begin_publish(
+                    client=connection.remote, tc_url=connection.tc_url, publish_name=publish.stream_key))
+        except BaseException:
+            session.publisher = None
+            session.stopped_at = time.monotonic()
+            session.set_state("error" if session.recording is not None else "stopped")
+            raise
+        session.publishes += 1
+        console.publishing(session, continued)
+        return session
+
+    async def end_publish(self, session: RtmpSession, reason: str, *, error: bool = False) -> None:
+        try:
+            async with session.lock:
+                await trio.to_thread.run_sync(lambda: session.recording.end_publish(reason=reason))
+                session.stats = await trio.to_thread.run_sync(session.recording.stats)
+        except Exception as exc:
+            console.failed(session, "ending the publish", exc)
+            error, reason = True, f"{reason}; then {type(exc).__name__}: {exc}"
+        session.publisher = None
+        session.stopped_at = time.monotonic()
+        if error:
+            session.error = reason
+        session.set_state("error" if error else "stopping")
+        if not self.shutting_down:
+            console.ended(session, reason, self.config.grace_s)
+
+    async def finish(self, session: RtmpSession) -> None:
+        if not session.open or session.recording is None:
+            return
+        session.finishing = True
+        try:
+            async with session.lock:
+                await trio.to_thread.run_sync(session.recording.finish)
+                session.stats = await trio.to_thread.run_sync(session.recording.stats)
+        except Exception as exc:  # e.g. a full disk: the FLV stays, `recorder recover` can finish it
+            console.failed(session, "finishing", exc)
+            session.error = f"finishing failed: {type(exc).__name__}: {exc}"
+            session.set_state("error")
+            return
+        if session.state != "error":
+            session.set_state("stopped")
+        console.finished(session)
+
+    # -- once a second ----------------------------------------------------------------------
+
+    async def housekeeping(self) -> None:
+        last_console = time.monotonic()
+        while True:
+            await trio.sleep(0.5)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.publisher is None and session.open and session.recording is not None \
+                        and now - session.stopped_at >= self.config.grace_s:
+                    await self.finish(session)
+                elif session.publisher is not None and now - session.last_flush >= self.config.flush_interval_s:
+                    await self._flush(session, now)
+            if now - last_console >= self.config.console_interval_s:
+                last_console = now
+                for session in self.sessions.values():
+                    if session.state == "active":
+                        console.periodic(session)
+
+    async def _flush(self, session: RtmpSession, now: float) -> None:
+        session.last_flush = now
+        try:
+            async with session.lock:
+                if session.recording is None:
+                    return
+                await trio.to_thread.run_sync(session.recording.flush)
+                session.stats = await trio.to_thread.run_sync(session.recording.stats)
+        except Exception as exc:  # the connection's next write reports a storage failure itself
+            console.failed(session, "flushing", exc)
+
+
+class _Connection:
+    """One client: the protocol core, the sessions it publishes, and its socket."""
+
+    def __init__(self, service: RtmpService, stream: trio.SocketStream, remote: str):
+        self.service = service
+        self.stream = stream
+        self.remote = remote
+        self.core = ServerConnection()
+        self.app: str | None = None
+        self.tc_url: str | None = None
+        self.publishing: dict[int, RtmpSession] = {}
+        self.ended_reason = "disconnected"
+        self.failed = False
+
+    async def run(self) -> None:
+        config = self.service.config
+        timeout = config.handshake_timeout_s
+        while True:
+            with trio.move_on_after(timeout) as idle:
+                try:
+                    data = await self.stream.receive_some(RECEIVE_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+            if idle.cancelled_caught:
+                self.ended_reason = f"nothing received for {timeout:g} s"
+                console.connection_failed(self.remote, self.ended_reason)
+                return
+            timeout = config.idle_timeout_s
+            try:
+                events, error = self.core.receive_data(data), None
+            except RtmpProtocolError as exc:
+                events, error = exc.events, exc
+            keep_going = await self.handle(events)
+            await self.send()
+            if error is not None:
+                self.fail(f"protocol error: {error.description}")
+                return
+            if not keep_going or not data:
+                return
+
+    def fail(self, reason: str) -> None:
+        self.ended_reason, self.failed = reason, True
+        console.connection_failed(self.remote, reason)
+
+    async def send(self) -> None:
+        data = self.core.data_to_send()
+        if data:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the reading side sees the end too
+
+    async def handle(self, events) -> bool:
+        """Act on a batch of events; False when the connection must close."""
+        media: list = []
+        for event in events:
+            if isinstance(event, (VideoData, AudioData, Metadata)):
+                if event.stream_id in self.publishing:
+                    media.append(event)
+                continue
+            if media and not await self.write(media):
+                return False
+            media = []
+            if isinstance(event, Connected):
+                self.app, self.tc_url = event.app, _without_query(event.tc_url)
+            elif isinstance(event, PublishRequested):
+                if not await self.publish(event):
+                    return False
+            elif isinstance(event, Unpublished):
+                session = self.publishing.pop(event.stream_id, None)
+                if session is not None:
+                    await self.service.end_publish(session, "unpublished")
+            elif isinstance(event, ConnectionClosed):
+                break
+        return await self.write(media) if media else True
+
+    async def publish(self, event: PublishRequested) -> bool:
+        try:
+            if self.service.shutting_down:
+                raise Refused("the server is shutting down")
+            if event.stream_id in self.publishing:
+                raise Refused("this stream is already publishing")
+            publish = parse_publish(self.app or "", event.name)
+            self.service.config.policy.check(publish)
+            session = await self.service.start_publish(publish, self)
+        except Refused as exc:
+            self.core.reject_publish(event.stream_id, BAD_NAME, str(exc))
+            console.refused(self.remote, str(exc))
+            self.ended_reason = f"refused: {exc}"
+            return False
+        except OSError as exc:
+            message = f"cannot record: {exc.strerror or exc}"
+            self.core.reject_publish(event.stream_id, BAD_NAME, message)
+            self.fail(message)
+            return False
+        self.publishing[event.stream_id] = session
+        self.core.accept_publish(event.stream_id)
+        return True
+
+    async def write(self, media: list) -> bool:
+        by_session: dict[int, list] = {}
+        for event in media:
+            by_session.setdefault(event.stream_id, []).append(event)
+        for stream_id, events in by_session.items():
+            session = self.publishing[stream_id]
+            recording = session.recording
+            try:
+                async with session.lock:
+                    await trio.to_thread.run_sync(_write_events, recording, events)
+            except OSError as exc:
+                message = f"recording failed: {exc.strerror or exc}"
+                self.core.send_error(message)
+                self.fail(message)
+                return False
+            if session.state == "initializing" and any(not isinstance(e, Metadata) for e in events):
+                session.set_state("active")
+        return True
+
+    async def close(self) -> None:
+        for session in self.publishing.values():
+            await self.service.end_publish(session, self.ended_reason, error=self.failed)
+        self.publishing.clear()
+        await self.stream.aclose()
+
+
+def _write_events(recording, events) -> None:
+    for event in events:
+        if isinstance(event, VideoData):
+            recording.write_video(event.timestamp, event.payload)
+        elif isinstance(event, AudioData):
+            recording.write_audio(event.timestamp, event.payload)
+        else:
+            recording.write_metadata(event.values, event.raw)
+
+
+def _without_query(url: str | None) -> str | None:
+    """tcUrl as recorded: a secret given in the connect URL's query must not reach the disk."""
+    return url.partition("?")[0] if url else url

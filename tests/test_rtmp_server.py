@@ -1,0 +1,245 @@
+"""`recorder serve` as the RTMP server glasses push to, with ffmpeg as the real publisher: what
+is recorded (FLV while it is written, MP4 once finished) holds exactly the packets sent."""
+
+from __future__ import annotations
+
+import json
+import signal
+from functools import partial
+
+import pytest
+import trio
+from rtmp_support import (
+    FPS,
+    SECONDS,
+    SIZE,
+    by_kind,
+    ffprobe,
+    make_source,
+    packets,
+    publish,
+    rtmp_folders,
+    stream_of,
+)
+from server_support import ServerProcess, free_port, get
+
+from recorder.rtmp.access import AccessPolicy
+from recorder.rtmp.config import RtmpConfig
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory):
+    return make_source(tmp_path_factory.mktemp("rtmp-source") / "source.flv")
+
+
+@pytest.fixture(scope="session")
+def long_source(tmp_path_factory):
+    return make_source(tmp_path_factory.mktemp("rtmp-source") / "long.flv", seconds=6)
+
+
+@pytest.fixture
+def start_rtmp_server(start_server):
+    async def start(grace_s: float = 30.0, **overrides):
+        config = RtmpConfig(port=free_port(), host="127.0.0.1", grace_s=grace_s, idle_timeout_s=10.0,
+                            handshake_timeout_s=5.0, console_interval_s=1.0, **overrides)
+        server = await start_server(tls=False, rtmp=config)
+        server.rtmp_url = f"rtmp://127.0.0.1:{config.port}"
+        return server
+
+    return start
+
+
+async def rtmp_status(server) -> list[dict]:
+    reply = await get(server.url, "/status")
+    return reply.json["rtmp"]["streams"]
+
+
+async def wait_for_state(server, state: str, timeout: float = 20.0) -> dict:
+    with trio.fail_after(timeout):
+        while True:
+            streams = await rtmp_status(server)
+            if streams and streams[-1]["state"] == state:
+                return streams[-1]
+            await trio.sleep(0.05)
+
+
+def assert_same_packets(recorded, sent, *, offset_ms: int = 0):
+    """Every video and audio packet sent is recorded, bytes, keyframe flag and timing unchanged."""
+    for kind in ("video", "audio"):
+        got, want = by_kind(recorded, kind), by_kind(sent, kind)
+        assert len(got) == len(want), f"{kind}: {len(got)} packets recorded, {len(want)} sent"
+        for g, w in zip(got, want, strict=True):
+            assert g.data == w.data, f"{kind} packet at {w.dts} ms differs"
+            assert g.keyframe == w.keyframe
+            assert (g.dts - offset_ms, g.pts - offset_ms) == (w.dts, w.pts)
+
+
+async def test_a_publish_is_recorded_exactly_as_flv_and_mp4(start_rtmp_server, source):
+    server = await start_rtmp_server()
+    result = await publish(source, f"{server.rtmp_url}/live/glasses-1")
+    assert result.returncode == 0, result.stderr
+    await wait_for_state(server, "stopping")
+    await server.stop()  # finishes the session: index tables and MP4
+
+    (folder,) = rtmp_folders(server.data_dir)
+    assert folder.parent.name == "glasses-1" and folder.parent.parent.name == "live"
+    sent = packets(source)
+    assert_same_packets(packets(folder / "stream.flv"), sent)
+    assert_same_packets(packets(folder / "stream.mp4"), sent)
+    for name in ("stream.flv", "stream.mp4"):
+        probe = ffprobe(folder / name)
+        video, audio = stream_of(probe, "video"), stream_of(probe, "audio")
+        assert (video["codec_name"], audio["codec_name"]) == ("h264", "aac")
+        assert (video["width"], video["height"]) == SIZE
+        assert int(video["nb_read_frames"]) == SECONDS * FPS
+        assert abs(float(probe["format"]["duration"]) - SECONDS) < 0.2, probe["format"]
+    manifest = json.loads((folder / "session.json").read_text())
+    assert manifest["state"] == "finished"
+
+
+async def test_audio_and_video_stay_together(start_rtmp_server, long_source):
+    """Published in real time, the recorded audio and video keep the publisher's timing to the
+    millisecond (the server adds no drift), and advance together through the stream."""
+    server = await start_rtmp_server()
+    result = await publish(long_source, f"{server.rtmp_url}/live/drift", realtime=True)
+    assert result.returncode == 0, result.stderr
+    await server.stop()
+    (folder,) = rtmp_folders(server.data_dir)
+    recorded = packets(folder / "stream.mp4")
+    assert_same_packets(recorded, packets(long_source))
+    video, audio = by_kind(recorded, "video"), by_kind(recorded, "audio")
+    frame_ms, aac_ms = 1000 / FPS, 1024 * 1000 / 44100
+    assert abs(video[0].pts - audio[0].pts) <= frame_ms
+    # At every second the audio sent so far covers the same time as the video sent so far.
+    video_pts = sorted(p.pts for p in video)
+    for second in range(1, 6):
+        t = second * 1000
+        v = sum(1 for p in video_pts if p < t) * frame_ms
+        a = sum(1 for p in audio if p.pts < t) * aac_ms
+        assert abs(v - a) <= 2 * frame_ms, (second, v, a)
+
+
+async def test_a_second_publisher_of_the_same_key_is_refused(start_rtmp_server, long_source, source):
+    server = await start_rtmp_server()
+    url = f"{server.rtmp_url}/live/busy"
+    async with trio.open_nursery() as nursery:
+        first = {}
+
+        async def first_publisher():
+            first["result"] = await publish(long_source, url, realtime=True)
+
+        nursery.start_soon(first_publisher)
+        await wait_for_state(server, "active")
+        second = await publish(source, url)
+        assert second.returncode != 0
+        assert "already streaming" in second.stderr, second.stderr
+    assert first["result"].returncode == 0, first["result"].stderr
+    await server.stop()
+    (folder,) = rtmp_folders(server.data_dir)
+    assert_same_packets(packets(folder / "stream.flv"), packets(long_source))
+
+
+async def test_a_re_publish_within_the_grace_period_continues_the_session(start_rtmp_server, source):
+    server = await start_rtmp_server(grace_s=30.0)
+    url = f"{server.rtmp_url}/live/retry"
+    assert (await publish(source, url)).returncode == 0
+    await wait_for_state(server, "stopping")
+    await trio.sleep(0.5)
+    assert (await publish(source, url)).returncode == 0
+    stream = await wait_for_state(server, "stopping")
+    assert stream["publishes"] == 2
+    await server.stop()
+    (folder,) = rtmp_folders(server.data_dir)
+    recorded = packets(folder / "stream.mp4")
+    sent = packets(source)
+    for kind in ("video", "audio"):
+        got, want = by_kind(recorded, kind), by_kind(sent, kind)
+        assert len(got) == 2 * len(want)
+        assert [p.data for p in got] == [p.data for p in want] * 2
+        dts = [p.dts for p in got]
+        assert dts == sorted(dts), f"{kind} timeline goes backwards across the re-publish"
+        # The second publish starts after the first ended plus the time nobody was streaming.
+        assert got[len(want)].dts - got[len(want) - 1].dts >= 500
+    assert int(stream_of(ffprobe(folder / "stream.mp4"), "video")["nb_read_frames"]) == 2 * SECONDS * FPS
+    manifest = json.loads((folder / "session.json").read_text())
+    assert len(manifest["publishes"]) == 2
+
+
+async def test_the_lifecycle_shows_in_status_and_metrics(start_rtmp_server, long_source):
+    server = await start_rtmp_server(grace_s=1.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(publish, long_source, f"{server.rtmp_url}/live/watched", realtime=True))
+        await trio.sleep(3.0)
+        stream = await wait_for_state(server, "active")
+        assert stream["app"] == "live" and stream["stream_key"] == "watched"
+        assert abs(stream["fps"] - FPS) < 2, stream
+        assert stream["bitrate_bps"] > 10_000
+        assert (stream["width"], stream["height"]) == SIZE
+        assert (stream["video_codec"], stream["audio_codec"]) == ("h264", "aac")
+        metrics = (await get(server.url, "/metrics")).body.decode()
+        session_id = stream["session_id"]
+        assert f'recorder_rtmp_state{{app="live",session_id="{session_id}",state="active",stream_key="watched"}} 1.0' \
+            in metrics
+        assert "recorder_rtmp_video_frames_total" in metrics
+    await wait_for_state(server, "stopping", timeout=5)
+    stopped = await wait_for_state(server, "stopped", timeout=20)
+    assert stopped["video_frames"] == 6 * FPS and stopped["dropped_frames"] == 0
+
+
+async def test_the_allowlist_and_the_secret_keep_strangers_out(start_rtmp_server, source):
+    server = await start_rtmp_server(policy=AccessPolicy(frozenset({"glasses-1"}), "s3cret"))
+    refused = await publish(source, f"{server.rtmp_url}/live/glasses-1")
+    assert refused.returncode != 0 and "secret" in refused.stderr, refused.stderr
+    stranger = await publish(source, f"{server.rtmp_url}/live/other?secret=s3cret")
+    assert stranger.returncode != 0 and "not allowed" in stranger.stderr, stranger.stderr
+    ok = await publish(source, f"{server.rtmp_url}/live/glasses-1?secret=s3cret")
+    assert ok.returncode == 0, ok.stderr
+    await server.stop()
+    (folder,) = rtmp_folders(server.data_dir)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), f"the secret reached {path.name}"
+
+
+async def test_kill_9_leaves_a_readable_flv_and_the_next_start_finishes_it(tmp_path, long_source):
+    rtmp_port = free_port()
+    args = ("--rtmp-port", str(rtmp_port), "--rtmp-grace", "1")
+    server = ServerProcess(tmp_path / "data", tmp_path / "serve-1.log", args=args)
+    await server.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            result = {}
+
+            async def publisher():
+                result["r"] = await publish(long_source, f"rtmp://127.0.0.1:{rtmp_port}/live/crash", realtime=True)
+
+            nursery.start_soon(publisher)
+            await trio.sleep(3.5)
+            server.send_signal(signal.SIGKILL)
+            await server.wait()
+    finally:
+        await server.aclose()
+    assert result["r"].returncode != 0  # the server vanished under it
+    (folder,) = rtmp_folders(tmp_path / "data")
+    recorded = packets(folder / "stream.flv")
+    sent = packets(long_source)
+    video = by_kind(recorded, "video")
+    assert len(video) >= 2 * FPS, "more than the last second was lost"
+    # What is there is exactly what was sent, up to where the kill cut it.
+    for kind in ("video", "audio"):
+        got = by_kind(recorded, kind)
+        assert [p.data for p in got] == [p.data for p in by_kind(sent, kind)[:len(got)]]
+    assert int(stream_of(ffprobe(folder / "stream.flv"), "video")["nb_read_frames"]) == len(video)
+
+    again = ServerProcess(tmp_path / "data", tmp_path / "serve-2.log", args=args)
+    await again.start()
+    try:
+        with trio.fail_after(30):
+            while json.loads((folder / "session.json").read_text())["state"] != "finished":
+                await trio.sleep(0.1)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        await again.wait()
+        await again.aclose()
+    assert "recovered unfinished RTMP session" in again.output
+    assert int(stream_of(ffprobe(folder / "stream.mp4"), "video")["nb_read_frames"]) == len(video)
