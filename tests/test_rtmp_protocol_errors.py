@@ -106,6 +106,21 @@ def test_too_many_chunk_streams():
     assert [e.payload for e in error.events] == [b"a", b"b"]  # what came before is kept
 
 
+def test_messages_in_progress_are_bounded_together():
+    """Many chunk streams each holding most of a message would add up to many times the
+    message limit: the total is capped too."""
+    client, server = publishing(max_message_size=1000, max_partial_bytes=2500)
+    for csid in (10, 11, 12, 13):
+        client.send_raw(header0(csid, 0, 1000, M.VIDEO, STREAM) + bytes(128))  # first chunks only
+    client.set_chunk_size(600)
+    for csid in (10, 11, 12):
+        client.send_raw(bytes((0xC0 | csid,)) + bytes(600))  # continuations: 728 of 1000 bytes each
+    events, _ = exchange(client, server)
+    assert events == []  # 2312 bytes in progress: within the limit
+    client.send_raw(bytes((0xC0 | 13,)) + bytes(600))
+    connection_error(client, server, "hold 2912 bytes, over the limit of 2500")
+
+
 @pytest.mark.parametrize(("payload", "match"), [(b"", "0x0 is invalid"), (b"\x80\x00\x00\x80", "0x80000080"),
                                                 (b"\x00\x01", "Set Chunk Size message of 2 bytes")])
 def test_bad_set_chunk_size(payload, match):

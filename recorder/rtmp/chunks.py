@@ -68,13 +68,17 @@ class ChunkReader:
     feed() the bytes as they come, then call next_message() until it returns None. Violations
     raise RtmpProtocolError. Memory is bounded: besides one partial chunk, it holds the
     messages in progress, each at most max_message_size, on at most max_chunk_streams chunk
-    streams.
+    streams, and all of them together at most max_partial_bytes (an encoder interleaves small
+    audio messages with one large video message; it never needs many large ones at once).
     """
 
-    def __init__(self, *, max_message_size: int = 16 * 2**20, max_chunk_streams: int = 64):
+    def __init__(self, *, max_message_size: int = 16 * 2**20, max_chunk_streams: int = 64,
+                 max_partial_bytes: int | None = None):
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
+        self.max_partial_bytes = max_message_size + (1 << 20) if max_partial_bytes is None else max_partial_bytes
+        self._partial_total = 0
         self._streams: dict[int, _ChunkStream] = {}
         # Unparsed bytes are _buf[_pos:] and then the pieces in _pending, which are only joined
         # once they hold the _need bytes the next step waits for: a large chunk that arrives in
@@ -110,7 +114,7 @@ class ChunkReader:
     @property
     def partial_messages(self) -> int:
         """Bytes of messages in progress, over all chunk streams."""
-        return sum(stream.received for stream in self._streams.values())
+        return self._partial_total
 
     def set_chunk_size(self, size: int) -> None:
         """The peer's Set Chunk Size: chunks after it carry up to `size` bytes."""
@@ -120,6 +124,7 @@ class ChunkReader:
         """The peer's Abort: drop the partial message on that chunk stream."""
         stream = self._streams.get(chunk_stream_id)
         if stream is not None:
+            self._partial_total -= stream.received
             stream.parts = []
             stream.received = 0
 
@@ -245,6 +250,7 @@ class ChunkReader:
                     stream.parts.append(buf[p:pos])
                     payload = b"".join(stream.parts)
                     stream.parts = []
+                    self._partial_total -= stream.received
                     stream.received = 0
                 else:
                     payload = buf[p:pos]
@@ -253,6 +259,11 @@ class ChunkReader:
                 return Message(stream.type_id, stream.stream_id, stream.timestamp, payload, csid)
             stream.parts.append(buf[p:pos])
             stream.received += take
+            self._partial_total += take
+            if self._partial_total > self.max_partial_bytes:
+                raise RtmpProtocolError(
+                    f"messages in progress on {sum(1 for s in streams.values() if s.received)} chunk streams "
+                    f"hold {self._partial_total} bytes, over the limit of {self.max_partial_bytes}")
 
         self._pos = pos
         if pos >= end:

@@ -99,7 +99,7 @@ class ServerConnection:
     """
 
     def __init__(self, *, max_message_size: int = 16 * 2**20, window_ack_size: int = 2_500_000,
-                 out_chunk_size: int = 4096, max_chunk_streams: int = 64):
+                 out_chunk_size: int = 4096, max_chunk_streams: int = 64, max_partial_bytes: int | None = None):
         if not 1 <= out_chunk_size <= 0x7FFFFFFF:
             raise ValueError(f"out_chunk_size {out_chunk_size} is outside 1..0x7FFFFFFF")
         if not 1 <= window_ack_size <= 0xFFFFFFFF:
@@ -113,7 +113,8 @@ class ServerConnection:
         self._state = State.HANDSHAKE
         self._error: str | None = None
         self._handshake_bytes = bytearray()
-        self._reader = ChunkReader(max_message_size=max_message_size, max_chunk_streams=max_chunk_streams)
+        self._reader = ChunkReader(max_message_size=max_message_size, max_chunk_streams=max_chunk_streams,
+                                   max_partial_bytes=max_partial_bytes)
         self._writer = ChunkWriter()
         self._out = bytearray()
         self._replied = False  # an error reply is queued for the violation being raised
