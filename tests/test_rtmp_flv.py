@@ -218,6 +218,11 @@ def test_video_headers():
             F.parse_video_header(short)
 
 
+def test_an_unknown_fourcc_is_named_in_printable_text():
+    assert F.parse_video_header(b"\x91xyz9" + b"\x00" * 4).codec == "xyz9"
+    assert F.parse_video_header(b"\xff" * 8).codec == "fourcc 0xffffffff"
+
+
 def test_enhanced_rtmp_video_headers():
     h = F.parse_video_header(b"\x90hvc1" + b"\x01\x02")  # keyframe, sequence start
     assert h.enhanced and h.sequence_header and h.keyframe and h.codec == "hevc" and h.data_offset == 5

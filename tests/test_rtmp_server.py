@@ -24,6 +24,7 @@ from rtmp_support import (
 from server_support import ServerProcess, free_port, get
 
 from recorder.rtmp.access import AccessPolicy
+from recorder.rtmp.client import ClientConnection
 from recorder.rtmp.config import RtmpConfig
 
 
@@ -243,3 +244,101 @@ async def test_kill_9_leaves_a_readable_flv_and_the_next_start_finishes_it(tmp_p
         await again.aclose()
     assert "recovered unfinished RTMP session" in again.output
     assert int(stream_of(ffprobe(folder / "stream.mp4"), "video")["nb_read_frames"]) == len(video)
+
+
+class RawClient:
+    """A hand-driven RTMP client on a real socket, for sending what ffmpeg never would."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.client = ClientConnection()
+
+    @classmethod
+    async def open(cls, url_port: int) -> RawClient:
+        return cls(await trio.open_tcp_stream("127.0.0.1", url_port))
+
+    async def flush(self) -> None:
+        await self.stream.send_all(self.client.data_to_send())
+
+    async def replies_until_closed(self, timeout: float = 10.0) -> list:
+        """What the server says before it closes the connection (fails if it never does)."""
+        received = []
+        with trio.fail_after(timeout):
+            while data := await self.stream.receive_some(65536):
+                received += self.client.receive_data(data)
+        return received
+
+    async def handshake_and_connect(self) -> None:
+        self.client.connect("live", "rtmp://127.0.0.1/live")
+        await self.flush()
+        await self.until(lambda m: m.name == "_result")
+
+    async def until(self, wanted) -> None:
+        """Read (answering as the client must: C2 after S1) until a message `wanted` accepts."""
+        with trio.fail_after(10):
+            while True:
+                messages = self.client.receive_data(await self.stream.receive_some(65536))
+                await self.flush()
+                if any(wanted(m) for m in messages):
+                    return
+
+
+async def test_malformed_rtmp_gets_an_error_and_a_concurrent_publisher_is_unharmed(start_rtmp_server, long_source):
+    server = await start_rtmp_server()
+    port = int(server.rtmp_url.rsplit(":", 1)[1])
+    steady = {}
+
+    async def steady_publisher():
+        steady["r"] = await publish(long_source, f"{server.rtmp_url}/live/steady", realtime=True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(steady_publisher)
+        await wait_for_state(server, "active")
+
+        # Not RTMP at all: an HTTP request, then RTMPE (encrypted RTMP).
+        for opening in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x06" + bytes(1536)):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(opening)
+            with trio.fail_after(10):
+                while await stream.receive_some(65536):
+                    pass  # the server closes it
+            await stream.aclose()
+
+        # A chunk that continues a message nobody began.
+        raw = await RawClient.open(port)
+        await raw.handshake_and_connect()
+        raw.client.send_raw(b"\x47" + bytes(7))
+        await raw.flush()
+        (error,) = [m for m in await raw.replies_until_closed() if m.info and m.info.get("level") == "error"]
+        assert "type-1 chunk header" in error.info["description"]
+
+        # Playing: this server records, it does not play.
+        raw = await RawClient.open(port)
+        await raw.handshake_and_connect()
+        raw.client.command("play", None, "steady", stream_id=1)
+        await raw.flush()
+        errors = [m for m in await raw.replies_until_closed() if m.info and m.info.get("level") == "error"]
+        assert errors and "play" in errors[-1].info["description"].lower()
+
+        # A publisher that sends a garbage video message, then vanishes mid-message.
+        raw = await RawClient.open(port)
+        await raw.handshake_and_connect()
+        raw.client.create_stream()
+        raw.client.publish(1, "junk")
+        await raw.flush()
+        await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+        raw.client.send_video(1, 0, b"\xff" * 300)
+        video_header = bytes([0x06]) + (40).to_bytes(3, "big") + (5000).to_bytes(3, "big") + bytes([9])
+        raw.client.send_raw(video_header + (1).to_bytes(4, "little") + b"partial")
+        await raw.flush()
+        await raw.stream.aclose()
+
+        assert (await get(server.url, "/healthz")).status == 200
+    assert steady["r"].returncode == 0, steady["r"].stderr
+    await server.stop()
+    folders = {f.parent.name: f for f in rtmp_folders(server.data_dir)}
+    assert_same_packets(packets(folders["steady"] / "stream.flv"), packets(long_source))
+    assert_same_packets(packets(folders["steady"] / "stream.mp4"), packets(long_source))
+    junk = json.loads((folders["junk"] / "session.json").read_text())
+    assert junk["state"] == "finished"
+    assert len(junk["publishes"]) == 1

@@ -38,10 +38,10 @@ def ended(s, reason: str, grace_s: float) -> None:
 
 
 def finished(s) -> None:
-    mp4 = s.stats.get("mp4")
+    mp4 = ", ".join(s.stats.get("mp4") or []) or f"no MP4: {s.stats.get('mp4_error') or 'no video or audio'}"
     say(f"[rtmp {s.name}] finished session {s.session_id}: {s.stats.get('video_frames', 0)} video and "
         f"{s.stats.get('audio_frames', 0)} audio frames, {s.stats.get('bytes', 0) / 1e6:.1f} MB -> "
-        f"{s.recording.folder if s.recording else '?'}" + ("" if mp4 is None else f" ({mp4})"))
+        f"{s.recording.folder if s.recording else '?'} ({mp4})")
 
 
 def failed(s, what: str, exc: BaseException) -> None:

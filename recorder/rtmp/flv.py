@@ -133,7 +133,13 @@ class VideoHeader:
     @property
     def codec(self) -> str:
         if self.enhanced:
-            return FOURCC_CODECS.get(self.fourcc, self.fourcc.decode("latin-1"))
+            known = FOURCC_CODECS.get(self.fourcc)
+            if known:
+                return known
+            # An unknown FourCC is shown as text only when it is one (it names a folder of
+            # nothing, but it reaches the status page and the console).
+            text = self.fourcc.decode("latin-1")
+            return text if text.isascii() and text.isprintable() else f"fourcc 0x{self.fourcc.hex()}"
         return VIDEO_CODECS.get(self.codec_id, f"flv-video-{self.codec_id}")
 
 
