@@ -145,21 +145,31 @@ def certs_init(folder, hostnames):
 @main.command("ls")
 @click.argument("data_dir", default="data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def ls(data_dir):
-    """List the recorded sessions under DATA_DIR."""
+    """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams."""
+    from .rtmp.inspect import format_rtmp_ls
     from .storage.inspect import format_ls
 
     click.echo(format_ls(data_dir))
+    rtmp = format_rtmp_ls(data_dir)
+    if rtmp:
+        click.echo("\n" + rtmp)
 
 
 @main.command()
 @click.argument("session", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(session, as_json):
-    """Streams, counts, rates, durations, sizes, gaps and TDM of one session."""
+    """Streams, counts, rates, durations, sizes, gaps and TDM of one session (or the codecs,
+    frames, publishes and MP4 of an RTMP recording)."""
     import json
 
+    from .rtmp.inspect import format_recording_info, is_recording, recording_info
     from .storage.inspect import format_info, session_info
 
+    if is_recording(session):
+        details = recording_info(session)
+        click.echo(json.dumps(details, indent=1) if as_json else format_recording_info(details))
+        return
     details = session_info(session)
     click.echo(json.dumps(details, indent=1) if as_json else format_info(details))
 
@@ -167,14 +177,26 @@ def info(session, as_json):
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def recover(path):
-    """Repair unfinished sessions under PATH (a data folder or one session) after a crash."""
+    """Repair unfinished sessions under PATH (a data folder, one session or one RTMP recording)
+    after a crash. A recovered RTMP recording is finished too (index tables and MP4)."""
+    from .rtmp.inspect import is_recording
+    from .rtmp.recording import Recording, unfinished_recordings
+    from .rtmp.recording import recover as recover_recording
     from .storage import Store
     from .storage import recover as recover_session
 
-    if (path / "session.json").exists():
+    def recover_rtmp(folder):
+        report = recover_recording(folder)
+        if report.state != "finished":
+            Recording.reopen(folder).finish()
+        return report
+
+    if is_recording(path):
+        reports = [recover_rtmp(path)]
+    elif (path / "session.json").exists():
         reports = [recover_session(path)]
     else:
-        reports = Store(path).recover_all()
+        reports = Store(path).recover_all() + [recover_rtmp(f) for f in unfinished_recordings(path)]
     for report in reports:
         click.echo(str(report))
     if not reports:

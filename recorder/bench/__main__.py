@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder, ingest
+from . import decoder, ingest, rtmp
 
-SECTIONS = {"decoder": decoder.run, "ingest": ingest.run}
+SECTIONS = {"decoder": decoder.run, "ingest": ingest.run, "rtmp": rtmp.run}
 
 
 def main(argv: list[str]) -> int:

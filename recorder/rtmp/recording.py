@@ -56,6 +56,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..storage import layout
 from ..storage.files import fsync_dir, replace_durably, write_atomically
 from ..storage.layout import check_name
 from . import flv as F
@@ -63,7 +64,7 @@ from .remux import plan_segments, remux_to_mp4
 from .stats import RecordingStats
 
 FORMAT = "recorder.rtmp-session/1"
-RTMP_DIR = "rtmp"
+RTMP_DIR = layout.RTMP_ROOT
 FLV = "stream.flv"
 MANIFEST = "session.json"
 METADATA = "metadata.json"
