@@ -56,22 +56,25 @@ async def test_verify_clients_takes_a_device_certificate_signed_by_the_ca(start_
     assert (server.session_path(headers["device-serial"], headers["session-id"]) / "session.json").exists()
 
 
-async def test_verify_clients_refuses_a_device_without_a_certificate(start_server, certs_dir, body_and_headers):
+async def test_verify_clients_refuses_a_device_without_a_certificate(start_server, certs_dir, body_and_headers, capsys):
     server = await start_server(verify_clients=True)
     body, headers = body_and_headers
     assert await refused(server.url, device_context(certs_dir), headers, body)
     assert not any(server.data_dir.iterdir()), "a refused device must leave no session behind"
+    # The operator sees why.
+    assert "refused a TLS connection from 127.0.0.1" in capsys.readouterr().out
     # The server goes on: a device with a certificate is taken right after.
     reply = await request(server.url, headers=headers, body=body, ssl_context=device_context(certs_dir, certs_dir))
     assert reply.status == 200
 
 
 async def test_verify_clients_refuses_a_certificate_from_another_ca(start_server, certs_dir, other_certs_dir,
-                                                                   body_and_headers):
+                                                                   body_and_headers, capsys):
     server = await start_server(verify_clients=True)
     body, headers = body_and_headers
     assert await refused(server.url, device_context(certs_dir, other_certs_dir), headers, body)
     assert not any(server.data_dir.iterdir())
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().out
     reply = await request(server.url, headers=headers, body=body, ssl_context=device_context(certs_dir, certs_dir))
     assert reply.status == 200
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import ssl
 import time
 
 import h11
@@ -36,8 +37,17 @@ class Recorder:
                               receive_bytes=self.config.receive_bytes, remote=remote)
         try:
             if isinstance(stream, trio.SSLStream):
-                with trio.move_on_after(self.config.header_timeout_s):
-                    await stream.do_handshake()
+                with trio.move_on_after(self.config.header_timeout_s) as handshake:
+                    try:
+                        await stream.do_handshake()
+                    except trio.BrokenResourceError as exc:
+                        # Why a device was turned away (no client certificate, an unknown CA,
+                        # plain HTTP to the TLS port) is worth a line: it cannot tell us itself.
+                        console.tls_refused(remote, _tls_reason(exc))
+                        return
+                if handshake.cancelled_caught:
+                    console.tls_refused(remote, f"no TLS handshake within {self.config.header_timeout_s:g} s")
+                    return
             while not self.shutting_down or conn.h11.trailing_data[0]:
                 event = await conn.next_request(self.config.idle_timeout_s, self.config.header_timeout_s)
                 if isinstance(event, h11.ConnectionClosed):
@@ -294,3 +304,10 @@ class Recorder:
             if session.state not in ("finished", "unfinished"):
                 await self.finalise(session)
         console.summary(list(self.sessions.values()))
+
+
+def _tls_reason(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return cause.reason or str(cause)
+    return str(cause or exc) or type(exc).__name__

@@ -40,6 +40,10 @@ def refused(remote: str, status: int, message: str) -> None:
     say(f"refused a request from {remote}: {status} {message}")
 
 
+def tls_refused(remote: str, reason: str) -> None:
+    say(f"refused a TLS connection from {remote}: {reason}")
+
+
 def dropped(s, reason: str) -> None:
     say(f"[{s.serial}] connection ended: {reason}; waiting for a reconnect")
 

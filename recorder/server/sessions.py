@@ -43,6 +43,10 @@ class LiveSession:
         self.last_flush = time.monotonic()
         self.waiting_since = time.monotonic()
         self.meter = RateMeter()
+        if not resumed:
+            # Counted from zero now, so the first status sample already gives a rate (a resumed
+            # session's stored rows would count as one huge first interval: it waits a sample).
+            self.meter.sample(time.monotonic(), {})
         self.stats: dict = {}
         # Writer calls are serialised: a reconnect waits until the old connection's call ends.
         self.lock = trio.Lock()

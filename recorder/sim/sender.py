@@ -150,7 +150,9 @@ async def stream_device(device, target: Target, ssl_context, *, duration_s: floa
         await conn.start(target.path, device.headers())
         report.requests += 1
         for t, t_next in periods(duration_s, batch_period_s):
-            body = device.window(t, t_next)
+            # Generating a window (rendering frames, encoding video) takes long enough to stall
+            # every other device's sending if it ran on the event loop.
+            body = await trio.to_thread.run_sync(device.window, t, t_next)
             if not fast:
                 await trio.sleep_until(paced_from + t_next)  # the period's data exists once captured
             await conn.send(body)
