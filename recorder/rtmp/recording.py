@@ -293,17 +293,24 @@ class Recording:
             self._stats.metadata(values)
             write_atomically(self.folder / METADATA, _json(self._metadata), sync=self._sync)
 
+    def _header_or_skip(self, parse, payload: bytes):
+        """The tag data's header, or None (counted as skipped) for data no FLV tag can hold."""
+        try:
+            header = parse(payload)
+            if len(payload) > F.MAX_DATA_SIZE:
+                raise F.FlvError("tag data over FLV's 16 MiB")
+        except F.FlvError:
+            self._stats.skipped_tags += 1
+            self._changed = True
+            return None
+        return header
+
     def write_video(self, timestamp: int, payload: bytes) -> None:
         """An RTMP video message: `timestamp` in ms as received, `payload` the FLV video tag data."""
         with self._lock:
             pub = self._open_publish()
-            try:
-                header = F.parse_video_header(payload)
-                if len(payload) > F.MAX_DATA_SIZE:
-                    raise F.FlvError("tag data over FLV's 16 MiB")
-            except F.FlvError:
-                self._stats.skipped_tags += 1
-                self._changed = True
+            header = self._header_or_skip(F.parse_video_header, payload)
+            if header is None:
                 return
             ts = self._timeline(F.VIDEO, timestamp)
             self._append(F.encode_tag(F.VIDEO, ts, payload))
@@ -315,13 +322,8 @@ class Recording:
     def write_audio(self, timestamp: int, payload: bytes) -> None:
         with self._lock:
             pub = self._open_publish()
-            try:
-                header = F.parse_audio_header(payload)
-                if len(payload) > F.MAX_DATA_SIZE:
-                    raise F.FlvError("tag data over FLV's 16 MiB")
-            except F.FlvError:
-                self._stats.skipped_tags += 1
-                self._changed = True
+            header = self._header_or_skip(F.parse_audio_header, payload)
+            if header is None:
                 return
             ts = self._timeline(F.AUDIO, timestamp)
             self._append(F.encode_tag(F.AUDIO, ts, payload))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import trio
 
+from ..server.accept import accept_forever
 from . import console
 from .access import Publish, Refused, parse_publish
 from .config import RtmpConfig
@@ -71,23 +72,9 @@ class RtmpService:
     async def serve(self, listeners, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             for listener in listeners:
-                nursery.start_soon(self._accept_loop, nursery, listener)
+                nursery.start_soon(accept_forever, listener, nursery, self.handle_connection)
             nursery.start_soon(self.housekeeping)
             task_status.started()
-
-    async def _accept_loop(self, nursery, listener) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError:
-                await trio.sleep(0.1)  # e.g. out of file descriptors: do not spin
-                continue
-            try:
-                host, port = stream.socket.getpeername()[:2]
-                remote = f"{host}:{port}"
-            except OSError:
-                remote = "?"
-            nursery.start_soon(self.handle_connection, stream, remote)
 
     # -- one connection ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from .. import certs
 from ..rtmp import console as rtmp_console
 from ..rtmp.service import RtmpService
 from . import console
+from .accept import accept_forever
 from .app import Recorder
 from .config import ServerConfig
 
@@ -77,28 +78,13 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
             finally:
                 connection_scopes.discard(scope)
 
-    async def accept_loop(nursery, listener):
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError:
-                await trio.sleep(0.1)  # e.g. out of file descriptors: do not spin
-                continue
-            try:
-                peer = stream.socket.getpeername()
-                remote = f"{peer[0]}:{peer[1]}"
-            except OSError:
-                remote = "?"
-            if context is not None:
-                stream = trio.SSLStream(stream, context, server_side=True)
-            nursery.start_soon(run_connection, stream, remote)
-
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as connections:
             try:
                 async with trio.open_nursery() as service:
+                    wrap = (lambda stream: trio.SSLStream(stream, context, server_side=True)) if context else None
                     for listener in listeners:
-                        service.start_soon(accept_loop, connections, listener)
+                        service.start_soon(accept_forever, listener, connections, run_connection, wrap)
                     service.start_soon(recorder.housekeeping)
                     if rtmp is not None:
                         await service.start(rtmp.serve, rtmp_listeners)
