@@ -11,11 +11,11 @@ go once, at the start, as an encoder sends them.
 
 The server's CPU (/proc, all its threads) is measured over a steady window: from the moment
 every stream is active in /status until WINDOW_S later, while all still publish (and, for
-comparison, for IDLE_S before the publishers start). Bytes recorded
-are the FLV files' sizes at both ends of the window (/status has them too, but only as of the
-last once-a-second flush). A step is sustained when every video frame sent is in the recording
-(/status, once the publishers have left) and no publisher sent a tag LATE_S or more after its
-due time (a server that cannot keep up pushes back through TCP, and the lateness shows it).
+comparison, for IDLE_S before the publishers start). Bytes recorded are the FLV files' sizes
+at both ends of the window (/status has them too, but only as of the last once-a-second
+flush). A step is sustained when every video frame sent is in the recording (/status, once the
+publishers have left) and no publisher sent a tag LATE_S or more after its due time (a server
+that cannot keep up pushes back through TCP, and the lateness shows it).
 """
 
 from __future__ import annotations
@@ -369,7 +369,8 @@ def run_step(n: int, source_path: Path, source: Source) -> dict:
 def describe(r: dict) -> str:
     n = r["streams"]
     return (f"N={n}: server {100 * r['server_core_per_stream']:.1f} % of a core per stream "
-            f"({r['server_cpu_cores']:.2f} cores; {r['server_idle_cores']:.3f} idle), {r['recorded_mb_per_s']:.1f} MB/s recorded "
+            f"({r['server_cpu_cores']:.2f} cores; {r['server_idle_cores']:.3f} idle), "
+            f"{r['recorded_mb_per_s']:.1f} MB/s recorded "
             f"({r['recorded_mb_per_s_per_stream']:.2f} MB/s per stream), publishers "
             f"{100 * r['publishers_core_per_stream']:.1f} %/stream, max lateness {r['max_lateness_s']:.2f} s, "
             f"lost {r['lost_frames']}" + (f", errors {r['errors']}" if r["errors"] else "")
