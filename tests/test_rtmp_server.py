@@ -26,6 +26,7 @@ from server_support import ServerProcess, free_port, get
 from recorder.rtmp.access import AccessPolicy
 from recorder.rtmp.client import ClientConnection
 from recorder.rtmp.config import RtmpConfig
+from recorder.rtmp.flv import scan_flv
 
 
 @pytest.fixture(scope="session")
@@ -342,3 +343,29 @@ async def test_malformed_rtmp_gets_an_error_and_a_concurrent_publisher_is_unharm
     junk = json.loads((folders["junk"] / "session.json").read_text())
     assert junk["state"] == "finished"
     assert len(junk["publishes"]) == 1
+
+
+async def test_shutdown_takes_in_what_waits_unread_in_the_socket(start_rtmp_server):
+    """Media a publisher sent just before the server stops is recorded, not dropped with the
+    connection: the server reads its socket dry before it ends the publish."""
+    server = await start_rtmp_server(read_pause_s=0.5)  # a long pause between reads: data waits
+    port = int(server.rtmp_url.rsplit(":", 1)[1])
+    raw = await RawClient.open(port)
+    await raw.handshake_and_connect()
+    raw.client.create_stream()
+    raw.client.publish(1, "last-words")
+    await raw.flush()
+    await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+    frame = b"\x27\x01\x00\x00\x00" + bytes(200)  # an AVC inter frame
+    for ts in range(0, 500, 50):
+        raw.client.send_video(1, ts, frame)
+    await raw.flush()
+    await trio.sleep(0.2)  # read; the server now pauses before its next read
+    for ts in range(500, 1000, 50):
+        raw.client.send_video(1, ts, frame)
+    await raw.flush()
+    await server.stop()
+    await raw.stream.aclose()
+    (folder,) = rtmp_folders(server.data_dir)
+    tags = scan_flv(folder / "stream.flv").tags
+    assert [t.timestamp for t in tags if t.type == 9] == list(range(0, 1000, 50))

@@ -17,6 +17,14 @@ class RtmpConfig:
     idle_timeout_s: float = 60.0
     handshake_timeout_s: float = 30.0
     flush_interval_s: float = 1.0
+    # Received media is written in batches of this age or size (at most this much is lost to a
+    # kill -9 besides what the kernel holds; it bounds the memory per connection too).
+    coalesce_s: float = 0.1
+    coalesce_bytes: int = 256 << 10
+    # After a read that drained a publisher's socket, wait this long before the next one.
+    read_pause_s: float = 0.04
+    # At shutdown, data already waiting in a publisher's socket is taken in for at most this long.
+    drain_s: float = 1.0
     console_interval_s: float = 10.0
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     sync: bool = True

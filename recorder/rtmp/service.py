@@ -32,7 +32,7 @@ class RtmpService:
         self.data_dir = Path(data_dir)
         self.sessions: dict[tuple[str, str], RtmpSession] = {}
         self.finished: list[RtmpSession] = []  # sessions a later publish replaced
-        self.connections: set[trio.CancelScope] = set()
+        self.connections: set[_Connection] = set()
         self.shutting_down = False
 
     def all_sessions(self) -> list[RtmpSession]:
@@ -59,20 +59,23 @@ class RtmpService:
             console.recovered(folder)
 
     async def shutdown(self) -> None:
-        """End every publish (what was received is written), then finish every session."""
+        """End every publish once what was received (even what waits unread in the sockets)
+        is written, then finish every session."""
         self.shutting_down = True
-        for scope in list(self.connections):
-            scope.cancel()
+        for connection in list(self.connections):
+            connection.stop()
         while self.connections:
             await trio.sleep(0.05)
         for session in list(self.sessions.values()):
             await self.finish(session)
         console.summary(self.all_sessions())
 
-    async def serve(self, listeners, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, listeners, connections: trio.Nursery, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Accept publishers into `connections`, a nursery that outlives this task: when serving
+        stops, connections go on until shutdown() has stopped them in good order."""
         async with trio.open_nursery() as nursery:
             for listener in listeners:
-                nursery.start_soon(accept_forever, listener, nursery, self.handle_connection)
+                nursery.start_soon(accept_forever, listener, connections, self.handle_connection)
             nursery.start_soon(self.housekeeping)
             task_status.started()
 
@@ -80,16 +83,19 @@ class RtmpService:
 
     async def handle_connection(self, stream: trio.SocketStream, remote: str) -> None:
         connection = _Connection(self, stream, remote)
-        with trio.CancelScope() as scope:
-            self.connections.add(scope)
+        # Cancelling this task would drop what the core has parsed but not yet written: it is
+        # shielded, and stops through connection.stop() (shutdown) or its own timeouts.
+        with trio.CancelScope(shield=True):
+            self.connections.add(connection)
             try:
                 await connection.run()
             except Exception as exc:  # one connection's failure must never stop the server
                 console.connection_failed(remote, f"internal error: {type(exc).__name__}: {exc}")
             finally:
-                self.connections.discard(scope)
-                with trio.CancelScope(shield=True):
+                try:
                     await connection.close()
+                finally:
+                    self.connections.discard(connection)
 
     async def start_publish(self, publish: Publish, connection: _Connection) -> RtmpSession:
         """The session this publish records into; Refused if the key is being published."""
@@ -200,32 +206,90 @@ class _Connection:
         self.publishing: dict[int, RtmpSession] = {}
         self.ended_reason = "disconnected"
         self.failed = False
+        # Media waiting to be written: handed to a worker thread together once it is
+        # coalesce_bytes or coalesce_s old, as one thread round trip costs more than the
+        # writes of a few frames (and a stream sends 70 messages a second).
+        self.media: list = []
+        self.media_bytes = 0
+        self.write_at: float | None = None
+        self.stopping = False
+        self.waiting: trio.CancelScope | None = None  # around waits for data: stop() cancels it
+
+    def stop(self) -> None:
+        """The server is shutting down: take in what the socket holds, write it, end."""
+        self.stopping = True
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+    async def _receive(self, deadline: float) -> bytes | None:
+        """Data, b"" at the end, or None at the deadline or when stopped."""
+        with trio.CancelScope(deadline=deadline) as self.waiting:
+            if self.stopping:
+                self.waiting.cancel()
+            try:
+                return await self.stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+        return None
 
     async def run(self) -> None:
         config = self.service.config
         timeout = config.handshake_timeout_s
+        idle_at = trio.current_time() + timeout
         while True:
-            with trio.move_on_after(timeout) as idle:
-                try:
-                    data = await self.stream.receive_some(RECEIVE_BYTES)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-            if idle.cancelled_caught:
+            if self.stopping:
+                await self._drain()
+                return
+            data = await self._receive(idle_at if self.write_at is None else min(idle_at, self.write_at))
+            if data is None and self.stopping:
+                continue
+            if data is None:
+                if self.media:
+                    if not await self.write_media():
+                        return
+                    continue
                 self.ended_reason = f"nothing received for {timeout:g} s"
                 console.connection_failed(self.remote, self.ended_reason)
                 return
             timeout = config.idle_timeout_s
-            try:
-                events, error = self.core.receive_data(data), None
-            except RtmpProtocolError as exc:
-                events, error = exc.events, exc
-            keep_going = await self.handle(events)
-            await self.send()
-            if error is not None:
-                self.fail(f"protocol error: {error.description}")
+            idle_at = trio.current_time() + timeout
+            if not await self._take(data) or not data:
                 return
-            if not keep_going or not data:
-                return
+            if self.publishing and len(data) < RECEIVE_BYTES:
+                # A publisher sends some 70 small messages a second; waking for each costs more
+                # than handling it. Pausing once the socket is drained lets the next ones gather
+                # in its buffer (TCP flow control bounds them) at the price of that much latency.
+                with trio.CancelScope() as self.waiting:
+                    if not self.stopping:
+                        await trio.sleep(config.read_pause_s)
+
+    async def _take(self, data: bytes) -> bool:
+        """Feed received bytes to the core and act on its events; False when the connection must close."""
+        try:
+            events, error = self.core.receive_data(data), None
+        except RtmpProtocolError as exc:
+            events, error = exc.events, exc
+        keep_going = await self.handle(events)
+        await self.send()
+        if error is not None:
+            self.fail(f"protocol error: {error.description}")
+            return False
+        return keep_going
+
+    async def _drain(self) -> None:
+        """Shutting down: what the publisher sent before now is in the socket; take it in."""
+        self.ended_reason = "the server shut down"
+        with trio.move_on_after(self.service.config.drain_s):
+            while True:
+                with trio.move_on_after(0.05):
+                    try:
+                        data = await self.stream.receive_some(RECEIVE_BYTES)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                    if not await self._take(data) or not data:
+                        return
+                    continue
+                return  # nothing more waiting
 
     def fail(self, reason: str) -> None:
         self.ended_reason, self.failed = reason, True
@@ -241,15 +305,14 @@ class _Connection:
 
     async def handle(self, events) -> bool:
         """Act on a batch of events; False when the connection must close."""
-        media: list = []
         for event in events:
             if isinstance(event, (VideoData, AudioData, Metadata)):
                 if event.stream_id in self.publishing:
-                    media.append(event)
+                    self.media.append(event)
+                    self.media_bytes += len(event.raw if isinstance(event, Metadata) else event.payload)
                 continue
-            if media and not await self.write(media):
+            if self.media and not await self.write_media():  # in order, before what comes next
                 return False
-            media = []
             if isinstance(event, Connected):
                 self.app, self.tc_url = event.app, _without_query(event.tc_url)
             elif isinstance(event, PublishRequested):
@@ -261,7 +324,11 @@ class _Connection:
                     await self.service.end_publish(session, "unpublished")
             elif isinstance(event, ConnectionClosed):
                 break
-        return await self.write(media) if media else True
+        if self.media_bytes >= self.service.config.coalesce_bytes:
+            return await self.write_media()
+        if self.media and self.write_at is None:
+            self.write_at = trio.current_time() + self.service.config.coalesce_s
+        return True
 
     async def publish(self, event: PublishRequested) -> bool:
         try:
@@ -286,7 +353,8 @@ class _Connection:
         self.core.accept_publish(event.stream_id)
         return True
 
-    async def write(self, media: list) -> bool:
+    async def write_media(self) -> bool:
+        media, self.media, self.media_bytes, self.write_at = self.media, [], 0, None
         by_session: dict[int, list] = {}
         for event in media:
             by_session.setdefault(event.stream_id, []).append(event)
@@ -306,6 +374,8 @@ class _Connection:
         return True
 
     async def close(self) -> None:
+        if self.media:
+            await self.write_media()
         for session in self.publishing.values():
             await self.service.end_publish(session, self.ended_reason, error=self.failed)
         self.publishing.clear()

@@ -87,12 +87,10 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
                         service.start_soon(accept_forever, listener, connections, run_connection, wrap)
                     service.start_soon(recorder.housekeeping)
                     if rtmp is not None:
-                        await service.start(rtmp.serve, rtmp_listeners)
+                        await service.start(rtmp.serve, rtmp_listeners, connections)
                     task_status.started(port)
                     async for _ in signals:
                         break
-                    if rtmp is not None:
-                        rtmp.shutting_down = True
                     service.cancel_scope.cancel()
             finally:
                 # However we stop (signal or cancellation), what was received is written and
