@@ -76,7 +76,7 @@ class RtmpService:
         async with trio.open_nursery() as nursery:
             for listener in listeners:
                 nursery.start_soon(accept_forever, listener, connections, self.handle_connection)
-            nursery.start_soon(self.housekeeping)
+            nursery.start_soon(self.housekeeping, nursery)
             task_status.started()
 
     # -- one connection ---------------------------------------------------------------------
@@ -149,6 +149,15 @@ class RtmpService:
         if not session.open or session.recording is None:
             return
         session.finishing = True
+        await self._finish(session)
+
+    async def _finish(self, session: RtmpSession) -> None:
+        """Index tables and MP4 (a remux of a long stream takes a while): shielded, so that a
+        shutdown waits for the MP4 rather than leave it half written."""
+        with trio.CancelScope(shield=True):
+            await self._finish_now(session)
+
+    async def _finish_now(self, session: RtmpSession) -> None:
         try:
             async with session.lock:
                 await trio.to_thread.run_sync(session.recording.finish)
@@ -164,7 +173,9 @@ class RtmpService:
 
     # -- once a second ----------------------------------------------------------------------
 
-    async def housekeeping(self) -> None:
+    async def housekeeping(self, nursery: trio.Nursery) -> None:
+        """Flushes of the streams being published, and the finish of those nobody re-published
+        (in tasks of their own, so that a long remux delays no other stream's flush)."""
         last_console = time.monotonic()
         while True:
             await trio.sleep(0.5)
@@ -172,7 +183,8 @@ class RtmpService:
             for session in list(self.sessions.values()):
                 if session.publisher is None and session.open and session.recording is not None \
                         and now - session.stopped_at >= self.config.grace_s:
-                    await self.finish(session)
+                    session.finishing = True
+                    nursery.start_soon(self._finish, session)
                 elif session.publisher is not None and now - session.last_flush >= self.config.flush_interval_s:
                     await self._flush(session, now)
             if now - last_console >= self.config.console_interval_s:
