@@ -276,7 +276,9 @@ class ServerProcess:
         with open(self.log, "ab") as out:
             self.process = await trio.lowlevel.open_process(
                 [RECORDER, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
-                 str(self.data_dir), "--plain-http", *self.args],
+                 str(self.data_dir), "--plain-http", *self.args,
+                 # RTMP off unless the test asks for it: the default port may be taken.
+                 *(() if "--rtmp-port" in self.args else ("--rtmp-port", "0"))],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         with trio.fail_after(timeout):
             while True:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import signal
 
-from server_support import ServerProcess, assert_session_equals, make_windows, post_windows, session_folders
+import trio
+from server_support import (
+    ServerProcess,
+    assert_session_equals,
+    free_port,
+    get,
+    make_windows,
+    post_windows,
+    session_folders,
+)
 from storage_support import expected_from
 
 from recorder.sim.fleet import make_fleet
@@ -46,3 +55,32 @@ async def test_blob_level_out_of_range_is_a_usage_error(tmp_path):
     else:
         await server.aclose()
         raise AssertionError("a blob level of 40 was accepted")
+
+
+async def test_rtmp_listens_by_default_and_rtmp_port_0_turns_it_off(tmp_path):
+    rtmp_port = free_port()
+    on = ServerProcess(tmp_path / "on", tmp_path / "on.log", args=("--rtmp-port", str(rtmp_port)))
+    await on.start()
+    try:
+        assert f"RTMP server listening on rtmp://127.0.0.1:{rtmp_port}" in on.output
+        assert (await get(on.url, "/status")).json["rtmp"]["streams"] == []
+        stream = await trio.open_tcp_stream("127.0.0.1", rtmp_port)
+        await stream.aclose()
+    finally:
+        await on.aclose()
+    off = ServerProcess(tmp_path / "off", tmp_path / "off.log", args=("--rtmp-port", "0"))
+    await off.start()
+    try:
+        assert "RTMP" not in off.output
+        assert "rtmp" not in (await get(off.url, "/status")).json
+    finally:
+        await off.aclose()
+
+
+def test_the_default_rtmp_port_is_1935():
+    from click.testing import CliRunner
+
+    from recorder.cli import main
+
+    help_text = CliRunner().invoke(main, ["serve", "--help"]).output
+    assert "--rtmp-port" in help_text and "default: 1935" in help_text

@@ -127,7 +127,7 @@ def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         port = free_port()
         args = [sys.executable, "-m", "recorder.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--data-dir", f"{tmp}/data", "--session-grace", "3600"]
+                "--data-dir", f"{tmp}/data", "--session-grace", "3600", "--rtmp-port", "0"]
         ssl_context = None
         if tls:
             certs.init(Path(tmp) / "certs")
