@@ -82,5 +82,5 @@ def test_the_default_rtmp_port_is_1935():
 
     from recorder.cli import main
 
-    help_text = CliRunner().invoke(main, ["serve", "--help"]).output
-    assert "--rtmp-port" in help_text and "default: 1935" in help_text
+    help_text = " ".join(CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output.split())
+    assert "--rtmp-port" in help_text and "default: 1935" in help_text, help_text
