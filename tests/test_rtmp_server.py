@@ -369,3 +369,23 @@ async def test_shutdown_takes_in_what_waits_unread_in_the_socket(start_rtmp_serv
     (folder,) = rtmp_folders(server.data_dir)
     tags = scan_flv(folder / "stream.flv").tags
     assert [t.timestamp for t in tags if t.type == 9] == list(range(0, 1000, 50))
+
+
+async def test_status_counts_frames_as_they_are_written(start_rtmp_server):
+    """/status follows the stream batch by batch, not only at the once-a-second flush."""
+    server = await start_rtmp_server(flush_interval_s=3600)
+    port = int(server.rtmp_url.rsplit(":", 1)[1])
+    raw = await RawClient.open(port)
+    await raw.handshake_and_connect()
+    raw.client.create_stream()
+    raw.client.publish(1, "counted")
+    await raw.flush()
+    await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+    for ts in range(0, 700, 70):
+        raw.client.send_video(1, ts, b"\x27\x01\x00\x00\x00" + bytes(100))
+    await raw.flush()
+    with trio.fail_after(10):
+        while (await rtmp_status(server))[0]["video_frames"] != 10:
+            await trio.sleep(0.05)
+    assert (await rtmp_status(server))[0]["state"] == "active"
+    await raw.stream.aclose()

@@ -375,7 +375,7 @@ class _Connection:
             recording = session.recording
             try:
                 async with session.lock:
-                    await trio.to_thread.run_sync(_write_events, recording, events)
+                    session.stats = await trio.to_thread.run_sync(_write_events, recording, events)
             except OSError as exc:
                 message = f"recording failed: {exc.strerror or exc}"
                 self.core.send_error(message)
@@ -394,7 +394,8 @@ class _Connection:
         await self.stream.aclose()
 
 
-def _write_events(recording, events) -> None:
+def _write_events(recording, events) -> dict:
+    """Write, then the figures /status shows (cheap: kept up to date per tag)."""
     for event in events:
         if isinstance(event, VideoData):
             recording.write_video(event.timestamp, event.payload)
@@ -402,6 +403,7 @@ def _write_events(recording, events) -> None:
             recording.write_audio(event.timestamp, event.payload)
         else:
             recording.write_metadata(event.values, event.raw)
+    return recording.stats()
 
 
 def _without_query(url: str | None) -> str | None:
