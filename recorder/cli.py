@@ -85,6 +85,8 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
                    "CPU for raw images and stores them about a quarter larger: for more devices per core.")
 @click.option("--rtmp-port", default=1935, show_default=True, type=click.IntRange(0, 65535),
               help="RTMP port for glasses that push RTMP (Mentra Live in unmanaged mode); 0 turns RTMP off.")
+@click.option("--rtmps-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port for RTMP in TLS (rtmps://), with the server's certificate; 0: off.")
 @click.option("--rtmp-grace", default=60.0, show_default=True, type=click.FloatRange(min=0.0),
               help="Seconds an RTMP stream waits for a re-publish to the same key before it is finished.")
 @click.option("--rtmp-key", "rtmp_keys", multiple=True,
@@ -92,7 +94,7 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
 @click.option("--rtmp-secret", envvar="RECORDER_RTMP_SECRET", default=None,
               help="Publishers must add ?secret=<this> to the stream URL [env: RECORDER_RTMP_SECRET].")
 def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_timeout, session_grace, blob_level,
-          rtmp_port, rtmp_grace, rtmp_keys, rtmp_secret):
+          rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret):
     """Receive devices' streams and record every session to disk."""
     import trio
 
@@ -107,10 +109,12 @@ def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_time
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, idle_timeout_s=idle_timeout,
                           session_grace_s=session_grace,
-                          rtmp=RtmpConfig(port=rtmp_port, host=host, grace_s=rtmp_grace, idle_timeout_s=idle_timeout,
+                          rtmp=RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace, idle_timeout_s=idle_timeout,
                                           policy=AccessPolicy(frozenset(rtmp_keys), rtmp_secret or None)))
     if plain_http and verify_clients:
         raise click.UsageError("--verify-clients needs TLS; drop --plain-http")
+    if plain_http and rtmps_port:
+        raise click.UsageError("--rtmps-port needs the server's certificate; drop --plain-http")
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         trio.run(run_server, config, Store(data_dir, blob_level=blob_level))

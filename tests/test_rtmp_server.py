@@ -389,3 +389,18 @@ async def test_status_counts_frames_as_they_are_written(start_rtmp_server):
             await trio.sleep(0.05)
     assert (await rtmp_status(server))[0]["state"] == "active"
     await raw.stream.aclose()
+
+
+async def test_rtmps_records_the_same_and_asks_glasses_for_no_certificate(start_server, source):
+    """rtmps:// with the server's certificate, even when HTTPS devices must show theirs:
+    ffmpeg publishing in TLS is recorded exactly; a plain RTMP client on that port is turned away."""
+    rtmps_port = free_port()
+    server = await start_server(verify_clients=True, rtmp=RtmpConfig(port=0, tls_port=rtmps_port, host="127.0.0.1"))
+    result = await publish(source, f"rtmps://127.0.0.1:{rtmps_port}/live/private")
+    assert result.returncode == 0, result.stderr
+    plain = await publish(source, f"rtmp://127.0.0.1:{rtmps_port}/live/in-clear", timeout=30)
+    assert plain.returncode != 0
+    await server.stop()
+    (folder,) = rtmp_folders(server.data_dir)
+    assert folder.parent.name == "private"
+    assert_same_packets(packets(folder / "stream.mp4"), packets(source))

@@ -84,3 +84,14 @@ def test_the_default_rtmp_port_is_1935():
 
     help_text = " ".join(CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output.split())
     assert "--rtmp-port" in help_text and "default: 1935" in help_text, help_text
+
+
+async def test_rtmps_without_a_certificate_is_a_usage_error(tmp_path):
+    server = ServerProcess(tmp_path / "data", tmp_path / "serve.log", args=("--rtmps-port", str(free_port())))
+    try:
+        await server.start(timeout=10)  # ServerProcess serves --plain-http
+    except AssertionError as exc:
+        assert "--rtmps-port needs the server's certificate" in str(exc)
+    else:
+        await server.aclose()
+        raise AssertionError("--rtmps-port was accepted with --plain-http")

@@ -10,6 +10,8 @@ from .access import AccessPolicy
 @dataclass
 class RtmpConfig:
     port: int = 1935
+    # rtmps:// (RTMP in TLS, with the server's certificate); 0: off.
+    tls_port: int = 0
     host: str = "0.0.0.0"
     # A re-publish to the same key within this continues the session (glasses retry a dropped
     # stream for a while, backing off); after it the session is finished and remuxed to MP4.

@@ -70,12 +70,12 @@ class RtmpService:
             await self.finish(session)
         console.summary(self.all_sessions())
 
-    async def serve(self, listeners, connections: trio.Nursery, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept publishers into `connections`, a nursery that outlives this task: when serving
-        stops, connections go on until shutdown() has stopped them in good order."""
+    async def serve(self, endpoints, connections: trio.Nursery, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Accept publishers on each (listener, wrap) into `connections`, a nursery that outlives
+        this task: when serving stops, connections go on until shutdown() stops them in good order."""
         async with trio.open_nursery() as nursery:
-            for listener in listeners:
-                nursery.start_soon(accept_forever, listener, connections, self.handle_connection)
+            for listener, wrap in endpoints:
+                nursery.start_soon(accept_forever, listener, connections, self.handle_connection, wrap)
             nursery.start_soon(self.housekeeping, nursery)
             task_status.started()
 
@@ -391,7 +391,10 @@ class _Connection:
         for session in self.publishing.values():
             await self.service.end_publish(session, self.ended_reason, error=self.failed)
         self.publishing.clear()
-        await self.stream.aclose()
+        try:
+            await self.stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # a TLS close to a peer already gone
 
 
 def _write_events(recording, events) -> dict:
