@@ -109,7 +109,8 @@ def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_time
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, idle_timeout_s=idle_timeout,
                           session_grace_s=session_grace,
-                          rtmp=RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace, idle_timeout_s=idle_timeout,
+                          rtmp=RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace,
+                                          idle_timeout_s=idle_timeout,
                                           policy=AccessPolicy(frozenset(rtmp_keys), rtmp_secret or None)))
     if plain_http and verify_clients:
         raise click.UsageError("--verify-clients needs TLS; drop --plain-http")
