@@ -24,7 +24,7 @@ class RtmpConfig:
     coalesce_s: float = 0.1
     coalesce_bytes: int = 256 << 10
     # After a read that drained a publisher's socket, wait this long before the next one.
-    read_pause_s: float = 0.04
+    read_pause_s: float = 0.1
     # At shutdown, data already waiting in a publisher's socket is taken in for at most this long.
     drain_s: float = 1.0
     console_interval_s: float = 10.0
