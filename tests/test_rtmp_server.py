@@ -42,8 +42,9 @@ def long_source(tmp_path_factory):
 @pytest.fixture
 def start_rtmp_server(start_server):
     async def start(grace_s: float = 30.0, **overrides):
-        config = RtmpConfig(port=free_port(), host="127.0.0.1", grace_s=grace_s, idle_timeout_s=10.0,
-                            handshake_timeout_s=5.0, console_interval_s=1.0, **overrides)
+        settings = dict(port=free_port(), host="127.0.0.1", grace_s=grace_s, idle_timeout_s=10.0,
+                        handshake_timeout_s=5.0, console_interval_s=1.0)
+        config = RtmpConfig(**{**settings, **overrides})
         server = await start_server(tls=False, rtmp=config)
         server.rtmp_url = f"rtmp://127.0.0.1:{config.port}"
         return server
@@ -404,3 +405,51 @@ async def test_rtmps_records_the_same_and_asks_glasses_for_no_certificate(start_
     (folder,) = rtmp_folders(server.data_dir)
     assert folder.parent.name == "private"
     assert_same_packets(packets(folder / "stream.mp4"), packets(source))
+
+
+async def deaf_publisher(server) -> RawClient:
+    """A publisher that asks for replies (pings) but never reads them, until its sending stalls."""
+    import socket as stdlib_socket
+
+    from recorder.rtmp import messages as M
+
+    port = int(server.rtmp_url.rsplit(":", 1)[1])
+    sock = trio.socket.socket()
+    sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    raw = RawClient(trio.SocketStream(sock))
+    await raw.handshake_and_connect()
+    raw.client.create_stream()
+    raw.client.publish(1, "deaf")
+    await raw.flush()
+    await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+    for n in range(60_000):
+        raw.client.control(M.USER_CONTROL, M.PING_REQUEST.to_bytes(2, "big") + n.to_bytes(4, "big"))
+    pings = raw.client.data_to_send()
+    with trio.move_on_after(3):  # the client's own sending stalls once the server stops reading
+        try:
+            await raw.stream.send_all(pings)
+        except trio.BrokenResourceError:
+            pass
+    return raw
+
+
+async def test_a_client_that_never_reads_is_let_go(start_rtmp_server, source):
+    """Such a client would hold its connection and stream key forever; after the idle timeout
+    the server lets it go, and the key can be published again."""
+    server = await start_rtmp_server(idle_timeout_s=2.0)
+    raw = await deaf_publisher(server)
+    stream = await wait_for_state(server, "error", timeout=20)
+    assert "the client read nothing for 2 s" in stream["error"]
+    result = await publish(source, f"{server.rtmp_url}/live/deaf")
+    assert result.returncode == 0, result.stderr
+    await raw.stream.aclose()
+
+
+async def test_a_client_that_never_reads_does_not_hold_up_shutdown(start_rtmp_server):
+    server = await start_rtmp_server(idle_timeout_s=3600)
+    raw = await deaf_publisher(server)
+    await server.stop()  # within its 30 s limit, not the hour the send could otherwise wait
+    (folder,) = rtmp_folders(server.data_dir)
+    assert json.loads((folder / "session.json").read_text())["state"] == "finished"
+    await raw.stream.aclose()

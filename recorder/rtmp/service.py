@@ -226,12 +226,15 @@ class _Connection:
         self.write_at: float | None = None
         self.stopping = False
         self.waiting: trio.CancelScope | None = None  # around waits for data: stop() cancels it
+        self.sending: trio.CancelScope | None = None  # around sends: stop() shortens their deadline
 
     def stop(self) -> None:
         """The server is shutting down: take in what the socket holds, write it, end."""
         self.stopping = True
         if self.waiting is not None:
             self.waiting.cancel()
+        if self.sending is not None:  # a send to a client that reads nothing: a second more at most
+            self.sending.deadline = min(self.sending.deadline, trio.current_time() + 1.0)
 
     async def _receive(self, deadline: float) -> bytes | None:
         """Data, b"" at the end, or None at the deadline or when stopped."""
@@ -282,11 +285,11 @@ class _Connection:
         except RtmpProtocolError as exc:
             events, error = exc.events, exc
         keep_going = await self.handle(events)
-        await self.send()
+        sent = await self.send()
         if error is not None:
             self.fail(f"protocol error: {error.description}")
             return False
-        return keep_going
+        return keep_going and sent
 
     async def _drain(self) -> None:
         """Shutting down: what the publisher sent before now is in the socket; take it in."""
@@ -307,13 +310,25 @@ class _Connection:
         self.ended_reason, self.failed = reason, True
         console.connection_failed(self.remote, reason)
 
-    async def send(self) -> None:
+    async def send(self) -> bool:
+        """Send what the core queued; False if the client reads nothing for the idle timeout (a
+        client that never reads would otherwise hold its connection and stream key forever)."""
         data = self.core.data_to_send()
-        if data:
+        if not data:
+            return True
+        timeout = self.service.config.idle_timeout_s
+        with trio.move_on_after(timeout) as self.sending:
+            if self.stopping:
+                self.sending.deadline = min(self.sending.deadline, trio.current_time() + 1.0)
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the reading side sees the end too
+        if self.sending.cancelled_caught:
+            self.fail("the server shut down while the client read nothing" if self.stopping
+                      else f"the client read nothing for {timeout:g} s")
+            return False
+        return True
 
     async def handle(self, events) -> bool:
         """Act on a batch of events; False when the connection must close."""
