@@ -52,6 +52,10 @@ def start_rtmp_server(start_server):
     return start
 
 
+def rtmp_port(server) -> int:
+    return int(server.rtmp_url.rsplit(":", 1)[1])
+
+
 async def rtmp_status(server) -> list[dict]:
     reply = await get(server.url, "/status")
     return reply.json["rtmp"]["streams"]
@@ -270,6 +274,17 @@ class RawClient:
                 received += self.client.receive_data(data)
         return received
 
+    @classmethod
+    async def publishing(cls, server, key: str, stream=None) -> RawClient:
+        """A client publishing `key` on stream 1, accepted (over `stream` if given)."""
+        raw = cls(stream) if stream is not None else await cls.open(rtmp_port(server))
+        await raw.handshake_and_connect()
+        raw.client.create_stream()
+        raw.client.publish(1, key)
+        await raw.flush()
+        await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+        return raw
+
     async def handshake_and_connect(self) -> None:
         self.client.connect("live", "rtmp://127.0.0.1/live")
         await self.flush()
@@ -287,7 +302,7 @@ class RawClient:
 
 async def test_malformed_rtmp_gets_an_error_and_a_concurrent_publisher_is_unharmed(start_rtmp_server, long_source):
     server = await start_rtmp_server()
-    port = int(server.rtmp_url.rsplit(":", 1)[1])
+    port = rtmp_port(server)
     steady = {}
 
     async def steady_publisher():
@@ -323,12 +338,7 @@ async def test_malformed_rtmp_gets_an_error_and_a_concurrent_publisher_is_unharm
         assert errors and "play" in errors[-1].info["description"].lower()
 
         # A publisher that sends a garbage video message, then vanishes mid-message.
-        raw = await RawClient.open(port)
-        await raw.handshake_and_connect()
-        raw.client.create_stream()
-        raw.client.publish(1, "junk")
-        await raw.flush()
-        await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+        raw = await RawClient.publishing(server, "junk")
         raw.client.send_video(1, 0, b"\xff" * 300)
         video_header = bytes([0x06]) + (40).to_bytes(3, "big") + (5000).to_bytes(3, "big") + bytes([9])
         raw.client.send_raw(video_header + (1).to_bytes(4, "little") + b"partial")
@@ -350,13 +360,7 @@ async def test_shutdown_takes_in_what_waits_unread_in_the_socket(start_rtmp_serv
     """Media a publisher sent just before the server stops is recorded, not dropped with the
     connection: the server reads its socket dry before it ends the publish."""
     server = await start_rtmp_server(read_pause_s=0.5)  # a long pause between reads: data waits
-    port = int(server.rtmp_url.rsplit(":", 1)[1])
-    raw = await RawClient.open(port)
-    await raw.handshake_and_connect()
-    raw.client.create_stream()
-    raw.client.publish(1, "last-words")
-    await raw.flush()
-    await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+    raw = await RawClient.publishing(server, "last-words")
     frame = b"\x27\x01\x00\x00\x00" + bytes(200)  # an AVC inter frame
     for ts in range(0, 500, 50):
         raw.client.send_video(1, ts, frame)
@@ -375,13 +379,7 @@ async def test_shutdown_takes_in_what_waits_unread_in_the_socket(start_rtmp_serv
 async def test_status_counts_frames_as_they_are_written(start_rtmp_server):
     """/status follows the stream batch by batch, not only at the once-a-second flush."""
     server = await start_rtmp_server(flush_interval_s=3600)
-    port = int(server.rtmp_url.rsplit(":", 1)[1])
-    raw = await RawClient.open(port)
-    await raw.handshake_and_connect()
-    raw.client.create_stream()
-    raw.client.publish(1, "counted")
-    await raw.flush()
-    await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+    raw = await RawClient.publishing(server, "counted")
     for ts in range(0, 700, 70):
         raw.client.send_video(1, ts, b"\x27\x01\x00\x00\x00" + bytes(100))
     await raw.flush()
@@ -413,16 +411,10 @@ async def deaf_publisher(server) -> RawClient:
 
     from recorder.rtmp import messages as M
 
-    port = int(server.rtmp_url.rsplit(":", 1)[1])
     sock = trio.socket.socket()
     sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", port))
-    raw = RawClient(trio.SocketStream(sock))
-    await raw.handshake_and_connect()
-    raw.client.create_stream()
-    raw.client.publish(1, "deaf")
-    await raw.flush()
-    await raw.until(lambda m: bool(m.info) and m.info.get("code") == "NetStream.Publish.Start")
+    await sock.connect(("127.0.0.1", rtmp_port(server)))
+    raw = await RawClient.publishing(server, "deaf", trio.SocketStream(sock))
     for n in range(60_000):
         raw.client.control(M.USER_CONTROL, M.PING_REQUEST.to_bytes(2, "big") + n.to_bytes(4, "big"))
     pings = raw.client.data_to_send()
