@@ -9,6 +9,7 @@ import signal
 import subprocess
 import uuid
 
+import h11
 import pytest
 import trio
 from server_support import (
@@ -19,6 +20,8 @@ from server_support import (
     assert_session_equals,
     get,
     make_windows,
+    open_stream,
+    read_response,
     records_in,
     request,
     session_folders,
@@ -305,3 +308,22 @@ async def test_the_serial_rtmp_is_reserved_for_the_rtmp_streams_folder(server, c
     reply = await request(server.url, headers=ids("rtmp"), body=small_body(), ssl_context=client_ssl)
     assert_json_error(reply, 400, "device-serial", "reserved", "RTMP")
     assert not (server.data_dir / "rtmp").exists()
+
+
+async def test_a_client_that_sends_everything_before_reading_still_gets_its_error(server, client_ssl):
+    """Many clients send the whole request before they read: an answer given early (431 here,
+    for a 5 MiB header) must survive the close, which it does not if the server closes with
+    unread data (the kernel then resets the connection and the answer is lost)."""
+    conn = h11.Connection(h11.CLIENT)
+    body = small_body()
+    headers = [("host", "127.0.0.1"), ("content-length", str(len(body))),
+               *ids("SENDSALL").items(), ("oatmeal-calibration", "x" * (5 * MIB))]
+    stream = await open_stream(server.url, client_ssl)
+    try:
+        with trio.fail_after(30):
+            await stream.send_all(conn.send(h11.Request(method="POST", target="/", headers=headers))
+                                  + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+            reply = await read_response(stream, conn)
+    finally:
+        await trio.aclose_forcefully(stream)
+    assert_json_error(reply, 431, "headers", "larger")

@@ -7,6 +7,12 @@ import json
 import h11
 import trio
 
+# After an error answer, what the client still sends is read and dropped for this long (and up
+# to this much) before the connection closes: closing with unread data makes the kernel reset
+# the connection, and a client still uploading could lose the answer that says why.
+LINGER_S = 1.0
+LINGER_BYTES = 16 << 20
+
 
 class ClientTooSlow(Exception):
     """The client did not send what it had to within its time."""
@@ -18,6 +24,7 @@ class HttpConnection:
         self.remote = remote
         self.receive_bytes = receive_bytes
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self.linger = False
 
     async def _receive(self) -> None:
         try:
@@ -80,12 +87,29 @@ class HttpConnection:
     async def error(self, status: int, message: str) -> None:
         """A JSON error; the connection closes after it, since the request may be half read."""
         await self.respond_json(status, {"status": "error", "error": message}, close=True)
+        self.linger = True
 
     def reusable(self) -> bool:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     async def aclose(self) -> None:
         try:
-            await self.stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+            if self.linger:
+                await self._linger()
+        finally:
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    async def _linger(self) -> None:
+        received = 0
+        with trio.move_on_after(LINGER_S):
+            try:
+                while received < LINGER_BYTES:
+                    data = await self.stream.receive_some(self.receive_bytes)
+                    if not data:
+                        return
+                    received += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
