@@ -1,4 +1,4 @@
-"""schemas/messages.toml against the tables of /work/shared/wire-format.md (version 1).
+"""schemas/messages.toml against the tables of the wire format, version 1 (wire-format.md).
 
 The expected layouts below are transcribed by hand from wire-format.md, which is an external
 contract: when a test here fails, the schema is wrong, not the table.
