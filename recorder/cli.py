@@ -187,7 +187,7 @@ def recover(path):
     from .rtmp.inspect import is_recording
     from .rtmp.recording import Recording, unfinished_recordings
     from .rtmp.recording import recover as recover_recording
-    from .storage import Store
+    from .storage import Store, layout
     from .storage import recover as recover_session
 
     def recover_rtmp(folder):
@@ -198,7 +198,7 @@ def recover(path):
 
     if is_recording(path):
         reports = [recover_rtmp(path)]
-    elif (path / "session.json").exists():
+    elif layout.is_session_folder(path):
         reports = [recover_session(path)]
     else:
         reports = Store(path).recover_all() + [recover_rtmp(f) for f in unfinished_recordings(path)]

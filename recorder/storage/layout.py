@@ -117,6 +117,12 @@ def stream_folders(session: Path) -> dict[str, Path]:
     return {p.name: p for p in entries if p.is_dir() and not p.name.startswith((".", "_"))}
 
 
+def is_session_folder(folder: Path) -> bool:
+    """A session's folder: a manifest, or a stream folder holding parts (a crash can come
+    before the first manifest). A data folder's device folders hold sessions, never parts."""
+    return (folder / MANIFEST).exists() or any(parts(f) or lives(f) for f in stream_folders(folder).values())
+
+
 def session_folders(data_dir: Path) -> list[Path]:
     """Every <serial>/<session id> folder under data_dir holding a manifest or stream data."""
     found = []
