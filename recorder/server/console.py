@@ -73,7 +73,7 @@ def connection_error(remote: str, exc: Exception) -> None:
 
 def summary(sessions) -> None:
     if not sessions:
-        say("No device streamed.")
+        say("No device streamed over HTTP.")
         return
     say("Final summary:")
     for s in sessions:
