@@ -52,6 +52,10 @@ def periodic(s) -> None:
     say(f"[rtmp {s.name}] {s.state}: {_figures(s.stats)}")
 
 
+def recovery_failed(folder, exc: BaseException) -> None:
+    say(f"cannot recover the RTMP session {folder} (left as it is): {type(exc).__name__}: {exc}")
+
+
 def recovered(folder) -> None:
     say(f"recovered unfinished RTMP session {folder}")
 

@@ -1,7 +1,7 @@
 """The RTMP server: trio owns the sockets, timeouts and tasks around the sans-IO protocol core;
-recordings are written in worker threads, one call per batch of received messages, so a
-connection is read no faster than its data reaches the disk and the memory per connection is
-bounded by one receive plus the core's largest message.
+recordings are written in worker threads, one call per batch of received media (100 ms or
+256 KiB), so a connection is read no faster than its data reaches the disk and the memory per
+connection is bounded by that batch, one receive and the core's messages in progress.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class RtmpService:
                 await trio.to_thread.run_sync(recover, folder)
                 recording = await trio.to_thread.run_sync(lambda f=folder: Recording.reopen(f, sync=self.config.sync))
             except Exception as exc:  # one damaged folder must not keep the server from starting
-                console.connection_failed("recovery", f"cannot recover {folder}: {type(exc).__name__}: {exc}")
+                console.recovery_failed(folder, exc)
                 continue
             app, key = folder.parent.parent.name, folder.parent.name
             session = RtmpSession(app, key, recovered=True)
@@ -131,9 +131,7 @@ class RtmpService:
 
     async def end_publish(self, session: RtmpSession, reason: str, *, error: bool = False) -> None:
         try:
-            async with session.lock:
-                await trio.to_thread.run_sync(lambda: session.recording.end_publish(reason=reason))
-                session.stats = await trio.to_thread.run_sync(session.recording.stats)
+            await session.record(lambda recording: recording.end_publish(reason=reason))
         except Exception as exc:
             console.failed(session, "ending the publish", exc)
             error, reason = True, f"{reason}; then {type(exc).__name__}: {exc}"
@@ -159,9 +157,7 @@ class RtmpService:
 
     async def _finish_now(self, session: RtmpSession) -> None:
         try:
-            async with session.lock:
-                await trio.to_thread.run_sync(session.recording.finish)
-                session.stats = await trio.to_thread.run_sync(session.recording.stats)
+            await session.record(Recording.finish)
         except Exception as exc:  # e.g. a full disk: the FLV stays, `recorder recover` can finish it
             console.failed(session, "finishing", exc)
             session.error = f"finishing failed: {type(exc).__name__}: {exc}"
@@ -185,7 +181,8 @@ class RtmpService:
                         and now - session.stopped_at >= self.config.grace_s:
                     session.finishing = True
                     nursery.start_soon(self._finish, session)
-                elif session.publisher is not None and now - session.last_flush >= self.config.flush_interval_s:
+                elif session.publisher is not None and session.recording is not None \
+                        and now - session.last_flush >= self.config.flush_interval_s:
                     await self._flush(session, now)
             if now - last_console >= self.config.console_interval_s:
                 last_console = now
@@ -196,11 +193,7 @@ class RtmpService:
     async def _flush(self, session: RtmpSession, now: float) -> None:
         session.last_flush = now
         try:
-            async with session.lock:
-                if session.recording is None:
-                    return
-                await trio.to_thread.run_sync(session.recording.flush)
-                session.stats = await trio.to_thread.run_sync(session.recording.stats)
+            await session.record(Recording.flush)
         except Exception as exc:  # the connection's next write reports a storage failure itself
             console.failed(session, "flushing", exc)
 
@@ -387,10 +380,8 @@ class _Connection:
             by_session.setdefault(event.stream_id, []).append(event)
         for stream_id, events in by_session.items():
             session = self.publishing[stream_id]
-            recording = session.recording
             try:
-                async with session.lock:
-                    session.stats = await trio.to_thread.run_sync(_write_events, recording, events)
+                await session.record(_write_events, events)
             except OSError as exc:
                 message = f"recording failed: {exc.strerror or exc}"
                 self.core.send_error(message)
@@ -412,8 +403,7 @@ class _Connection:
             pass  # a TLS close to a peer already gone
 
 
-def _write_events(recording, events) -> dict:
-    """Write, then the figures /status shows (cheap: kept up to date per tag)."""
+def _write_events(recording, events) -> None:
     for event in events:
         if isinstance(event, VideoData):
             recording.write_video(event.timestamp, event.payload)
@@ -421,7 +411,6 @@ def _write_events(recording, events) -> dict:
             recording.write_audio(event.timestamp, event.payload)
         else:
             recording.write_metadata(event.values, event.raw)
-    return recording.stats()
 
 
 def _without_query(url: str | None) -> str | None:

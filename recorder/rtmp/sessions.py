@@ -32,7 +32,6 @@ class RtmpSession:
         self.stopped_at = time.monotonic()
         self.finishing = False  # set before finish() starts: a later publish opens a new session
         self.stats: dict = {}
-        self.wrote_since_flush = False
         self.last_flush = time.monotonic()
         # Recording calls run in worker threads, one at a time.
         self.lock = trio.Lock()
@@ -53,6 +52,18 @@ class RtmpSession:
     def open(self) -> bool:
         """A publish may continue this session."""
         return not self.finishing and self.state != "stopped"
+
+    async def record(self, action, *args) -> None:
+        """action(recording, *args) in a worker thread, one at a time, and the figures /status
+        shows refreshed in the same trip (they are kept per tag: cheap)."""
+        async with self.lock:  # held while a publish creates the recording: read it after
+            recording = self.recording
+
+            def act_and_measure():
+                action(recording, *args)
+                return recording.stats()
+
+            self.stats = await trio.to_thread.run_sync(act_and_measure)
 
     def set_state(self, state: str) -> None:
         if state != self.state:
