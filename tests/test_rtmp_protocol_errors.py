@@ -134,6 +134,7 @@ def test_bad_set_chunk_size(payload, match):
     (M.WINDOW_ACK_SIZE, b"\x00\x00", "Window Acknowledgement Size message of 2 bytes"),
     (M.ACKNOWLEDGEMENT, b"", "Acknowledgement message of 0 bytes"),
     (M.SET_PEER_BANDWIDTH, b"\x00", "Set Peer Bandwidth of 1 bytes"),
+    (M.SET_PEER_BANDWIDTH, b"\x00\x00\x10\x00", "Set Peer Bandwidth of 4 bytes"),  # the limit type is missing
     (M.USER_CONTROL, b"\x00", "User Control message of 1 bytes"),
     (M.USER_CONTROL, b"\x00\x06\x00", "ping request of 3 bytes"),
 ])

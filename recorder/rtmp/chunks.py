@@ -208,7 +208,8 @@ class ChunkReader:
                             f"chunk stream {csid}: a message of {length} bytes is over the limit of "
                             f"{self.max_message_size}")
                 p += size
-            if extended:
+            # A peer known to leave the extension off type-3 chunks sends no 4 bytes to wait for.
+            if extended and (fmt != 3 or self.repeats_extended_timestamp is not False):
                 if p + 4 > end:
                     self._need = p + 4 - pos
                     break

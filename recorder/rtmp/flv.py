@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from . import amf0
+
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
 TAG_TYPES = (AUDIO, VIDEO, SCRIPT)
 HEADER_SIZE = 9
@@ -391,56 +393,22 @@ def read_script_data(data: bytes) -> tuple[str | None, object]:
     """A script tag's data: its name ("onMetaData") and the value after it (a dict for an ECMA
     array or object). Raises FlvError on anything that is not valid AMF0."""
     try:
-        name, at = _amf0(data, 0)
-        value, _ = _amf0(data, at) if at < len(data) else (None, at)
-    except (IndexError, struct.error, UnicodeDecodeError, RecursionError) as e:
+        name, at = amf0.decode(data, 0)
+        value, _ = amf0.decode(data, at) if at < len(data) else (None, at)
+    except amf0.Amf0Error as e:
         raise FlvError(f"bad AMF0 in script data: {e}") from e
-    return (name if isinstance(name, str) else None), value
+    return (name if isinstance(name, str) else None), _dates_as_ms(value)
 
 
-def _amf0(data: bytes, at: int):
-    marker = data[at]
-    at += 1
-    if marker == 0x00:
-        return struct.unpack_from(">d", data, at)[0], at + 8
-    if marker == 0x01:
-        return data[at] != 0, at + 1
-    if marker == 0x02:
-        n = struct.unpack_from(">H", data, at)[0]
-        return _text(data, at + 2, n), at + 2 + n
-    if marker in (0x03, 0x08):  # object, ECMA array (with a count that is only a hint)
-        if marker == 0x08:
-            at += 4
-        out = {}
-        while True:
-            n = struct.unpack_from(">H", data, at)[0]
-            at += 2
-            if n == 0 and data[at] == 0x09:
-                return out, at + 1
-            key = _text(data, at, n)
-            out[key], at = _amf0(data, at + n)
-    if marker in (0x05, 0x06):  # null, undefined
-        return None, at
-    if marker == 0x0A:  # strict array
-        count = struct.unpack_from(">I", data, at)[0]
-        at += 4
-        items = []
-        for _ in range(count):
-            v, at = _amf0(data, at)
-            items.append(v)
-        return items, at
-    if marker == 0x0B:  # date: ms since the epoch, then a time zone nobody uses
-        return struct.unpack_from(">d", data, at)[0], at + 10
-    if marker == 0x0C:  # long string
-        n = struct.unpack_from(">I", data, at)[0]
-        return _text(data, at + 4, n), at + 4 + n
-    raise FlvError(f"AMF0 marker {marker:#x} not supported")
-
-
-def _text(data: bytes, at: int, n: int) -> str:
-    if at + n > len(data):
-        raise FlvError("AMF0 string runs past the data")
-    return bytes(data[at:at + n]).decode("utf-8", errors="replace")
+def _dates_as_ms(value):
+    """AMF0 dates as the milliseconds since the epoch that the FLV holds."""
+    if isinstance(value, datetime):
+        return value.timestamp() * 1000
+    if isinstance(value, dict):
+        return {k: _dates_as_ms(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_ms(v) for v in value]
+    return value
 
 
 LIVE_METADATA_ZEROED = ("duration", "filesize")
@@ -452,7 +420,7 @@ def live_metadata(data: bytes) -> bytes:
     them over the recording's own timestamps (0 means live: unknown)."""
     out = bytearray(data)
     try:
-        _, at = _amf0(data, 0)
+        _, at = amf0.decode(data, 0)
         marker = data[at]
         if marker not in (0x03, 0x08):
             return bytes(out)
@@ -462,12 +430,12 @@ def live_metadata(data: bytes) -> bytes:
             at += 2
             if n == 0 and data[at] == 0x09:
                 break
-            key = _text(data, at, n)
+            key = bytes(data[at:at + n]).decode("utf-8", errors="replace")
             at += n
             if key in LIVE_METADATA_ZEROED and data[at] == 0x00 and at + 9 <= len(data):
                 out[at + 1:at + 9] = struct.pack(">d", 0.0)
-            _, at = _amf0(data, at)
-    except (IndexError, struct.error, FlvError, RecursionError):
+            _, at = amf0.decode(data, at)
+    except (IndexError, struct.error, amf0.Amf0Error):
         pass  # what could be walked is done; the rest is left as sent
     return bytes(out)
 

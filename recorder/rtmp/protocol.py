@@ -258,7 +258,7 @@ class ServerConnection:
             # 0 would mean an acknowledgement after every byte; take it as "none wanted".
             self._peer_window = _u32(message, "Window Acknowledgement Size")
         elif type_id == M.SET_PEER_BANDWIDTH:
-            if len(message.payload) < 4:
+            if len(message.payload) < 5:
                 raise RtmpProtocolError(f"Set Peer Bandwidth of {len(message.payload)} bytes (5 expected)")
         elif type_id == M.USER_CONTROL:
             self._user_control(message.payload)
