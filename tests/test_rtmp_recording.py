@@ -235,6 +235,8 @@ def test_two_publishes_continue_the_timeline(tmp_path, clips):
     assert [e["publishes"] for e in m["mp4"]] == [[1, 2]]  # same configuration: one MP4, with the gap
     meta = json.loads((folder / "metadata.json").read_bytes())
     assert [(e["publish"], e["in_flv"]) for e in meta] == [(1, True), (2, False)]
+    # Each onMetaData is placed where its publish starts in the FLV, not where the last one ended.
+    assert [e["timestamp_ms"] for e in meta] == [0, p2["first_timestamp_ms"]]
     assert sum(t.type == F.SCRIPT for t in F.scan_flv(folder / "stream.flv").tags) == 1
     assert m["stats"]["dropped_frames"] == 0 and m["stats"]["publishes"] == 2
     assert m["stats"]["streamed_s"] == pytest.approx(2 * max(ts for _, ts, _ in tags) / 1000)

@@ -206,6 +206,8 @@ async def test_the_allowlist_and_the_secret_keep_strangers_out(start_rtmp_server
     for path in folder.rglob("*"):
         if path.is_file():
             assert b"s3cret" not in path.read_bytes(), f"the secret reached {path.name}"
+    (accepted,) = json.loads((folder / "session.json").read_text())["publishes"]
+    assert accepted["name"] == "glasses-1" and accepted["query_removed"] is True
 
 
 async def test_kill_9_leaves_a_readable_flv_and_the_next_start_finishes_it(tmp_path, long_source):

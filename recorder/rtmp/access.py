@@ -26,6 +26,7 @@ class Publish:
     app: str
     stream_key: str
     params: dict[str, str]
+    name: str  # as sent, query and all: only the recording, which strips it, takes it to disk
 
 
 def parse_publish(app: str, name: str) -> Publish:
@@ -35,7 +36,7 @@ def parse_publish(app: str, name: str) -> Publish:
         if not _SAFE_NAME.fullmatch(value) or value in (".", ".."):
             raise Refused(f"invalid {what} {value[:64]!r}: use 1-128 letters, digits, '.', '_' or '-'")
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    return Publish(app, key, params)
+    return Publish(app, key, params, name)
 
 
 @dataclass(frozen=True)

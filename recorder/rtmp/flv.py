@@ -469,7 +469,6 @@ class FlvTag:
     size: int  # data size
     video: VideoHeader | None = None
     audio: AudioHeader | None = None
-    head: bytes = b""  # the first bytes of the data (up to `head_bytes` of scan_flv)
 
     @property
     def end(self) -> int:
@@ -557,7 +556,7 @@ def _scan(path: Path, fd: int, head_bytes: int) -> FlvScan:
             scan.problem = f"PreviousTagSize does not match the tag at {pos}"
             break
         body = hdr[TAG_HEADER_SIZE:TAG_HEADER_SIZE + min(size, head_bytes)]
-        tag = FlvTag(tag_type, ts, pos, size, head=body)
+        tag = FlvTag(tag_type, ts, pos, size)
         try:
             if tag_type == VIDEO:
                 tag.video = parse_video_header(body)

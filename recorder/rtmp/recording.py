@@ -205,7 +205,7 @@ class Recording:
         folder = Path(folder)
         manifest = _load_json(folder / MANIFEST, None)
         if manifest is None or manifest.get("state") == RECORDING or not (folder / FLV).exists():
-            recover(folder)  # a crash nobody recovered from yet
+            recover(folder, sync=sync)  # a crash nobody recovered from yet
             manifest = _load_json(folder / MANIFEST, None)
         scan = F.scan_flv(folder / FLV)
         if scan.truncated_bytes:
@@ -284,7 +284,8 @@ class Recording:
                 name = F.read_script_data(raw)[0]
             except F.FlvError:
                 name = None
-            position = self._stats.last_ts if self._stats.last_ts is not None else self._pub_target
+            # Where this publish stands in the FLV: its last tag, or where its first will go.
+            position = pub["last_timestamp_ms"] if pub["last_timestamp_ms"] is not None else self._pub_target
             in_flv = name == "onMetaData" and position == 0
             if in_flv:
                 self._append(F.encode_tag(F.SCRIPT, 0, F.live_metadata(bytes(raw))))
@@ -409,6 +410,7 @@ class Recording:
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+            self._save_manifest()  # the publish's end, before a remux that may take a while
         # The slow part, without the lock: stats() keeps answering.
         path = self.folder / FLV
         scan = F.scan_flv(path)
@@ -564,14 +566,14 @@ def recover(folder: Path, *, now: float | None = None, sync: bool = True) -> Rec
     report = RecoveryReport(folder, found)
     path = folder / FLV
     temps = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-    if found in (FINISHED, UNFINISHED) and not temps and path.exists() and F.scan_flv(path).complete:
+    scan = F.scan_flv(path) if path.exists() else None
+    if found in (FINISHED, UNFINISHED) and not temps and scan is not None and scan.complete:
         report.state = found  # consistent already (an unfinished one: recovered before)
         return report
     report.changed = True
     for p in temps:
         p.unlink()
         report.files_removed.append(p.name)
-    scan = F.scan_flv(path) if path.exists() else None
     if scan is None or not scan.header_ok:
         if scan is not None and scan.problem == "not an FLV file":
             raise RecordingError(f"{path} is not an FLV file: left as it is")

@@ -18,7 +18,7 @@ from .config import RtmpConfig
 from .errors import RtmpProtocolError
 from .events import AudioData, Connected, ConnectionClosed, Metadata, PublishRequested, Unpublished, VideoData
 from .protocol import ServerConnection
-from .recording import Recording, recover, unfinished_recordings
+from .recording import Recording, unfinished_recordings
 from .sessions import RtmpSession
 
 RECEIVE_BYTES = 64 << 10
@@ -44,8 +44,7 @@ class RtmpService:
         """Unfinished recordings (a kill -9) are repaired and wait for a re-publish like any
         stream whose publisher left."""
         for folder in await trio.to_thread.run_sync(unfinished_recordings, self.data_dir):
-            try:
-                await trio.to_thread.run_sync(recover, folder)
+            try:  # reopen() repairs what a crash left first
                 recording = await trio.to_thread.run_sync(lambda f=folder: Recording.reopen(f, sync=self.config.sync))
             except Exception as exc:  # one damaged folder must not keep the server from starting
                 console.recovery_failed(folder, exc)
@@ -119,7 +118,7 @@ class RtmpService:
                     session.recording = await trio.to_thread.run_sync(
                         lambda: Recording.create(self.data_dir, publish.app, publish.stream_key, sync=self.config.sync))
                 await trio.to_thread.run_sync(lambda: session.recording.begin_publish(
-                    client=connection.remote, tc_url=connection.tc_url, publish_name=publish.stream_key))
+                    client=connection.remote, tc_url=connection.tc_url, publish_name=publish.name))
         except BaseException:
             session.publisher = None
             session.stopped_at = time.monotonic()
@@ -334,7 +333,7 @@ class _Connection:
             if self.media and not await self.write_media():  # in order, before what comes next
                 return False
             if isinstance(event, Connected):
-                self.app, self.tc_url = event.app, _without_query(event.tc_url)
+                self.app, self.tc_url = event.app, event.tc_url
             elif isinstance(event, PublishRequested):
                 if not await self.publish(event):
                     return False
@@ -411,8 +410,3 @@ def _write_events(recording, events) -> None:
             recording.write_audio(event.timestamp, event.payload)
         else:
             recording.write_metadata(event.values, event.raw)
-
-
-def _without_query(url: str | None) -> str | None:
-    """tcUrl as recorded: a secret given in the connect URL's query must not reach the disk."""
-    return url.partition("?")[0] if url else url
