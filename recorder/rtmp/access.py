@@ -9,12 +9,10 @@ pages: it may carry the secret.
 from __future__ import annotations
 
 import hmac
-import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-# A stream key and an application name each name a folder.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+from ..storage.layout import check_name
 
 
 class Refused(Exception):
@@ -33,8 +31,10 @@ def parse_publish(app: str, name: str) -> Publish:
     key, _, query = name.partition("?")
     app = app.partition("?")[0].strip("/")
     for what, value in (("application name", app), ("stream key", key)):
-        if not _SAFE_NAME.fullmatch(value) or value in (".", ".."):
-            raise Refused(f"invalid {what} {value[:64]!r}: use 1-128 letters, digits, '.', '_' or '-'")
+        try:
+            check_name(what, value)  # each names a folder
+        except ValueError as exc:
+            raise Refused(f"invalid {exc}") from None
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     return Publish(app, key, params, name)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..storage.files import write_all  # noqa: F401  (the recording writes tags through F.write_all)
 from . import amf0
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
@@ -86,13 +87,6 @@ def encode_tag(tag_type: int, timestamp: int, data: bytes) -> bytes:
     """A whole tag: header, data, PreviousTagSize (the bytes for one write)."""
     size = len(data)
     return b"".join((tag_header(tag_type, timestamp, size), data, struct.pack(">I", TAG_HEADER_SIZE + size)))
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """os.write() until all of `data` is written (one call unless the kernel writes short)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 # -- tag data headers ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage import layout
-from ..storage.files import fsync_dir, replace_durably, write_atomically
+from ..storage.files import fsync_dir, replace_durably, truncate_durably, write_atomically
 from ..storage.layout import check_name
 from . import flv as F
 from .remux import plan_segments, remux_to_mp4
@@ -209,7 +209,7 @@ class Recording:
             manifest = _load_json(folder / MANIFEST, None)
         scan = F.scan_flv(folder / FLV)
         if scan.truncated_bytes:
-            _truncate(folder / FLV, scan.end, sync=sync)
+            truncate_durably(folder / FLV, scan.end, sync=sync)
         metadata = _load_json(folder / METADATA, [])
         stats = _replay(folder / FLV, scan, manifest["publishes"], metadata, manifest.get("stats"))
         for p in mp4_names(folder):
@@ -415,7 +415,7 @@ class Recording:
         path = self.folder / FLV
         scan = F.scan_flv(path)
         if scan.truncated_bytes:  # only after a failed write that could not be undone
-            _truncate(path, scan.end, sync=self._sync)
+            truncate_durably(path, scan.end, sync=self._sync)
         write_indexes(self.folder, scan, self._manifest["publishes"], sync=self._sync)
         mp4s, error = write_mp4s(self.folder, scan, self._manifest["publishes"], sync=self._sync)
         with self._lock:
@@ -581,7 +581,7 @@ def recover(folder: Path, *, now: float | None = None, sync: bool = True) -> Rec
         scan = F.scan_flv(path)
     if scan.truncated_bytes:
         report.truncated_bytes, report.problem = scan.truncated_bytes, scan.problem
-        _truncate(path, scan.end, sync=sync)
+        truncate_durably(path, scan.end, sync=sync)
         scan.file_size = scan.end
     report.tags = len(scan.tags)
     if manifest is None:
@@ -734,14 +734,6 @@ def _fresh_manifest(folder: Path, scan: F.FlvScan) -> dict:
     return {"format": FORMAT, "app": folder.parent.parent.name, "stream_key": folder.parent.name,
             "session_id": session_id, "state": UNFINISHED, "started": started, "ended": None,
             "publishes": publishes, "files": _file_names(), "mp4": [], "recoveries": []}
-
-
-def _truncate(path: Path, size: int, *, sync: bool) -> None:
-    with open(path, "r+b") as f:
-        f.truncate(size)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def _file_names() -> dict:

@@ -47,14 +47,27 @@ def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write() until all of `data` is written (one call unless the kernel writes short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def truncate_durably(path: Path, size: int, *, sync: bool = True) -> None:
+    """Cut a file after `size` bytes (a crash's torn end), durably when sync."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        if sync:
+            os.fsync(f.fileno())
+
+
 def append_line(path: Path, line: bytes, *, sync: bool = True) -> None:
     """One write() call with O_APPEND: a crash leaves the line whole or cut at the end, never
     interleaved; readers skip a cut last line."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, line)
         if sync:
             os.fsync(fd)
     finally:

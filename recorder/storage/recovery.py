@@ -18,7 +18,6 @@ Every step is safe to repeat, so recover() is idempotent and may itself be inter
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 from . import layout, manifest, requestlog, tables
 from .ahead import to_ranges
 from .calibration import Calibrations
+from .files import truncate_durably
 from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
 from .parts import finish_live, write_part
 from .stream import StreamStats
@@ -200,10 +200,7 @@ def _repair_blobs(folder: Path, report: RecoveryReport, sync: bool) -> None:
             report.files_removed.append(str(blob_path))
             report.changed = True
         elif end < sizes[name]:
-            with open(blob_path, "r+b") as f:
-                f.truncate(end)
-                if sync:
-                    os.fsync(f.fileno())
+            truncate_durably(blob_path, end, sync=sync)
             report.blob_bytes_truncated += sizes[name] - end
             report.changed = True
 
