@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .recording import FLV, MANIFEST, recording_folders
+from ..storage import manifest as manifests
+from ..storage.inspect import format_table
+from .recording import FLV, recording_folders
 
 
 def is_recording(folder: Path) -> bool:
@@ -14,10 +15,7 @@ def is_recording(folder: Path) -> bool:
 
 def recording_info(folder) -> dict:
     folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        manifest = {"state": "no manifest (run `recorder recover` on it)"}
+    manifest = manifests.read_json(folder) or {"state": "no manifest (run `recorder recover` on it)"}
     stats = manifest.get("stats") or {}
     return {
         "path": str(folder),
@@ -76,6 +74,5 @@ def format_rtmp_ls(data_dir) -> str | None:
                      _size(s.get("bytes")), f"{s.get('video_frames', 0)}", str(len(info["publishes"]))))
     if not rows:
         return None
-    header = ("RTMP STREAM", "SESSION", "STATE", "STARTED (UTC)", "DURATION", "SIZE", "FRAMES", "PUBLISHES")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows])
+    return format_table(("RTMP STREAM", "SESSION", "STATE", "STARTED (UTC)", "DURATION", "SIZE", "FRAMES", "PUBLISHES"),
+                        rows)

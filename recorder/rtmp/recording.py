@@ -66,7 +66,7 @@ from .stats import RecordingStats
 FORMAT = "recorder.rtmp-session/1"
 RTMP_DIR = layout.RTMP_ROOT
 FLV = "stream.flv"
-MANIFEST = "session.json"
+MANIFEST = layout.MANIFEST
 METADATA = "metadata.json"
 VIDEO_INDEX = "video_index.parquet"
 AUDIO_INDEX = "audio_index.parquet"
@@ -432,10 +432,6 @@ class Recording:
     @property
     def state(self) -> str:
         return self._manifest["state"]
-
-    @property
-    def publishing(self) -> bool:
-        return self._publish is not None
 
     def stats(self) -> dict:
         with self._lock:

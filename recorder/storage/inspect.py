@@ -167,6 +167,11 @@ def format_ls(data_dir) -> str:
                      "receiver" if tdm == RECEIVER else ("none" if tdm else "-")))
     if not rows:
         return f"no sessions in {root}"
-    header = ("SERIAL", "SESSION", "STATE", "STARTED (UTC)", "DURATION", "SIZE", "STREAMS", "GAPS", "TDM")
+    return format_table(("SERIAL", "SESSION", "STATE", "STARTED (UTC)", "DURATION", "SIZE", "STREAMS", "GAPS", "TDM"),
+                        rows)
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns as wide as their widest value, two spaces apart."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows])
