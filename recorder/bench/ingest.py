@@ -140,12 +140,8 @@ def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced
         server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         scheme = "https" if tls else "http"
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=1, context=ssl_context)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_for("the server's /healthz", lambda: urllib.request.urlopen(
+                f"{scheme}://127.0.0.1:{port}/healthz", timeout=1, context=ssl_context), 30, server=server)
             devices = [Replayed(windows, records, headers, i) for i in range(n)]
             cpu_before = _cpu_seconds(server.pid)
 
@@ -170,6 +166,24 @@ def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced
             "records_per_s": n * records / elapsed, "lost_records": lost, "max_lag_s": lag,
             "server_cpu_cores": cpu / elapsed, "sender_cpu_cores": sender_cpu / elapsed, "tls": tls,
             "blob_level": blob_level, "sustained": lost == 0 and lag < MAX_LAG_S}
+
+
+def wait_for(what: str, check, timeout: float, **processes: subprocess.Popen):
+    """check()'s first true value, polled; an error if it takes too long or a process ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for name, p in processes.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"waiting for {what}: the {name} exited with {p.returncode}")
+        try:
+            value = check()
+        except OSError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.1)
 
 
 def _cpu_seconds(pid: int) -> float:

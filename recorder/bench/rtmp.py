@@ -36,7 +36,7 @@ import trio
 from ..rtmp import amf0, flv
 from ..rtmp import messages as M
 from ..rtmp.client import DATA_CHUNK_STREAM, ClientConnection
-from .ingest import _cpu_seconds, free_port
+from .ingest import _cpu_seconds, free_port, wait_for
 
 SIZE, FPS, SOURCE_S = (1280, 720), 30, 10
 VIDEO_KBPS, AUDIO_KBPS, SAMPLE_RATE = 2500, 128, 44100
@@ -250,24 +250,6 @@ def _streams(base: str) -> dict[str, dict]:
     return {s["stream_key"]: s for s in _get_json(f"{base}/status")["rtmp"]["streams"] if s["app"] == APP}
 
 
-def _wait_for(what: str, check, timeout: float, **processes: subprocess.Popen):
-    """check()'s first true value, polled; an error if it takes too long or a process ends."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for name, p in processes.items():
-            if p.poll() is not None:
-                raise RuntimeError(f"waiting for {what}: the {name} exited with {p.returncode}")
-        try:
-            value = check()
-        except OSError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g} s")
-        time.sleep(0.1)
-
-
 def _flv_bytes(streams: dict[str, dict]) -> int:
     total = 0
     for s in streams.values():
@@ -302,7 +284,7 @@ def run_step(n: int, source_path: Path, source: Source) -> dict:
                      "--port", str(http_port), "--rtmp-port", str(rtmp_port), "--data-dir", str(tmp / "data"),
                      "--rtmp-grace", "3600"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-            _wait_for("the server", lambda: _get_json(f"{base}/healthz") is not None, 30, server=server)
+            wait_for("the server", lambda: _get_json(f"{base}/healthz") is not None, 30, server=server)
             idle_cpu, idle_started = _cpu_seconds(server.pid), time.perf_counter()
             time.sleep(IDLE_S)
             idle_cores = (_cpu_seconds(server.pid) - idle_cpu) / (time.perf_counter() - idle_started)
@@ -319,7 +301,7 @@ def run_step(n: int, source_path: Path, source: Source) -> dict:
                     return streams if all(streams.get(k, {}).get("state") in states for k in keys) else None
                 return check
 
-            streams = _wait_for(f"{n} active streams", when({"active"}), 30 + n, server=server,
+            streams = wait_for(f"{n} active streams", when({"active"}), 30 + n, server=server,
                                 publishers=publishers)
             started = time.perf_counter()
             server_cpu, publishers_cpu = _cpu_seconds(server.pid), _cpu_seconds(publishers.pid)
@@ -335,7 +317,7 @@ def run_step(n: int, source_path: Path, source: Source) -> dict:
             still_active = sum(streams.get(k, {}).get("state") == "active" for k in keys)
             out, _ = publishers.communicate("stop\n", timeout=60)
             sent = {p["key"]: p for p in json.loads(out)}
-            ended = _wait_for("the publishes to end", when({"stopping", "error"}), 30, server=server)
+            ended = wait_for("the publishes to end", when({"stopping", "error"}), 30, server=server)
         except Exception:
             for name, path in (("server", server_log), ("publishers", publishers_log)):
                 if text := _tail(path):
