@@ -40,7 +40,6 @@ class Message(NamedTuple):
     stream_id: int
     timestamp: int
     payload: bytes
-    chunk_stream_id: int = 0
 
 
 class _ChunkStream:
@@ -257,7 +256,7 @@ class ChunkReader:
                     payload = buf[p:pos]
                 self._pos = pos
                 self._need = 1
-                return Message(stream.type_id, stream.stream_id, stream.timestamp, payload, csid)
+                return Message(stream.type_id, stream.stream_id, stream.timestamp, payload)
             stream.parts.append(buf[p:pos])
             stream.received += take
             self._partial_total += take

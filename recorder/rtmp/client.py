@@ -143,10 +143,6 @@ class ClientConnection:
         (They count as sent: the next message's header is relative to this one.)"""
         return self._writer.chunks(csid, type_id, stream_id, timestamp, payload, fmt)
 
-    @property
-    def chunk_size(self) -> int:
-        return self._writer.chunk_size
-
     def set_chunk_size(self, size: int) -> None:
         """Tell the server, then send chunks of up to `size` bytes."""
         self.send_message(2, M.SET_CHUNK_SIZE, 0, 0, M.set_chunk_size(size), fmt=0)

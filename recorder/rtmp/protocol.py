@@ -25,7 +25,7 @@ import struct
 
 from . import amf0
 from . import messages as M
-from .chunks import ChunkReader, ChunkWriter, Message
+from .chunks import MAX_CHUNK_SIZE, ChunkReader, ChunkWriter, Message
 from .errors import RtmpProtocolError
 from .events import (
     AudioData,
@@ -100,13 +100,12 @@ class ServerConnection:
 
     def __init__(self, *, max_message_size: int = 16 * 2**20, window_ack_size: int = 2_500_000,
                  out_chunk_size: int = 4096, max_chunk_streams: int = 64, max_partial_bytes: int | None = None):
-        if not 1 <= out_chunk_size <= 0x7FFFFFFF:
-            raise ValueError(f"out_chunk_size {out_chunk_size} is outside 1..0x7FFFFFFF")
+        if not 1 <= out_chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"out_chunk_size {out_chunk_size} is outside 1..{MAX_CHUNK_SIZE:#x}")
         if not 1 <= window_ack_size <= 0xFFFFFFFF:
             raise ValueError(f"window_ack_size {window_ack_size} is outside 1..0xFFFFFFFF")
         if max_message_size < 1 or max_chunk_streams < 1:
             raise ValueError("max_message_size and max_chunk_streams must be positive")
-        self.max_message_size = max_message_size
         self.window_ack_size = window_ack_size
         self.out_chunk_size = out_chunk_size
 
@@ -247,8 +246,8 @@ class ServerConnection:
             self._aggregate(message, events)
         elif type_id == M.SET_CHUNK_SIZE:
             size = _u32(message, "Set Chunk Size")
-            if size & 0x80000000 or size == 0:
-                raise RtmpProtocolError(f"Set Chunk Size {size:#x} is invalid (1..0x7FFFFFFF)")
+            if not 1 <= size <= MAX_CHUNK_SIZE:
+                raise RtmpProtocolError(f"Set Chunk Size {size:#x} is invalid (1..{MAX_CHUNK_SIZE:#x})")
             self._reader.set_chunk_size(size)
         elif type_id == M.ABORT:
             self._reader.abort(_u32(message, "Abort"))
