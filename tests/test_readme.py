@@ -25,7 +25,7 @@ def stored_sample_session(data_dir: Path) -> Path:
     device = sorted((ROOT / "sample_data").iterdir())[1]
     headers = json.loads((device / "headers.json").read_text())
     store = Store(data_dir, sync=False)
-    writer = store.open_session(headers["device-serial"], headers["session-id"])
+    writer = store.open_writer(headers["device-serial"], headers["session-id"])
     writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
     decoder = Decoder()
     writer.write(decoder.feed((device / "body.srf").read_bytes()))

@@ -19,7 +19,7 @@ def device():
 
 def test_the_header_is_kept_byte_for_byte_and_parsed(tmp_path, device):
     headers = device.headers()
-    writer = Store(tmp_path).open_session(device.serial, device.session_id)
+    writer = Store(tmp_path).open_writer(device.serial, device.session_id)
     send(writer, device.window(0, 0.2), headers)
     writer.close()
     reader = open_session(writer.path)
@@ -32,7 +32,7 @@ def test_the_header_is_kept_byte_for_byte_and_parsed(tmp_path, device):
 def test_non_ascii_bytes_survive_as_received(tmp_path, device):
     raw = '{"SerialNumber": "caf\u00e9 \u2603"}'.encode()  # UTF-8 bytes on the wire
     headers = {**device.headers(), "oatmeal-calibration": raw.decode("latin-1")}  # as h11 bytes -> str
-    writer = Store(tmp_path).open_session(device.serial, device.session_id)
+    writer = Store(tmp_path).open_writer(device.serial, device.session_id)
     send(writer, device.window(0, 0.2), headers)
     writer.close()
     reader = open_session(writer.path)
@@ -42,7 +42,7 @@ def test_non_ascii_bytes_survive_as_received(tmp_path, device):
 
 def test_a_broken_calibration_is_kept_flagged_and_data_still_stored(tmp_path, device):
     broken = '{"CameraCalibrations": [ {"Label": "camera-slam-left", '  # cut short
-    writer = Store(tmp_path).open_session(device.serial, device.session_id)
+    writer = Store(tmp_path).open_writer(device.serial, device.session_id)
     send(writer, device.window(0, 0.4), {**device.headers(), "oatmeal-calibration": broken})
     writer.close()
     reader = open_session(writer.path)
@@ -57,7 +57,7 @@ def test_a_changed_calibration_is_kept_beside_the_first(tmp_path, device):
     headers = device.headers()
     changed = json.dumps({**json.loads(headers["oatmeal-calibration"]), "Recalibrated": True})
     store = Store(tmp_path)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     send(writer, device.window(0, 0.2), headers)
     send(writer, device.window(0.2, 0.4), headers)  # the same again: nothing new
     send(writer, device.window(0.4, 0.6), {**headers, "oatmeal-calibration": changed})

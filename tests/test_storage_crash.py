@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
     body = body_path.read_bytes()
     headers = json.loads(headers_path.read_text())
     store = Store(root, roll_seconds=0.1, roll_bytes=2 << 20)
-    writer = store.open_session(headers["device-serial"], headers["session-id"])
+    writer = store.open_writer(headers["device-serial"], headers["session-id"])
     writer.begin_request(headers, "child", time.time_ns())
     decoder = Decoder(highest_sequence=writer.highest_sequence)
     progress = os.open(progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -133,7 +133,7 @@ def test_sigkill_then_recover_keeps_everything_flushed(tmp_path, session_body, d
 
     # The device reconnects and sends the whole session again: resends are dropped, the rest
     # appended, and the session ends up holding every record exactly once.
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     assert writer.highest_sequence == highest
     decoder = send(writer, body, device.headers())
     writer.close()

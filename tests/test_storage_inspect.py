@@ -16,7 +16,7 @@ def test_ls_and_info(tmp_path):
     fleet = make_fleet(2, seed=51, profile="mp_streaming_demo")
     paths = []
     for device in fleet:
-        writer = store.open_session(device.serial, device.session_id)
+        writer = store.open_writer(device.serial, device.session_id)
         send(writer, device.window(0.0, 1.0), device.headers())
         writer.close()
         paths.append(writer.path)

@@ -40,12 +40,12 @@ def send_raw(writer, body: bytes, sizes: list[int], t0: int) -> list[int]:
 
 def test_a_non_v1_body_replays_byte_for_byte_with_its_chunks(tmp_path):
     store = Store(tmp_path)
-    writer = store.open_session(HEADERS["device-serial"], HEADERS["session-id"])
+    writer = store.open_writer(HEADERS["device-serial"], HEADERS["session-id"])
     first, first_sizes = vendor_body(1, 1_500_000)
     arrivals = send_raw(writer, first, first_sizes, 1_700_000_000_000_000_000)
     writer.close()
     # the device reconnects and sends another body into the same session
-    writer = store.open_session(HEADERS["device-serial"], HEADERS["session-id"])
+    writer = store.open_writer(HEADERS["device-serial"], HEADERS["session-id"])
     second, second_sizes = vendor_body(2, 300_000)
     send_raw(writer, second, second_sizes, 1_700_000_100_000_000_000)
     writer.close()

@@ -22,7 +22,7 @@ def test_recover_one_session_folder_without_its_manifest(tmp_path):
     device = make_fleet(1, seed=21, profile="mp_streaming_demo")[0]
     body = device.window(0, 1.0)
     store = Store(tmp_path / "data", sync=False)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     writer.begin_request(device.headers(), "127.0.0.1:1", time.time_ns())
     decoder = Decoder()
     writer.write(decoder.feed(body))

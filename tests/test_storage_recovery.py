@@ -31,7 +31,7 @@ def device_body():
 
 def crashed_session(root: Path, device, body: bytes) -> Path:
     """A session written and flushed but never closed: what kill -9 right after a flush leaves."""
-    writer = Store(root).open_session(device.serial, device.session_id)
+    writer = Store(root).open_writer(device.serial, device.session_id)
     send(writer, body, device.headers())
     return writer.path  # the writer is dropped without close()
 
@@ -166,7 +166,7 @@ def test_parts_roll_by_size_and_age_and_read_as_one(tmp_path):
     device = make_fleet(2, seed=62)[1]
     bodies = [device.window(k * 0.4, (k + 1) * 0.4) for k in range(4)]
     store = Store(tmp_path, roll_bytes=400_000, roll_seconds=0.3)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     for body in bodies:
         send(writer, body, device.headers())
         time.sleep(0.35)  # older than roll_seconds by the next flush
@@ -190,7 +190,7 @@ def test_parts_roll_by_size_and_age_and_read_as_one(tmp_path):
 
 def test_recover_leaves_a_finished_session_alone(tmp_path, device_body):
     device, body = device_body
-    writer = Store(tmp_path).open_session(device.serial, device.session_id)
+    writer = Store(tmp_path).open_writer(device.serial, device.session_id)
     send(writer, body, device.headers())
     writer.close()
     before = {p: p.read_bytes() for p in writer.path.rglob("*") if p.is_file()}

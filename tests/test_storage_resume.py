@@ -25,7 +25,7 @@ def device_bodies():
 def test_resends_after_a_restart_are_stored_once(tmp_path, device_bodies):
     device, first, second, third = device_bodies
     store = Store(tmp_path)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     send(writer, first, device.headers())
     highest = writer.highest_sequence
     writer.close()
@@ -33,7 +33,7 @@ def test_resends_after_a_restart_are_stored_once(tmp_path, device_bodies):
     # A new server process: a new Store on the same folder. The device reconnects and sends
     # again from a little before where it stopped (the tail of `first` is resent).
     store = Store(tmp_path)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     assert writer.path == tmp_path / device.serial / device.session_id
     assert writer.highest_sequence == highest
     starts = record_starts(first)
@@ -43,7 +43,7 @@ def test_resends_after_a_restart_are_stored_once(tmp_path, device_bodies):
     writer.close()
 
     # and once more on a third connection, without a restart in between
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     send(writer, third, device.headers())
     writer.close()
 
@@ -64,10 +64,10 @@ def test_resends_after_a_restart_are_stored_once(tmp_path, device_bodies):
 def test_a_gap_is_counted_and_the_session_continues(tmp_path, device_bodies):
     device, first, _, third = device_bodies
     store = Store(tmp_path)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     send(writer, first, device.headers())
     writer.close()
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     decoder = send(writer, third, device.headers())  # `second` never arrived
     writer.close()
     assert decoder.counters.gaps > 0
@@ -79,8 +79,8 @@ def test_a_gap_is_counted_and_the_session_continues(tmp_path, device_bodies):
 def test_opening_an_open_session_shares_its_writer(tmp_path, device_bodies):
     device, first, second, _ = device_bodies
     store = Store(tmp_path)
-    a = store.open_session(device.serial, device.session_id)
-    b = store.open_session(device.serial, device.session_id)
+    a = store.open_writer(device.serial, device.session_id)
+    b = store.open_writer(device.serial, device.session_id)
     assert a is b
     send(a, first, device.headers())
     a.close()  # another opener still holds it: only flushed
@@ -88,7 +88,7 @@ def test_opening_an_open_session_shares_its_writer(tmp_path, device_bodies):
     send(b, second, device.headers())
     b.close()
     assert open_session(a.path).manifest["state"] == "finished"
-    c = store.open_session(device.serial, device.session_id)
+    c = store.open_writer(device.serial, device.session_id)
     assert c is not a and c.highest_sequence == a.highest_sequence
     c.close()
 
@@ -97,12 +97,12 @@ def test_unsafe_names_are_refused(tmp_path):
     store = Store(tmp_path)
     for serial in ("..", ".", "a/b", "", "x" * 200):
         with pytest.raises(ValueError):
-            store.open_session(serial, "597b9aec-079a-4ca3-bc6c-98bf10f6aa33")
+            store.open_writer(serial, "597b9aec-079a-4ca3-bc6c-98bf10f6aa33")
 
 
 def test_data_without_begin_request_is_kept(tmp_path, device_bodies):
     device, first, _, _ = device_bodies
-    writer = Store(tmp_path).open_session(device.serial, device.session_id)
+    writer = Store(tmp_path).open_writer(device.serial, device.session_id)
     decoder = Decoder()
     writer.write(decoder.feed(first))
     writer.close()

@@ -33,7 +33,7 @@ def stored_fleet(request, tmp_path_factory):
     sessions = []
     for device in fleet:
         bodies = [device.window(0.0, SECONDS / 2), device.window(SECONDS / 2, SECONDS)]
-        writer = store.open_session(device.serial, device.session_id)
+        writer = store.open_writer(device.serial, device.session_id)
         for body in bodies:
             send(writer, body, device.headers())
         writer.close()
@@ -152,7 +152,7 @@ def test_manifest_and_stats_summarise_the_session(stored_fleet):
 def test_stats_is_a_cheap_snapshot_while_recording(tmp_path):
     device = make_fleet(2, seed=11)[1]
     store = Store(tmp_path)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     send(writer, device.window(0.0, 0.6), device.headers())  # three 200 ms batches
     s = writer.stats()
     assert s["state"] == "recording" and s["records"] > 0 and s["bytes"] > 0

@@ -20,7 +20,7 @@ def fleet_sessions(tmp_path_factory):
     fleet = make_fleet(3, seed=41, profile="mp_streaming_demo")
     paths = []
     for device in fleet:
-        writer = store.open_session(device.serial, device.session_id)
+        writer = store.open_writer(device.serial, device.session_id)
         send(writer, device.window(0.0, 4.0), device.headers())
         writer.close()
         paths.append(writer.path)

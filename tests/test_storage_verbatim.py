@@ -49,7 +49,7 @@ def test_verbatim_records_and_corrupt_bytes_are_retrievable(tmp_path):
                                             "oversized", "truncated"}
     assert corrupt
 
-    writer = Store(tmp_path).open_session(SERIAL, SESSION)
+    writer = Store(tmp_path).open_writer(SERIAL, SESSION)
     send(writer, body, {"session-id": SESSION, "device-serial": SERIAL})
     writer.close()
 

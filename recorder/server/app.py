@@ -219,13 +219,13 @@ class Recorder:
         session = self.sessions.get(key)
         first = session is None
         if session is None:
-            writer = await trio.to_thread.run_sync(self.store.open_session, *key)
+            writer = await trio.to_thread.run_sync(self.store.open_writer, *key)
             session = LiveSession(*key, writer, resumed=writer.highest_sequence is not None)
             self.sessions[key] = session
         elif session.state in ("finished", "unfinished"):
             # The device came back after the session was finalised (or failed to be, say on a
             # full disk): reopen it, appending; the store recovers a folder left unfinished.
-            session.writer = await trio.to_thread.run_sync(self.store.open_session, *key)
+            session.writer = await trio.to_thread.run_sync(self.store.open_writer, *key)
             session.resumed = True
         elif session.connection_scope is not None and session.state == "receiving":
             session.connection_scope.cancel()  # a reconnect replaces a connection that went stale

@@ -166,7 +166,7 @@ def measure_throughput(seconds: float, root, *, samples_only: bool = False) -> d
             records -= len(batch.blobs)
             batch.blobs = []
     store = Store(root)
-    writer = store.open_session(device.serial, device.session_id)
+    writer = store.open_writer(device.serial, device.session_id)
     writer.begin_request(device.headers(), "bench", time.time_ns())
     cpu, wall = time.process_time(), time.perf_counter()
     for i, batch in enumerate(batches):

@@ -3,7 +3,7 @@
 The server calls it from worker threads, one call at a time per session: no locking here.
 write() routes a decoded Batch to its streams (vectorised per SampleBlock); flush() makes all
 of it reach the files (and, with sync, the disk) and rewrites the manifest; close() finishes
-every part so the session is plain Parquet and zstd, resumable by a later open_session().
+every part so the session is plain Parquet and zstd, resumable by a later Store.open_writer().
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class SessionWriter:
         self._closed = False
         self._changed = False  # since the manifest was last written
         self._wrote_decoded = False  # the open request went through write() (a version-1 body)
-        self.openers = 1  # Store.open_session() of an open session shares this writer
+        self.openers = 1  # Store.open_writer() of an open session shares this writer
         self._tdm = state.tdm()
         self._ahead = StoredAhead(state.stored_ahead)
         state.state = manifest.RECORDING
@@ -257,7 +257,7 @@ class SessionWriter:
             manifest.save(self.path, state, sync=self._policy.sync)
         finally:
             # Even when finishing failed (a full disk, say), this writer lets go of the folder:
-            # the next open_session() recovers it instead of waiting for this one forever.
+            # the next Store.open_writer() recovers it instead of waiting for this one forever.
             self._closed = True
             if self._on_close is not None:
                 self._on_close(self)

@@ -1,6 +1,6 @@
 """Store: the data folder, one session folder per (device serial, session id).
 
-open_session() is called from worker threads, possibly for several sessions at once, so the
+open_writer() is called from worker threads, possibly for several sessions at once, so the
 table of open sessions has a lock; each session's own calls are serialised by the server.
 """
 
@@ -32,7 +32,7 @@ class Store:
     def session_path(self, serial: str, session_id: str) -> Path:
         return self.data_dir / layout.check_name("device serial", serial) / layout.check_name("session id", session_id)
 
-    def open_session(self, serial: str, session_id: str) -> SessionWriter:
+    def open_writer(self, serial: str, session_id: str) -> SessionWriter:
         """The session's writer: a new folder, or the existing one resumed (recovered first if a
         crash left it open). Opening a session that is already open here shares its writer; it
         is finished when the last opener closes it."""
