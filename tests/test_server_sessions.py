@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from recorder.server.sessions import LiveSession, RateMeter
+from recorder.server.live import LiveSession, RateMeter
 
 
 def test_a_rate_meter_needs_two_samples():

@@ -14,7 +14,7 @@ from . import console
 from .config import ServerConfig
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
-from .sessions import LiveSession
+from .live import LiveSession
 from .status import metrics, status
 
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"

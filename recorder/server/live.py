@@ -1,4 +1,4 @@
-"""The sessions this server is receiving: one per (device serial, session id), whatever the
+"""The sessions this server is receiving, live: one per (device serial, session id), whatever the
 number of requests and connections it arrives over."""
 
 from __future__ import annotations
