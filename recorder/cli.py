@@ -152,7 +152,7 @@ def certs_init(folder, hostnames):
 def ls(data_dir):
     """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams."""
     from .rtmp.inspect import format_rtmp_ls
-    from .storage.inspect import format_ls
+    from .storage.summary import format_ls
 
     click.echo(format_ls(data_dir))
     rtmp = format_rtmp_ls(data_dir)
@@ -169,7 +169,7 @@ def info(session, as_json):
     import json
 
     from .rtmp.inspect import format_recording_info, is_recording, recording_info
-    from .storage.inspect import format_info, session_info
+    from .storage.summary import format_info, session_info
 
     if is_recording(session):
         details = recording_info(session)

@@ -8,7 +8,7 @@ from storage_support import send
 
 from recorder.sim.fleet import make_fleet
 from recorder.storage import Store
-from recorder.storage.inspect import format_info, format_ls, session_info
+from recorder.storage.summary import format_info, format_ls, session_info
 
 
 def test_ls_and_info(tmp_path):

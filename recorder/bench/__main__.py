@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder, ingest, rtmp
+from . import decoder, ingest, rtmp, storage
 
-SECTIONS = {"decoder": decoder.run, "ingest": ingest.run, "rtmp": rtmp.run}
+SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run}
 
 
 def main(argv: list[str]) -> int:

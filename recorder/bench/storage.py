@@ -1,6 +1,6 @@
 """Measurements behind recorder/storage/compression.py, and the writer's throughput.
 
-    python -m recorder.storage.benchmark [--seconds 20]
+    python -m recorder.bench.storage [--seconds 20]    (or `python -m recorder.bench storage`)
 
 Method. Simulated profile9 data (make_fleet(2, seed=7): device 1 is a TDM receiver, so every
 sample stream is present) is decoded with the real Decoder and turned into the stored tables
@@ -57,7 +57,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -65,9 +67,9 @@ import pyarrow.parquet as pq
 import zstandard
 
 from ..sim.fleet import make_fleet
+from ..storage import Store, tables
+from ..storage.compression import ParquetSettings
 from ..wire import Decoder
-from . import tables
-from .compression import ParquetSettings
 
 PARQUET_VARIANTS = {
     "dictionary everywhere (pyarrow default)": dict(dictionary_everywhere=True, byte_stream_split=False, delta=False),
@@ -149,8 +151,6 @@ def measure_blobs(blobs: dict[str, list[bytes]]) -> list[dict]:
 def measure_throughput(seconds: float, root, *, samples_only: bool = False) -> dict:
     """write() + flush() of decoded profile9 batches (one sample per message), one core.
     samples_only: leave the blobs out, to see the per-record cost of the sample streams."""
-    from .store import Store
-
     device = make_fleet(2, seed=7, one_sample_per_message=True)[1]
     decoder = Decoder()
     bodies = [device.window(t, t + 2.0) for t in np.arange(0.0, seconds, 2.0)]
@@ -183,32 +183,40 @@ def measure_throughput(seconds: float, root, *, samples_only: bool = False) -> d
             "mb_per_s": body_bytes / 1e6 / wall, "records_per_s": records / wall, "close_s": close}
 
 
-def main(argv=None) -> None:
-    import tempfile
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--dir", type=Path, default=None, help="where the throughput run writes (a temporary folder)")
-    args = parser.parse_args(argv)
-    streams, blobs = _stream_tables(simulated_batches(args.seconds))
+def run(seconds: float = 20.0, folder: Path | None = None) -> dict:
+    """Print and return every measurement; the throughput run writes in a temporary folder
+    under `folder` (the system's temporary folder by default)."""
+    streams, blobs = _stream_tables(simulated_batches(seconds))
     packed = sum(t.nbytes for t in streams.values())
     print(f"sample streams: {len(streams)}, {sum(t.num_rows for t in streams.values())} rows, "
           f"{packed / 1e3:.0f} kB in Arrow")
     print(f"{'setting':42} level  size kB  write ms  read ms")
-    for r in measure_parquet(streams):
+    parquet = measure_parquet(streams)
+    for r in parquet:
         print(f"{r['setting']:42} {r['level']:5} {r['bytes'] / 1e3:8.0f} {r['write_s'] * 1e3:9.0f} {r['read_s'] * 1e3:8.0f}")
     print("\nblob zstd, one frame per blob")
-    for r in measure_blobs(blobs):
+    blob_levels = measure_blobs(blobs)
+    for r in blob_levels:
         print(f"level {r['level']:3}  " + "  ".join(f"{k}: {v['mb_per_s']:7.0f} MB/s x{v['ratio']:.2f}"
                                                    for k, v in r.items() if k != "level"))
     print()
+    throughput = {}
     for samples_only in (False, True):
-        with tempfile.TemporaryDirectory(dir=args.dir) as root:
-            t = measure_throughput(min(args.seconds, 10.0), Path(root), samples_only=samples_only)
+        with tempfile.TemporaryDirectory(dir=folder) as root:
+            t = measure_throughput(min(seconds, 10.0), Path(root), samples_only=samples_only)
+        throughput["sample records only" if samples_only else "all records"] = t
         print(f"write() {'sample records only' if samples_only else 'all records'}: {t['body_mb']:.1f} MB of body, "
               f"{t['records']} records in {t['wall_s']:.2f} s (cpu {t['cpu_s']:.2f} s): {t['mb_per_s']:.0f} MB/s, "
               f"{t['records_per_s']:.0f} records/s; close {t['close_s']:.2f} s")
+    return {"parquet": parquet, "blobs": blob_levels, "throughput": throughput}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--dir", type=Path, default=None, help="where the throughput run writes (a temporary folder)")
+    args = parser.parse_args(argv)
+    run(args.seconds, args.dir)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..storage import manifest as manifests
-from ..storage.inspect import format_table
+from ..storage.summary import format_table
 from .recording import FLV, recording_folders
 
 

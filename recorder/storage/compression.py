@@ -1,7 +1,7 @@
 """How stored bytes are compressed: the Parquet writer's options and the blob zstd level.
 
-Chosen by measurement (`python -m recorder.storage.benchmark`); the figures are in
-recorder/storage/benchmark.py's docstring. In short: dictionary encoding is only worth it for
+Chosen by measurement (`python -m recorder.bench.storage`); the figures are in
+recorder/bench/storage.py's docstring. In short: dictionary encoding is only worth it for
 string columns (labels, file names, reasons); float sensor data compresses best as
 BYTE_STREAM_SPLIT (byte planes of similar exponents) under zstd; monotonic integers
 (timestamps, sequences, offsets) as DELTA_BINARY_PACKED.

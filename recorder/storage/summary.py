@@ -1,4 +1,4 @@
-"""What `recorder ls` and `recorder info` print, in the spirit of `ros2 bag info`.
+"""What `recorder ls` and `recorder info` print about devices' sessions, in the spirit of `ros2 bag info`.
 
 Everything comes from the manifests (cheap: no Parquet is opened), except for a folder without
 a readable manifest, whose streams are scanned from the files.
