@@ -10,8 +10,6 @@ from .gaze import Gaze
 from .motion import Walk
 from .profiles import CameraStream
 
-GRAY8 = 0
-
 
 class Cameras:
     def __init__(self, seed: int, schema: Schema, walk: Walk, gaze: Gaze, phase: float):
@@ -20,18 +18,22 @@ class Cameras:
         self.gaze = gaze
         self.phase = phase  # shifts the slow exposure and temperature changes per device
         self._camera_ids = schema.enums["camera_id"]
+        self._codecs = schema.enums["camera_codec"]
+        self._pixel_formats = schema.enums["pixel_format"]
 
     def frames(self, camera: CameraStream, frame_numbers: np.ndarray, t_s: np.ndarray) -> list[tuple[dict, bytes]]:
         """(prefix fields, image) of each frame, captured at run times t_s."""
         if camera.coding == "gray8":
             render = self._slam if camera.label.startswith("slam") else self._eye
             pictures = render(camera, t_s)
-            coding = {"codec": video.RAW, "pixel_format": GRAY8, "width": camera.width, "height": camera.height,
-                      "stride_bytes": camera.width}
+            coding = {"codec": self._codecs.code("RAW"), "pixel_format": self._pixel_formats.code("GRAY8"),
+                      "width": camera.width, "height": camera.height, "stride_bytes": camera.width}
         else:
             loop = video.frame_loop(camera, self.seed)
             pictures = [loop.frame(int(k)) for k in frame_numbers]
-            coding = {"codec": loop.codec, "pixel_format": loop.pixel_format, "width": loop.width,
+            # pixel_format means something for RAW frames only; other codecs send 0.
+            pixel_format = self._pixel_formats.code(loop.pixel_format) if loop.pixel_format else 0
+            coding = {"codec": self._codecs.code(loop.codec), "pixel_format": pixel_format, "width": loop.width,
                       "height": loop.height, "stride_bytes": loop.stride_bytes}
         exposure, gain, temperature = self._exposure(camera, t_s)
         camera_id = self._camera_ids.code(camera.label)

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from ..schema import load
+from ..schema import Schema, load
 from ..wire.encoder import RecordRows, blob_payload, interleave, record, sample_records, single_record
 from . import calibration, identity
 from .audio import Tune
@@ -22,24 +22,24 @@ from .profiles import PROFILES, TDM, Profile
 from .sensors import Signals
 
 AUDIO_BLOCK_ONE_SAMPLE_NS = 10_000_000  # audio's "one sample per message": 10 ms blocks
-PCM_S16LE = 0
 
 
 class SimulatedDevice:
     """One pair of glasses streaming one session.
 
-    serial, session_id, build: who it is (the request headers). is_broadcaster: the fleet's
-    time-domain-mapping broadcaster, which reports no TIME_DOMAIN_MAPPING_EVENT. records_sent,
+    serial, session_id, build: who it is (the request headers); session_id is derived from
+    (seed, index) unless given. is_broadcaster: the fleet's time-domain-mapping broadcaster,
+    which reports no TIME_DOMAIN_MAPPING_EVENT. records_sent,
     bytes_sent: running totals of what window() has given out. signals, cameras, tune: the
     models behind the bytes (tests compare decoded values with them).
     """
 
     def __init__(self, *, seed: int, index: int, serial: str, profile: Profile, clock: DeviceClock,
                  broadcaster_clock: DeviceClock | None, broadcaster_id: int, batch_period_ms: int,
-                 one_sample_per_message: bool):
-        self.schema = load()
+                 one_sample_per_message: bool, session_id: str | None = None, schema: Schema | None = None):
+        self.schema = schema or load()
         self.serial = serial
-        self.session_id = identity.session_id(seed, index)
+        self.session_id = session_id or identity.session_id(seed, index)
         self.build = identity.BUILD
         self.is_broadcaster = broadcaster_clock is None
         self.profile = profile
@@ -125,25 +125,36 @@ class SimulatedDevice:
         pcm = self.tune.pcm_s16(part.first, int(part.counts.sum()))
         starts = np.concatenate([[0], np.cumsum(part.counts)[:-1]])
         timestamps = self.clock.at_ns(capture_ns(part.first + starts, audio.rate_hz))
-        return [self._blob("AUDIO_REC_DATA", {"channels": audio.channels, "codec": PCM_S16LE,
+        pcm_s16le = self.schema.enums["audio_codec"].code("PCM_S16LE")
+        return [self._blob("AUDIO_REC_DATA", {"channels": audio.channels, "codec": pcm_s16le,
                                               "sample_rate_hz": audio.rate_hz, "samples_per_channel": int(count)},
                            pcm[start:start + count].tobytes(), int(ts))
                 for start, count, ts in zip(starts, part.counts, timestamps, strict=True)]
 
 
 def make_fleet(devices: int, *, seed: int = 0, profile: str = "profile9", batch_period_ms: int = 200,
-               one_sample_per_message: bool = False) -> list[SimulatedDevice]:
+               one_sample_per_message: bool = False, session_ids: list[str] | None = None,
+               schema: Schema | None = None) -> list[SimulatedDevice]:
     """Devices 0 .. devices - 1. Device 0 has the smallest serial and is the time-domain-mapping
-    broadcaster (the vendor SDK picks the smallest serial); the others report TDM against it."""
+    broadcaster (the vendor SDK picks the smallest serial); the others report TDM against it.
+
+    The seed fixes serials and data. Session ids are derived from the seed too unless
+    session_ids gives one per device: a twin fleet made with the same arguments is the same
+    sessions, which tests rely on; a command that sends a new run passes fresh ones, or a
+    recorder takes the run for a reconnect of the earlier one and stores nothing new.
+    schema: the layouts and enum codes to send by (default: schemas/messages.toml)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if devices < 1 or batch_period_ms < 1:
         raise ValueError("a fleet needs at least one device and a batch period of at least 1 ms")
+    if session_ids is not None and len(session_ids) != devices:
+        raise ValueError(f"{len(session_ids)} session id(s) for {devices} device(s)")
     serials = identity.serials(seed, devices)
     clocks = [DeviceClock.for_device(seed, index) for index in range(devices)]
     broadcaster_id = zlib.crc32(serials[0].encode())
     return [SimulatedDevice(seed=seed, index=index, serial=serials[index], profile=PROFILES[profile],
                             clock=clocks[index], broadcaster_clock=clocks[0] if index else None,
                             broadcaster_id=broadcaster_id, batch_period_ms=batch_period_ms,
-                            one_sample_per_message=one_sample_per_message)
+                            one_sample_per_message=one_sample_per_message,
+                            session_id=session_ids[index] if session_ids else None, schema=schema)
             for index in range(devices)]

@@ -22,16 +22,15 @@ from .profiles import CameraStream
 GOP_FRAMES = 10
 PAN_PIXELS_PER_FRAME = 12
 RAW_FALLBACK_DOWNSCALE = 4
-H264, RAW = 2, 0
-RGB24 = 1
 
 
 @dataclass(frozen=True)
 class FrameLoop:
-    """Frames to cycle, and how they are coded (camera frame prefix fields)."""
+    """Frames to cycle, and how they are coded: codec and pixel_format are labels of the schema's
+    camera_codec and pixel_format enums (the devices turn them into their schema's codes)."""
 
-    codec: int
-    pixel_format: int  # RAW only; 0 otherwise
+    codec: str
+    pixel_format: str | None  # RAW only
     width: int
     height: int
     stride_bytes: int  # RAW only; 0 otherwise
@@ -94,7 +93,7 @@ def _encode_h264(camera: CameraStream, seed: int) -> FrameLoop:
     loop = packets[GOP_FRAMES:]
     if len(loop) != GOP_FRAMES or not loop[0].is_keyframe:
         raise RuntimeError("libx264 did not produce one closed GOP per 10 frames")
-    return FrameLoop(H264, 0, camera.width, camera.height, 0, tuple(bytes(p) for p in loop))
+    return FrameLoop("H264", None, camera.width, camera.height, 0, tuple(bytes(p) for p in loop))
 
 
 def _raw_rgb(camera: CameraStream, seed: int) -> FrameLoop:
@@ -106,7 +105,7 @@ def _raw_rgb(camera: CameraStream, seed: int) -> FrameLoop:
         v = np.repeat(np.repeat(v, 2, 0), 2, 1)[:height, :width].astype(np.float32) - 128
         rgb = np.stack([y + 1.402 * v, y - 0.344 * u - 0.714 * v, y + 1.772 * u], axis=-1)
         images.append(np.clip(rgb, 0, 255).astype(np.uint8).tobytes())
-    return FrameLoop(RAW, RGB24, width, height, width * 3, tuple(images))
+    return FrameLoop("RAW", "RGB24", width, height, width * 3, tuple(images))
 
 
 _cache: dict[tuple[CameraStream, int], FrameLoop] = {}
