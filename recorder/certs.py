@@ -4,8 +4,11 @@
     <folder>/subscriber.pem, subscriber-key.pem  the recorder's server certificate, signed by it
     <folder>/device.pem, device-key.pem          a device (client) certificate, signed by it
 
-`init` creates whatever is missing and never overwrites what is there, so real certificates
-copied into the folder are kept.
+`init` never overwrites, replaces or deletes a file. In a folder holding none of these it creates
+them all. Otherwise it keeps what it finds and creates a missing certificate and its key only
+when it can sign them: when root_ca.pem and its key root_ca-key.pem are both there. The vendor's
+SDK leaves root_ca.pem, subscriber.pem and subscriber-key.pem (no CA key): those are used as
+they are, and nothing is added.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import datetime
 import ipaddress
 import os
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -26,22 +30,29 @@ VALID_DAYS = 3650
 CA, CA_KEY = "root_ca.pem", "root_ca-key.pem"
 SERVER, SERVER_KEY = "subscriber.pem", "subscriber-key.pem"
 DEVICE, DEVICE_KEY = "device.pem", "device-key.pem"
+ALL_FILES = (CA, CA_KEY, SERVER, SERVER_KEY, DEVICE, DEVICE_KEY)
+# What `recorder serve` loads (the CA only with --verify-clients).
+SERVE_NEEDS = (SERVER, SERVER_KEY)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _write_key(path: Path, key) -> None:
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _create(path: Path, data: bytes, mode: int) -> None:
+    # O_EXCL: a file that appeared since the folder was looked at is still never overwritten.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
 
+def _write_key(path: Path, key) -> None:
+    _create(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()), 0o600)
+
+
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _create(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _builder(subject: str, issuer: x509.Name | None, public_key) -> x509.CertificateBuilder:
@@ -66,30 +77,81 @@ def _server_names(extra: list[str]) -> list[x509.GeneralName]:
     return names
 
 
-def init(folder: Path = DEFAULT_FOLDER, hostnames: list[str] | None = None) -> list[Path]:
-    """Create the CA, server and device certificates that are missing; return the files written."""
+@dataclass
+class InitReport:
+    """What `init` found, wrote, and left missing (file name: why it was not created)."""
+
+    folder: Path
+    found: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    not_created: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def serve_ready(self) -> bool:
+        """Whether the folder now holds what `recorder serve` needs for TLS."""
+        return all((self.folder / name).exists() for name in SERVE_NEEDS)
+
+
+def _signing_ca(folder: Path) -> tuple[x509.Certificate | None, object, str]:
+    """The CA certificate and key to sign with, or (None, None, why not)."""
+    if not (folder / CA_KEY).exists():
+        return None, None, f"signing needs the CA's key {CA_KEY}, which is not here"
+    if not (folder / CA).exists():
+        return None, None, f"{CA_KEY} is here but {CA} is not, so nothing signed with it could be verified"
+    try:
+        ca = x509.load_pem_x509_certificate((folder / CA).read_bytes())
+    except ValueError:
+        return None, None, f"{CA} is not a PEM certificate"
+    try:
+        ca_key = serialization.load_pem_private_key((folder / CA_KEY).read_bytes(), None)
+    except (ValueError, TypeError) as exc:
+        return None, None, f"{CA_KEY} cannot be read without help ({exc})"
+    if ca_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+            != ca.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        return None, None, f"{CA_KEY} is not the key of {CA}"
+    return ca, ca_key, ""
+
+
+def _new_ca(folder: Path) -> None:
+    ca_key = _key()
+    ca = (_builder("recorder development CA", None, ca_key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    _write_key(folder / CA_KEY, ca_key)
+    _write_cert(folder / CA, ca)
+
+
+def init(folder: Path = DEFAULT_FOLDER, hostnames: list[str] | None = None) -> InitReport:
+    """Create what is missing of the CA, server and device certificates, where that needs no
+    existing file replaced; report what was found, written and left missing."""
     folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if not (folder / CA).exists() or not (folder / CA_KEY).exists():
-        ca_key = _key()
-        ca = (_builder("recorder development CA", None, ca_key.public_key())
-              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                           content_commitment=False, key_encipherment=False,
-                                           data_encipherment=False, key_agreement=False,
-                                           encipher_only=False, decipher_only=False), critical=True)
-              .sign(ca_key, hashes.SHA256()))
-        _write_key(folder / CA_KEY, ca_key)
-        _write_cert(folder / CA, ca)
-        written += [folder / CA, folder / CA_KEY]
-        # A new CA invalidates certificates signed by an old one.
-        for stale in (SERVER, SERVER_KEY, DEVICE, DEVICE_KEY):
-            (folder / stale).unlink(missing_ok=True)
-    ca = x509.load_pem_x509_certificate((folder / CA).read_bytes())
-    ca_key = serialization.load_pem_private_key((folder / CA_KEY).read_bytes(), None)
+    report = InitReport(folder, found=[name for name in ALL_FILES if (folder / name).exists()])
+    if not report.found:
+        _new_ca(folder)
+        report.written += [CA, CA_KEY]
+    ca, ca_key, cannot_sign = _signing_ca(folder)
+    if CA not in report.found + report.written and CA_KEY not in report.found:
+        report.not_created[CA] = report.not_created[CA_KEY] = \
+            "a new CA would not be the one that signed the certificates already here"
+    elif CA not in report.found + report.written:
+        report.not_created[CA] = cannot_sign
+    elif CA_KEY not in report.found + report.written:
+        report.not_created[CA_KEY] = f"only whoever made {CA} has its key"
 
     def issue(cert_name, key_name, subject, usage, names=None):
-        if (folder / cert_name).exists() and (folder / key_name).exists():
+        have_cert, have_key = (folder / cert_name).exists(), (folder / key_name).exists()
+        if have_cert and have_key:
+            return
+        if have_cert or have_key:
+            present, absent = (cert_name, key_name) if have_cert else (key_name, cert_name)
+            report.not_created[absent] = f"{present} is here without it, and a new pair would replace {present}"
+            return
+        if ca is None:
+            report.not_created[cert_name] = report.not_created[key_name] = cannot_sign
             return
         key = _key()
         builder = (_builder(subject, ca.subject, key.public_key())
@@ -99,8 +161,8 @@ def init(folder: Path = DEFAULT_FOLDER, hostnames: list[str] | None = None) -> l
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         _write_key(folder / key_name, key)
         _write_cert(folder / cert_name, builder.sign(ca_key, hashes.SHA256()))
-        written.extend([folder / cert_name, folder / key_name])
+        report.written += [cert_name, key_name]
 
     issue(SERVER, SERVER_KEY, "recorder", ExtendedKeyUsageOID.SERVER_AUTH, _server_names(hostnames or []))
     issue(DEVICE, DEVICE_KEY, "recorder development device", ExtendedKeyUsageOID.CLIENT_AUTH)
-    return written
+    return report

@@ -135,16 +135,35 @@ def certs() -> None:
               help="Certificates folder [default: ~/.aria/streaming-certs/persistent].")
 @click.option("--hostname", "hostnames", multiple=True, help="Extra name or address the server is reached by.")
 def certs_init(folder, hostnames):
-    """Create a development CA, server and device certificates where they are missing."""
+    """Create a development CA, server and device certificates where they are missing.
+
+    Never overwrites a file: certificates already in the folder (the vendor's streaming
+    certificates, say) are used as they are, and a missing one is created only when
+    root_ca-key.pem is there to sign it."""
     from . import certs as certs_module
 
     folder = folder or certs_module.DEFAULT_FOLDER
-    written = certs_module.init(folder, list(hostnames))
-    if written:
-        for path in written:
-            click.echo(f"wrote {path}")
-    else:
-        click.echo(f"certificates already in {folder}")
+    try:
+        report = certs_module.init(folder, list(hostnames))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write certificates in {folder}: {exc.strerror or exc}") from None
+    click.echo(f"certificates in {folder}:")
+    if report.found:
+        click.echo(f"  kept     {', '.join(report.found)} (already there, not touched)")
+    if report.written:
+        click.echo(f"  created  {', '.join(report.written)}")
+    reasons: dict[str, list[str]] = {}
+    for name, reason in report.not_created.items():
+        reasons.setdefault(reason, []).append(name)
+    for reason, names in reasons.items():
+        click.echo(f"  missing  {', '.join(names)}: not created, {reason}")
+    needed = " and ".join(certs_module.SERVE_NEEDS)
+    if not report.serve_ready:
+        lacking = " and ".join(n for n in certs_module.SERVE_NEEDS if n in report.not_created)
+        raise click.ClickException(f"`recorder serve` needs {lacking} in {folder}, which `certs init` cannot create "
+                                   "there (see above): copy the server's certificate and key in, or give --dir an "
+                                   "empty folder for new development certificates")
+    click.echo(f"`recorder serve --certs-dir {folder}` has what it needs ({needed})")
 
 
 @main.command("ls")

@@ -1,0 +1,154 @@
+"""`recorder certs init` never overwrites a certificate or key: it uses what it finds, creates what
+is missing only when it holds the CA's key to sign with, and says what it left alone and why."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from recorder import certs
+from recorder.cli import main
+
+VENDOR_LAYOUT = (certs.CA, certs.SERVER, certs.SERVER_KEY)
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory) -> Path:
+    """A complete set made elsewhere, standing in for certificates a user already has."""
+    folder = tmp_path_factory.mktemp("existing")
+    certs.init(folder)
+    return folder
+
+
+def copy(source: Path, folder: Path, names) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(source / name, folder / name)
+    return contents(folder)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def certs_init(folder: Path):
+    return CliRunner().invoke(main, ["certs", "init", "--dir", str(folder)])
+
+
+def signed_by(cert_path: Path, ca_path: Path) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, InvalidSignature):
+        return False
+    return True
+
+
+def test_an_empty_folder_gets_everything_and_a_second_run_changes_nothing(tmp_path):
+    folder = tmp_path / "certs"
+    result = certs_init(folder)
+    assert result.exit_code == 0, result.output
+    assert sorted(contents(folder)) == sorted(certs.ALL_FILES)
+    assert "created" in result.output and "has what it needs" in result.output
+    for name in (certs.SERVER, certs.DEVICE):
+        assert signed_by(folder / name, folder / certs.CA)
+    assert (folder / certs.CA_KEY).stat().st_mode & 0o077 == 0
+
+    before = contents(folder)
+    again = certs_init(folder)
+    assert again.exit_code == 0, again.output
+    assert contents(folder) == before
+    assert "created" not in again.output and "not touched" in again.output
+
+
+def test_the_vendor_layout_is_kept_byte_for_byte_and_serve_can_use_it(tmp_path, other_ca):
+    folder = tmp_path / "persistent"
+    before = copy(other_ca, folder, VENDOR_LAYOUT)
+
+    result = certs_init(folder)
+
+    assert result.exit_code == 0, result.output
+    assert contents(folder) == before  # nothing replaced, nothing added
+    kept = next(line for line in result.output.splitlines() if line.strip().startswith("kept"))
+    assert all(name in kept for name in VENDOR_LAYOUT) and "not touched" in kept
+    assert f"{certs.DEVICE}, {certs.DEVICE_KEY}: not created, signing needs the CA's key {certs.CA_KEY}" \
+        in result.output
+    assert f"`recorder serve --certs-dir {folder}` has what it needs" in result.output
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # what serve loads
+    context.load_cert_chain(folder / certs.SERVER, folder / certs.SERVER_KEY)
+    context.load_verify_locations(cafile=str(folder / certs.CA))
+
+
+def test_with_the_ca_key_only_the_missing_files_are_created(tmp_path, other_ca):
+    folder = tmp_path / "partial"
+    before = copy(other_ca, folder, (certs.CA, certs.CA_KEY, certs.SERVER, certs.SERVER_KEY))
+
+    result = certs_init(folder)
+
+    assert result.exit_code == 0, result.output
+    after = contents(folder)
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == sorted((certs.DEVICE, certs.DEVICE_KEY))
+    assert signed_by(folder / certs.DEVICE, folder / certs.CA)
+    assert f"created  {certs.DEVICE}, {certs.DEVICE_KEY}" in result.output
+
+
+def test_a_missing_server_certificate_is_signed_by_the_ca_found(tmp_path, other_ca):
+    folder = tmp_path / "ca-only"
+    before = copy(other_ca, folder, (certs.CA, certs.CA_KEY))
+
+    result = certs_init(folder)
+
+    assert result.exit_code == 0, result.output
+    assert {name: contents(folder)[name] for name in before} == before
+    assert signed_by(folder / certs.SERVER, folder / certs.CA)
+    assert signed_by(folder / certs.DEVICE, folder / certs.CA)
+
+
+def test_a_server_certificate_without_the_ca_key_is_not_touched(tmp_path, other_ca):
+    folder = tmp_path / "server-only"
+    before = copy(other_ca, folder, (certs.SERVER,))
+
+    result = certs_init(folder)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert contents(folder) == before
+    assert (f"{certs.SERVER_KEY}: not created, {certs.SERVER} is here without it, "
+            f"and a new pair would replace {certs.SERVER}") in result.output
+    assert f"{certs.CA}, {certs.CA_KEY}: not created, a new CA would not be the one that signed" in result.output
+    assert f"`recorder serve` needs {certs.SERVER_KEY} in {folder}" in result.output
+
+
+def test_a_server_pair_without_any_ca_is_used_as_it_is(tmp_path, other_ca):
+    folder = tmp_path / "server-pair"
+    before = copy(other_ca, folder, (certs.SERVER, certs.SERVER_KEY))
+
+    result = certs_init(folder)
+
+    assert result.exit_code == 0, result.output
+    assert contents(folder) == before
+    assert "a new CA would not be the one that signed" in result.output
+    assert "has what it needs" in result.output
+
+
+def test_a_ca_key_that_does_not_match_the_ca_signs_nothing(tmp_path, other_ca):
+    folder = tmp_path / "mismatch"
+    folder.mkdir()
+    certs.init(tmp_path / "unrelated")
+    shutil.copy2(other_ca / certs.CA, folder / certs.CA)
+    shutil.copy2(tmp_path / "unrelated" / certs.CA_KEY, folder / certs.CA_KEY)
+    before = contents(folder)
+
+    result = certs_init(folder)
+
+    assert result.exit_code == 1
+    assert contents(folder) == before
+    assert f"{certs.CA_KEY} is not the key of {certs.CA}" in result.output
