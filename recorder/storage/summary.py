@@ -151,13 +151,67 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
-def format_ls(data_dir) -> str:
-    """One line per session under data_dir (<serial>/<session id>/)."""
+EXPECTED_DATA_FOLDER = ("expected a data folder written by `recorder serve`, holding "
+                        "<serial>/<session-id>/session.json")
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def device_sessions(folder, skip=None) -> list[Path]:
+    """The sessions directly in `folder` (a device folder's), leaving out those `skip` names."""
+    return [p for p in _subfolders(Path(folder)) if layout.is_session_folder(p) and not (skip and skip(p))]
+
+
+def data_sessions(data_dir) -> list[Path]:
+    """The <serial>/<session-id> sessions of a data folder."""
+    return [p for p in layout.session_folders(Path(data_dir)) if layout.is_session_folder(p)]
+
+
+def listed_sessions(folder, skip=None) -> list[Path]:
+    """What `recorder ls FOLDER` lists: the sessions of a data folder or of a device folder, or
+    FOLDER itself when it is one session. `skip` names folders that look like sessions but are
+    not a device's (RTMP recordings keep a session.json too)."""
+    folder = Path(folder)
+    if layout.is_session_folder(folder) and not (skip and skip(folder)):
+        return [folder]
+    return device_sessions(folder, skip) or data_sessions(folder)
+
+
+def not_a_session(path, skip=None) -> str:
+    """Why `recorder info PATH` has nothing to show, and what it expects instead."""
+    path = Path(path)
+    expected = "give `recorder info` one session folder, <data-dir>/<serial>/<session-id>"
+    sessions = device_sessions(path, skip)
+    if sessions:
+        shown = "\n".join(f"  {p}" for p in sessions[:10])
+        more = f"\n  ... and {len(sessions) - 10} more (`recorder ls {path}`)" if len(sessions) > 10 else ""
+        return (f"{path} is a device folder holding {plural(len(sessions), 'session')}, not a session: "
+                f"{expected}, one of:\n{shown}{more}")
+    sessions = data_sessions(path)
+    if sessions or (path / layout.RTMP_ROOT).is_dir():
+        return (f"{path} is a data folder holding {plural(len(sessions), 'device session')}, not a session: "
+                f"`recorder ls {path}` lists them; {expected}")
+    return (f"{path} is not a session: expected a session folder written by `recorder serve` "
+            "(<data-dir>/<serial>/<session-id>/, holding session.json) or an RTMP recording "
+            "(<data-dir>/rtmp/<app>/<stream-key>/<session-id>/, holding stream.flv)")
+
+
+def format_ls(data_dir, sessions: list[Path] | None = None) -> str:
+    """One line per session (<serial>/<session id>/) of data_dir, or of `sessions` when given."""
     root = Path(data_dir)
     if not root.is_dir():
         return f"no data folder at {root}"
     rows = []
-    for path in layout.session_folders(root):
+    for path in listed_sessions(root) if sessions is None else sessions:
         info = session_info(path)
         c = info["counters"]
         tdm = (info.get("tdm") or {}).get("role")
@@ -166,7 +220,9 @@ def format_ls(data_dir) -> str:
                      _size(info["stored_bytes"]), str(len(info["streams"])), str(c.get("gaps", 0)),
                      "receiver" if tdm == RECEIVER else ("none" if tdm else "-")))
     if not rows:
-        return f"no sessions in {root}"
+        if not _subfolders(root):
+            return f"no sessions in {root} yet (the folder is empty)"
+        return f"no sessions under {root}: {EXPECTED_DATA_FOLDER}"
     return format_table(("SERIAL", "SESSION", "STATE", "STARTED (UTC)", "DURATION", "SIZE", "STREAMS", "GAPS", "TDM"),
                         rows)
 
