@@ -169,26 +169,14 @@ def certs_init(folder, hostnames):
 @main.command("ls")
 @click.argument("data_dir", default="data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def ls(data_dir):
-    """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams.
-    DATA_DIR may also be one device's folder (its sessions)."""
+    """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams."""
     from .rtmp.inspect import format_rtmp_ls
-    from .rtmp.recording_layout import is_recording
-    from .storage.summary import format_ls, listed_sessions, plural
+    from .storage.summary import format_ls
 
-    sessions = listed_sessions(data_dir, skip=is_recording)
+    click.echo(format_ls(data_dir))
     rtmp = format_rtmp_ls(data_dir)
-    if sessions or not rtmp:
-        click.echo(format_ls(data_dir, sessions))
     if rtmp:
-        click.echo(("\n" if sessions else "") + rtmp)
-    found = []
-    if sessions:
-        devices = len({p.parent for p in sessions})
-        found.append(f"{plural(len(sessions), 'session')} of {plural(devices, 'device')}")
-    if rtmp:
-        found.append(plural(len(rtmp.splitlines()) - 1, "RTMP recording"))
-    if found:
-        click.echo(f"\n{' and '.join(found)} under {data_dir}")
+        click.echo("\n" + rtmp)
 
 
 @main.command()
@@ -201,15 +189,12 @@ def info(session, as_json):
 
     from .rtmp.inspect import format_recording_info, recording_info
     from .rtmp.recording_layout import is_recording
-    from .storage import layout
-    from .storage.summary import format_info, not_a_session, session_info
+    from .storage.summary import format_info, session_info
 
     if is_recording(session):
         details = recording_info(session)
         click.echo(json.dumps(details, indent=1) if as_json else format_recording_info(details))
         return
-    if not layout.is_session_folder(session):
-        raise click.ClickException(not_a_session(session, skip=is_recording))
     details = session_info(session)
     click.echo(json.dumps(details, indent=1) if as_json else format_info(details))
 
@@ -219,9 +204,9 @@ def info(session, as_json):
 def recover(path):
     """Repair unfinished sessions under PATH (a data folder, one session or one RTMP recording)
     after a crash. A recovered RTMP recording is finished too (index tables and MP4)."""
-    from .rtmp.inspect import is_recording
-    from .rtmp.recording import Recording, unfinished_recordings
-    from .rtmp.recording import recover as recover_recording
+    from .rtmp.recording import Recording
+    from .rtmp.recording_layout import is_recording
+    from .rtmp.recording_recovery import recover_recording, unfinished_recordings
     from .storage import Store, layout
     from .storage import recover as recover_session
 

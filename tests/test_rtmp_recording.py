@@ -20,17 +20,9 @@ import pytest
 from test_rtmp_flv import feed, make_flv, probe_streams, read_tags
 
 from recorder.rtmp import flv as F
-from recorder.rtmp.recording import (
-    FINISHED,
-    INTERRUPTED,
-    RECORDING,
-    UNFINISHED,
-    Recording,
-    RecordingError,
-    iso,
-    recover,
-    unfinished_recordings,
-)
+from recorder.rtmp.recording import Recording
+from recorder.rtmp.recording_manifest import FINISHED, INTERRUPTED, RECORDING, UNFINISHED, RecordingError, iso
+from recorder.rtmp.recording_recovery import recover_recording, unfinished_recordings
 
 T0 = 1_795_256_102.25  # 2026-11-21 10:15:02.25 UTC
 FRAME_S = 1 / 15
@@ -334,7 +326,7 @@ def test_recover_a_cut_flv_and_continue(tmp_path, clips):
         with open(crashed / "stream.flv", "r+b") as f:
             f.truncate(cut)
         complete = [t for t in scan.tags if t.end <= cut]
-        report = recover(crashed, now=T0 + 60, sync=False)
+        report = recover_recording(crashed, now=T0 + 60, sync=False)
         assert report.found_state == RECORDING and report.state == UNFINISHED
         assert report.truncated_bytes == cut - complete[-1].end
         assert (crashed / "stream.flv").stat().st_size == complete[-1].end
@@ -347,7 +339,7 @@ def test_recover_a_cut_flv_and_continue(tmp_path, clips):
         (pub,) = m["publishes"]
         assert pub["reason"] == INTERRUPTED and pub["video_frames"] == frames
         assert pub["ended"] == iso(T0 + (pub["last_timestamp_ms"] - pub["first_timestamp_ms"]) / 1000)  # start + span
-        assert recover(crashed, sync=False).changed is False  # idempotent
+        assert recover_recording(crashed, sync=False).changed is False  # idempotent
 
         again = Recording.reopen(crashed, sync=False)
         assert again.stats()["video_frames"] == frames and again.stats()["publishes"] == 1
@@ -406,7 +398,7 @@ def test_kill_9_while_writing(tmp_path, clips):
         proc.wait()
         proc.stdout.close()
     assert (folder / "stream.flv").stat().st_size >= 300_000
-    report = recover(folder, sync=False)
+    report = recover_recording(folder, sync=False)
     assert report.found_state == RECORDING and report.tags > 100
     rows = check_index(folder)
     m = manifest(folder)
@@ -426,7 +418,7 @@ def test_recover_without_manifest_or_with_a_cut_header(tmp_path, clips):
     (folder / "session.json").unlink()
     (folder / "metadata.json").unlink()
     (folder / ".stream.mp4.tmp").write_bytes(b"half an mp4")
-    report = recover(folder, now=T0 + 100, sync=False)
+    report = recover_recording(folder, now=T0 + 100, sync=False)
     assert report.found_state == "missing" and ".stream.mp4.tmp" in report.files_removed
     m = manifest(folder)
     assert (m["app"], m["stream_key"], m["session_id"], m["state"]) == ("live", "glasses1", folder.name, UNFINISHED)
@@ -439,7 +431,7 @@ def test_recover_without_manifest_or_with_a_cut_header(tmp_path, clips):
     empty = tmp_path / "empty" / "live" / "k" / "20261121T101502Z"
     empty.mkdir(parents=True)
     (empty / "stream.flv").write_bytes(b"FLV\x01\x05")
-    recover(empty, sync=False)
+    recover_recording(empty, sync=False)
     assert (empty / "stream.flv").read_bytes() == F.file_header()
     Recording.reopen(empty, sync=False).finish()
     assert manifest(empty)["state"] == FINISHED
@@ -448,7 +440,7 @@ def test_recover_without_manifest_or_with_a_cut_header(tmp_path, clips):
     other.mkdir()
     (other / "stream.flv").write_bytes(b"not a video at all")
     with pytest.raises(RecordingError):
-        recover(other, sync=False)
+        recover_recording(other, sync=False)
     assert (other / "stream.flv").read_bytes() == b"not a video at all"
 
 
@@ -456,7 +448,7 @@ def test_a_finished_session_is_left_alone_and_can_continue(tmp_path, clips):
     rec, _ = record(tmp_path, clips["a"])
     folder = rec.folder
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    report = recover(folder, sync=False)
+    report = recover_recording(folder, sync=False)
     assert report.state == FINISHED and not report.changed
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
@@ -499,7 +491,7 @@ def test_dropped_frames(tmp_path, clips, with_metadata):
     folder = rec.folder
     crashed = tmp_path / "copy" / folder.name
     shutil.copytree(folder, crashed)
-    recover(crashed, sync=False)
+    recover_recording(crashed, sync=False)
     assert manifest(crashed)["stats"]["dropped_frames"] == len(drop) + 1  # replayed from the FLV
     rec.finish()
     assert manifest(folder)["stats"]["dropped_frames"] == len(drop) + 1
@@ -569,7 +561,7 @@ def test_unfinished_recordings(tmp_path, clips):
     crashed, _ = record(tmp_path, clips["a"][:10], key="other", finish=False)
     crashed.flush()
     assert unfinished_recordings(tmp_path / "data") == [crashed.folder]
-    recover(crashed.folder, sync=False)
+    recover_recording(crashed.folder, sync=False)
     assert unfinished_recordings(tmp_path / "data") == [crashed.folder]  # recovered, still to finish
     Recording.reopen(crashed.folder, sync=False).finish()
     assert unfinished_recordings(tmp_path / "data") == []

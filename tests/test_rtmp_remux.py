@@ -12,8 +12,9 @@ import pytest
 from test_rtmp_flv import feed, make_flv, probe_streams, read_tags, tool
 
 from recorder.rtmp import flv as F
-from recorder.rtmp import recording as recording_module
-from recorder.rtmp.recording import FINISHED, Recording
+from recorder.rtmp import recording_mp4
+from recorder.rtmp.recording import Recording
+from recorder.rtmp.recording_manifest import FINISHED
 from recorder.rtmp.remux import Segment, _SegmentReader, plan_segments, remux_to_mp4
 
 T0 = 1_795_256_102.0
@@ -167,7 +168,7 @@ def test_a_failed_remux_keeps_the_session(clips, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(recording_module, "remux_to_mp4", broken)
+    monkeypatch.setattr(recording_mp4, "remux_to_mp4", broken)
     folder = _recording(tmp_path, read_tags(clips["small"]))
     m = json.loads((folder / "session.json").read_bytes())
     assert m["state"] == FINISHED and m["mp4"] == [] and "No space left" in m["mp4_error"]

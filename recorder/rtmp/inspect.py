@@ -6,11 +6,7 @@ from pathlib import Path
 
 from ..storage import manifest as manifests
 from ..storage.summary import format_table
-from .recording import FLV, recording_folders
-
-
-def is_recording(folder: Path) -> bool:
-    return (Path(folder) / FLV).exists()
+from .recording_layout import recording_folders
 
 
 def recording_info(folder) -> dict:

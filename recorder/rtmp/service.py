@@ -18,7 +18,8 @@ from .config import RtmpConfig
 from .errors import RtmpProtocolError
 from .events import AudioData, Connected, ConnectionClosed, Metadata, PublishRequested, Unpublished, VideoData
 from .protocol import ServerConnection
-from .recording import Recording, unfinished_recordings
+from .recording import Recording
+from .recording_recovery import unfinished_recordings
 from .sessions import RtmpSession
 
 RECEIVE_BYTES = 64 << 10

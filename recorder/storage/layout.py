@@ -126,19 +126,20 @@ def is_session_folder(folder: Path) -> bool:
 def session_folders(data_dir: Path) -> list[Path]:
     """Every <serial>/<session id> folder under data_dir holding a manifest or stream data."""
     found = []
-    for device in _subfolders(data_dir):
+    for device in subfolders(data_dir):
         if device.name == RTMP_ROOT:
             continue
-        for session in _subfolders(device):
+        for session in subfolders(device):
             if (session / MANIFEST).exists() or stream_folders(session):
                 found.append(session)
     return found
 
 
-def _subfolders(folder: Path) -> list[Path]:
+def subfolders(folder: Path) -> list[Path]:
+    """The folders in `folder` not hidden, sorted; none when it is missing or not a folder."""
     try:
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
 

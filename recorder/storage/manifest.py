@@ -143,8 +143,10 @@ def load(folder: Path) -> SessionState | None:
         return None
 
 
-def read_json(folder: Path) -> dict | None:
+def read_json(folder: Path, name: str = layout.MANIFEST):
+    """A JSON file of the folder (the manifest unless `name` says otherwise) as it is, or None
+    when it is missing or cannot be read."""
     try:
-        return json.loads((folder / layout.MANIFEST).read_bytes())
+        return json.loads((folder / name).read_bytes())
     except (FileNotFoundError, ValueError):
         return None
