@@ -169,14 +169,26 @@ def certs_init(folder, hostnames):
 @main.command("ls")
 @click.argument("data_dir", default="data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def ls(data_dir):
-    """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams."""
+    """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams.
+    DATA_DIR may also be one device's folder (its sessions)."""
     from .rtmp.inspect import format_rtmp_ls
-    from .storage.summary import format_ls
+    from .rtmp.recording_layout import is_recording
+    from .storage.summary import format_ls, listed_sessions, plural
 
-    click.echo(format_ls(data_dir))
+    sessions = listed_sessions(data_dir, skip=is_recording)
     rtmp = format_rtmp_ls(data_dir)
+    if sessions or not rtmp:
+        click.echo(format_ls(data_dir, sessions))
     if rtmp:
-        click.echo("\n" + rtmp)
+        click.echo(("\n" if sessions else "") + rtmp)
+    found = []
+    if sessions:
+        devices = len({p.parent for p in sessions})
+        found.append(f"{plural(len(sessions), 'session')} of {plural(devices, 'device')}")
+    if rtmp:
+        found.append(plural(len(rtmp.splitlines()) - 1, "RTMP recording"))
+    if found:
+        click.echo(f"\n{' and '.join(found)} under {data_dir}")
 
 
 @main.command()
@@ -189,12 +201,15 @@ def info(session, as_json):
 
     from .rtmp.inspect import format_recording_info, recording_info
     from .rtmp.recording_layout import is_recording
-    from .storage.summary import format_info, session_info
+    from .storage import layout
+    from .storage.summary import format_info, not_a_session, session_info
 
     if is_recording(session):
         details = recording_info(session)
         click.echo(json.dumps(details, indent=1) if as_json else format_recording_info(details))
         return
+    if not layout.is_session_folder(session):
+        raise click.ClickException(not_a_session(session, skip=is_recording))
     details = session_info(session)
     click.echo(json.dumps(details, indent=1) if as_json else format_info(details))
 
