@@ -29,7 +29,8 @@ lint: install
 
 sample-data: install
 	rm -rf sample_data/1M0Y*
-	$(BIN)/recorder simulate --devices 3 --duration 2 --seed 7 --profile mp_streaming_demo --out sample_data
+	$(BIN)/recorder simulate --devices 3 --duration 2 --seed 7 --profile mp_streaming_demo \
+		--session-id 08e3ef2b-f8ab-4966-9f9e-92a908c29ce2 --out sample_data
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

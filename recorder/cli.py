@@ -26,7 +26,11 @@ def main() -> None:
               help="The glasses send one batch of messages per period.")
 @click.option("--one-sample-per-message", is_flag=True,
               help="Every sample message carries one sample (the receiver's worst case).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same bytes.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Same seed, same devices (serials) and same data.")
+@click.option("--session-id", type=click.UUID,
+              help="Session id every device sends [default: a fresh one per device and run]. A session the "
+                   "recorder already has is a reconnect: records it holds are resends, not stored again.")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
               help="CA certificate to trust for the recorder (e.g. root_ca.pem).")
 @click.option("--no-verify-server-certs", is_flag=True, help="Skip server certificate verification.")
@@ -37,19 +41,29 @@ def main() -> None:
               help="End each request after this many seconds of data and start another (0: one request).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each device's body and headers under this folder instead of sending.")
-def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_message, seed, ca_file,
-             no_verify_server_certs, client_cert, client_key, fast, request_seconds, out_dir):
-    """Play simulated devices: stream them to a recorder, or write their bodies to files."""
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Give up on a recorder that takes no data, or gives no answer, for this many seconds.")
+def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_message, seed, session_id, ca_file,
+             no_verify_server_certs, client_cert, client_key, fast, request_seconds, out_dir, timeout):
+    """Play simulated devices: stream them to a recorder, or write their bodies to files.
+
+    Exits with 1 if a device failed or the recorder already had records it was sent."""
+    import uuid
+
     import trio
 
     from .sim import sender
     from .sim.fleet import make_fleet
+    from .sim.progress import FleetProgress
 
+    session_ids = [str(session_id or uuid.uuid4()) for _ in range(devices)]
     fleet = make_fleet(devices, seed=seed, profile=profile, batch_period_ms=batch_period_ms,
-                       one_sample_per_message=one_sample_per_message)
+                       one_sample_per_message=one_sample_per_message, session_ids=session_ids)
     period = batch_period_ms / 1000
     if out_dir is not None:
-        reports = sender.write_fleet(fleet, out_dir, duration_s=duration, batch_period_s=period)
+        with FleetProgress(fleet, duration, verb="writing") as progress:
+            reports = sender.write_fleet(fleet, out_dir, duration_s=duration, batch_period_s=period,
+                                         on_progress=progress.advance, on_done=progress.finished)
     else:
         try:
             target = sender.Target.parse(url)
@@ -58,11 +72,13 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
         context = None
         if target.tls:
             context = sender.client_ssl_context(ca_file, not no_verify_server_certs, client_cert, client_key)
-        reports = trio.run(lambda: sender.stream_fleet(
-            fleet, url, context, duration_s=duration, batch_period_s=period, fast=fast,
-            request_seconds=request_seconds))
+        with FleetProgress(fleet, duration) as progress:
+            reports = trio.run(lambda: sender.stream_fleet(
+                fleet, url, context, duration_s=duration, batch_period_s=period, fast=fast,
+                request_seconds=request_seconds, timeout_s=timeout, on_progress=progress.advance,
+                on_done=progress.finished))
     click.echo(sender.summary(reports))
-    if any(r.error for r in reports):
+    if not sender.succeeded(reports):
         sys.exit(1)
 
 

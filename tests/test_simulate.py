@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import subprocess
+import sys
 
 import trio
 from click.testing import CliRunner
@@ -73,11 +78,13 @@ async def test_sender_streams_chunked_http_with_the_device_headers():
 
 
 def test_simulate_out_writes_each_device_body_and_headers(tmp_path):
+    session_id = "3f9a7c1e-2b4d-4e6f-8a0b-1c2d3e4f5a6b"
     result = CliRunner().invoke(main, ["simulate", "--devices", "2", "--duration", "1", "--seed", "5",
-                                       "--profile", "mp_streaming_demo", "--out", str(tmp_path)])
+                                       "--profile", "mp_streaming_demo", "--out", str(tmp_path),
+                                       "--session-id", session_id])
     assert result.exit_code == 0, result.output
     assert "total: 2 device(s)" in result.output
-    fleet = make_fleet(2, seed=5, profile="mp_streaming_demo")
+    fleet = make_fleet(2, seed=5, profile="mp_streaming_demo", session_ids=[session_id] * 2)
     for device in fleet:
         folder = tmp_path / device.serial
         assert json.loads((folder / "headers.json").read_text()) == device.headers()
@@ -85,7 +92,61 @@ def test_simulate_out_writes_each_device_body_and_headers(tmp_path):
         assert body == b"".join(device.window(k * 0.2, (k + 1) * 0.2) for k in range(5))
 
 
+def test_each_run_is_a_new_session_of_the_same_devices_and_data(tmp_path):
+    """The seed fixes the devices and their data, not the session: a recorder must not take a
+    second run for a reconnect of the first and drop its records as resends."""
+    runs = []
+    for name in ("first", "second"):
+        result = CliRunner().invoke(main, ["simulate", "--devices", "2", "--duration", "0.4", "--seed", "5",
+                                           "--profile", "mp_streaming_demo", "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        runs.append({folder.name: (json.loads((folder / "headers.json").read_text()),
+                                   (folder / "body.srf").read_bytes())
+                     for folder in (tmp_path / name).iterdir()})
+    first, second = runs
+    assert first.keys() == second.keys() and len(first) == 2
+    session_ids = set()
+    for serial in first:
+        (headers_1, body_1), (headers_2, body_2) = first[serial], second[serial]
+        assert body_1 == body_2
+        assert headers_1["oatmeal-calibration"] == headers_2["oatmeal-calibration"]
+        session_ids |= {headers_1["session-id"], headers_2["session-id"]}
+    assert len(session_ids) == 4, "every device of every run has a session of its own"
+
+
 def test_simulate_reports_a_refused_connection_and_fails():
     result = CliRunner().invoke(main, ["simulate", "--duration", "0.2", "--fast", "--url", "http://127.0.0.1:9/"])
     assert result.exit_code == 1
     assert "FAILED" in result.output
+
+
+def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
+    """Run a command with a pseudo-terminal as its stdout and stderr; its exit code and output."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+                               env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
+    os.close(terminal)
+    output = bytearray()
+    while True:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # the terminal's other end closed: the command has exited
+            break
+        if not data:
+            break
+        output += data
+    os.close(controller)
+    return process.wait(timeout=60), output.decode(errors="replace")
+
+
+def test_simulate_shows_progress_on_a_terminal_and_only_the_summary_elsewhere(tmp_path):
+    args = [sys.executable, "-m", "recorder.cli", "simulate", "--devices", "2", "--duration", "1", "--seed", "5",
+            "--profile", "mp_streaming_demo", "--out"]
+    code, shown = run_on_a_terminal([*args, str(tmp_path / "terminal")])
+    assert code == 0, shown
+    assert re.search(r"writing 2 device\(s\).*100%.* MB, \d+ records, 2/2 done", shown), shown
+    assert "total: 2 device(s)" in shown
+
+    piped = subprocess.run([*args, str(tmp_path / "piped")], capture_output=True, text=True, check=True)
+    assert "writing" not in piped.stdout and "%" not in piped.stdout
+    assert piped.stdout.splitlines()[-1].startswith("total: 2 device(s)")

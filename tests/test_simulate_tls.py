@@ -19,12 +19,13 @@ async def simulate(*args: str):
 
 
 async def test_simulate_trusts_the_recorder_through_its_ca_file(server, certs_dir):
-    done = await simulate("--url", server.url, "--ca-file", str(certs_dir / "root_ca.pem"))
+    session_id = "0c6f3d2a-6b1e-4f0a-9d4c-2e8b7a5f1c3d"
+    done = await simulate("--url", server.url, "--ca-file", str(certs_dir / "root_ca.pem"), "--session-id", session_id)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert "total: 2 device(s)" in done.stdout.decode()
     for device in make_fleet(2, seed=21, profile="mp_streaming_demo"):
         device.window(0.0, 0.4)  # the twin sends what the command sent
-        with open_session(server.data_dir / device.serial / device.session_id) as stored:
+        with open_session(server.data_dir / device.serial / session_id) as stored:
             assert stored.manifest["highest_sequence"] == device.records_sent - 1
 
 

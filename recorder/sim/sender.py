@@ -2,7 +2,8 @@
 
 Each device streams on its own connection: one POST whose body is sent with chunked transfer
 encoding, one chunk per batch period, as the glasses do; optionally split into consecutive
-requests on the same connection. Paced in real time unless `fast`.
+requests on the same connection. Paced in real time unless `fast`. A recorder that takes no
+data or gives no answer for `timeout_s` fails the device with a SendError that says so.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,12 +30,22 @@ class SendError(Exception):
 @dataclass
 class DeviceReport:
     serial: str
+    session_id: str = ""
     records: int = 0
     bytes: int = 0
     requests: int = 0
     seconds: float = 0.0
     error: str | None = None
     responses: list[dict] = field(default_factory=list)
+
+    @property
+    def resends(self) -> int:
+        """Records the recorder answered it already had (and so did not store again)."""
+        return sum(int(r.get("resends", 0)) for r in self.responses)
+
+
+# Called after each batch period a device has sent or written: (device, seconds of data, bytes).
+ProgressCallback = Callable[[object, float, int], None]
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,10 @@ class Target:
     port: int
     path: str
     tls: bool
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -73,26 +90,35 @@ def periods(duration_s: float, period_s: float):
 
 
 class Connection:
-    """One HTTP/1.1 client connection: send requests with chunked bodies, read JSON responses."""
+    """One HTTP/1.1 client connection: send requests with chunked bodies, read JSON responses.
 
-    def __init__(self, stream: trio.abc.Stream, host: str):
+    With timeout_s, a recorder that takes no bytes, or sends none while an answer is awaited,
+    for that long raises SendError naming it (a server that accepts and then hangs would
+    otherwise hold the device for ever)."""
+
+    def __init__(self, stream: trio.abc.Stream, target: Target, timeout_s: float | None = None):
         self.stream = stream
-        self.host = host
+        self.target = target
+        self.host = target.host
+        self.timeout_s = timeout_s
         self.h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def open(cls, target: Target, ssl_context: ssl.SSLContext | None) -> Connection:
-        if target.tls:
-            stream = await trio.open_ssl_over_tcp_stream(target.host, target.port, ssl_context=ssl_context)
-            await stream.do_handshake()
-        else:
-            stream = await trio.open_tcp_stream(target.host, target.port)
-        return cls(stream, target.host)
+    async def open(cls, target: Target, ssl_context: ssl.SSLContext | None, *,
+                   timeout_s: float | None = None) -> Connection:
+        with _deadline(timeout_s, f"{target.address} did not answer the connection"):
+            if target.tls:
+                stream = await trio.open_ssl_over_tcp_stream(target.host, target.port, ssl_context=ssl_context)
+                await stream.do_handshake()
+            else:
+                stream = await trio.open_tcp_stream(target.host, target.port)
+        return cls(stream, target, timeout_s)
 
     async def _send(self, event) -> None:
         data = self.h11.send(event)
         if data:
-            await self.stream.send_all(data)
+            with _deadline(self.timeout_s, f"{self.target.address} took no data"):
+                await self.stream.send_all(data)
 
     async def start(self, path: str, headers: dict[str, str], content_length: int | None = None) -> None:
         fields = [("host", self.host)]
@@ -114,7 +140,8 @@ class Connection:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                with _deadline(self.timeout_s, f"no answer from {self.target.address}"):
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
                 if not data:
                     raise SendError("the recorder closed the connection without a response")
                 self.h11.receive_data(data)
@@ -135,16 +162,33 @@ class Connection:
         return status, payload
 
     async def aclose(self) -> None:
-        await self.stream.aclose()
+        with trio.move_on_after(1):  # closing TLS says goodbye; a hung recorder does not hear it
+            await self.stream.aclose()
+        await trio.aclose_forcefully(self.stream)
+
+
+@contextmanager
+def _deadline(timeout_s: float | None, what: str):
+    """Raise SendError("<what> in <timeout_s> s; gave up") if the block takes longer (None: no limit)."""
+    if timeout_s is None:
+        yield
+        return
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except trio.TooSlowError:
+        raise SendError(f"{what} in {timeout_s:g} s; gave up") from None
 
 
 async def stream_device(device, target: Target, ssl_context, *, duration_s: float, batch_period_s: float,
-                        fast: bool, request_seconds: float = 0.0) -> DeviceReport:
-    """Stream one device's session for duration_s; raises SendError if the recorder refuses it."""
-    report = DeviceReport(device.serial)
+                        fast: bool, request_seconds: float = 0.0, timeout_s: float | None = None,
+                        on_progress: ProgressCallback | None = None) -> DeviceReport:
+    """Stream one device's session for duration_s; raises SendError if the recorder refuses it
+    or makes no progress for timeout_s."""
+    report = DeviceReport(device.serial, device.session_id)
     started = time.monotonic()
     paced_from = trio.current_time()  # trio's clock has its own origin; pace against it
-    conn = await Connection.open(target, ssl_context)
+    conn = await Connection.open(target, ssl_context, timeout_s=timeout_s)
     try:
         request_started = 0.0
         await conn.start(target.path, device.headers())
@@ -157,6 +201,8 @@ async def stream_device(device, target: Target, ssl_context, *, duration_s: floa
                 await trio.sleep_until(paced_from + t_next)  # the period's data exists once captured
             await conn.send(body)
             report.bytes += len(body)
+            if on_progress:
+                on_progress(device, t_next - t, len(body))
             if request_seconds and t_next - request_started >= request_seconds - 1e-9 and t_next < duration_s - 1e-9:
                 report.responses.append(await _finish(conn))
                 await conn.start(target.path, device.headers())
@@ -186,19 +232,24 @@ def describe(exc: BaseException) -> str:
 
 
 async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, batch_period_s: float,
-                       fast: bool, request_seconds: float = 0.0) -> list[DeviceReport]:
+                       fast: bool, request_seconds: float = 0.0, timeout_s: float | None = None,
+                       on_progress: ProgressCallback | None = None,
+                       on_done: Callable[[DeviceReport], None] | None = None) -> list[DeviceReport]:
     """Stream every device at once, each on its own connection; a failing device does not stop others."""
     target = Target.parse(url)
-    reports: list[DeviceReport] = [DeviceReport(d.serial) for d in devices]
+    reports: list[DeviceReport] = [DeviceReport(d.serial, d.session_id) for d in devices]
 
     async def one(i, device):
         try:
             reports[i] = await stream_device(device, target, ssl_context, duration_s=duration_s,
                                              batch_period_s=batch_period_s, fast=fast,
-                                             request_seconds=request_seconds)
+                                             request_seconds=request_seconds, timeout_s=timeout_s,
+                                             on_progress=on_progress)
         except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, SendError) as exc:
             reports[i].error = describe(exc)
             reports[i].records = device.records_sent
+        if on_done:
+            on_done(reports[i])
 
     async with trio.open_nursery() as nursery:
         for i, device in enumerate(devices):
@@ -206,23 +257,29 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
     return reports
 
 
-def write_fleet(devices, out_dir: Path, *, duration_s: float, batch_period_s: float) -> list[DeviceReport]:
+def write_fleet(devices, out_dir: Path, *, duration_s: float, batch_period_s: float,
+                on_progress: ProgressCallback | None = None,
+                on_done: Callable[[DeviceReport], None] | None = None) -> list[DeviceReport]:
     """Instead of sending: each device's body and headers as files under out_dir/<serial>/."""
     reports = []
     for device in devices:
         folder = out_dir / device.serial
         folder.mkdir(parents=True, exist_ok=True)
-        report = DeviceReport(device.serial, requests=1)
+        report = DeviceReport(device.serial, device.session_id, requests=1)
         started = time.monotonic()
         with open(folder / "body.srf", "wb") as body:
             for t, t_next in periods(duration_s, batch_period_s):
                 data = device.window(t, t_next)
                 body.write(data)
                 report.bytes += len(data)
+                if on_progress:
+                    on_progress(device, t_next - t, len(data))
         (folder / "headers.json").write_text(json.dumps(device.headers(), indent=1) + "\n")
         report.records = device.records_sent
         report.seconds = time.monotonic() - started
         reports.append(report)
+        if on_done:
+            on_done(report)
     return reports
 
 
@@ -230,15 +287,30 @@ def summary(reports: list[DeviceReport]) -> str:
     lines = []
     for r in reports:
         rate = r.bytes / r.seconds / 1e6 if r.seconds else 0.0
-        line = (f"{r.serial}: {r.records} records, {r.bytes / 1e6:.2f} MB in {r.requests} request(s), "
+        line = (f"{r.serial} (session {r.session_id}): {r.records} records, {r.bytes / 1e6:.2f} MB in {r.requests} request(s), "
                 f"{rate:.2f} MB/s")
         if r.error:
             line += f"  FAILED: {r.error}"
+        if r.resends:
+            line += (f"  NOT STORED: the recorder already had {r.resends} of these records "
+                     f"(session {r.session_id} was sent before)")
         lines.append(line)
     total_bytes = sum(r.bytes for r in reports)
     total_records = sum(r.records for r in reports)
     seconds = max((r.seconds for r in reports), default=0.0)
-    lines.append(f"total: {len(reports)} device(s), {total_records} records, {total_bytes / 1e6:.2f} MB, "
-                 f"{total_records / seconds if seconds else 0:.0f} records/s, "
-                 f"{total_bytes / seconds / 1e6 if seconds else 0:.2f} MB/s")
+    line = (f"total: {len(reports)} device(s), {total_records} records, {total_bytes / 1e6:.2f} MB, "
+            f"{total_records / seconds if seconds else 0:.0f} records/s, "
+            f"{total_bytes / seconds / 1e6 if seconds else 0:.2f} MB/s")
+    failed = sum(1 for r in reports if r.error)
+    resent = sum(r.resends for r in reports)
+    if failed:
+        line += f"; {failed} device(s) FAILED"
+    if resent:
+        line += f"; {resent} records were resends the recorder did not store again"
+    lines.append(line)
     return "\n".join(lines)
+
+
+def succeeded(reports: list[DeviceReport]) -> bool:
+    """Every device sent its session whole and the recorder stored it as new."""
+    return not any(r.error or r.resends for r in reports)
