@@ -187,7 +187,7 @@ def certs_init(folder, hostnames):
 def ls(data_dir):
     """List the recorded sessions under DATA_DIR: devices' sessions, then RTMP streams.
     DATA_DIR may also be one device's folder (its sessions)."""
-    from .rtmp.inspect import format_rtmp_ls
+    from .rtmp.listing import format_rtmp_ls
     from .rtmp.recording_layout import is_recording
     from .storage.summary import format_ls, listed_sessions, plural
 
@@ -215,7 +215,7 @@ def info(session, as_json):
     frames, publishes and MP4 of an RTMP recording)."""
     import json
 
-    from .rtmp.inspect import format_recording_info, recording_info
+    from .rtmp.listing import format_recording_info, recording_info
     from .rtmp.recording_layout import is_recording
     from .storage import layout
     from .storage.summary import format_info, not_a_session, session_info

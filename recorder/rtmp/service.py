@@ -20,7 +20,7 @@ from .events import AudioData, Connected, ConnectionClosed, Metadata, PublishReq
 from .protocol import ServerConnection
 from .recording import Recording
 from .recording_recovery import unfinished_recordings
-from .sessions import RtmpSession
+from .streams import RtmpSession
 
 RECEIVE_BYTES = 64 << 10
 # The status code encoders show for a publish that cannot go ahead (nginx-rtmp sends the same).
