@@ -112,29 +112,31 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
 def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_timeout, session_grace, blob_level,
           rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret):
     """Receive devices' streams and record every session to disk."""
+    import functools
+
     import trio
 
     from . import certs
+    from .process import ConfigurationError, check_data_dir
+    from .process import serve as run_process
     from .rtmp.access import AccessPolicy
     from .rtmp.config import RtmpConfig
     from .server.config import ServerConfig
-    from .server.serve import ConfigurationError
-    from .server.serve import serve as run_server
     from .storage import Store
 
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, idle_timeout_s=idle_timeout,
-                          session_grace_s=session_grace,
-                          rtmp=RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace,
-                                          idle_timeout_s=idle_timeout,
-                                          policy=AccessPolicy(frozenset(rtmp_keys), rtmp_secret or None)))
+                          session_grace_s=session_grace)
+    rtmp = RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace, idle_timeout_s=idle_timeout,
+                      policy=AccessPolicy(frozenset(rtmp_keys), rtmp_secret or None))
     if plain_http and verify_clients:
         raise click.UsageError("--verify-clients needs TLS; drop --plain-http")
     if plain_http and rtmps_port:
         raise click.UsageError("--rtmps-port needs the server's certificate; drop --plain-http")
-    data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trio.run(run_server, config, Store(data_dir, blob_level=blob_level))
+        check_data_dir(data_dir)
+        store = Store(data_dir, blob_level=blob_level)
+        trio.run(functools.partial(run_process, config, store, rtmp=rtmp))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

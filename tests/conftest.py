@@ -11,8 +11,9 @@ import pytest
 import trio
 
 from recorder import certs
+from recorder.process import serve
+from recorder.rtmp.config import RtmpConfig
 from recorder.server.config import ServerConfig
-from recorder.server.serve import serve
 from recorder.sim import sender
 from recorder.storage import Store
 
@@ -44,6 +45,7 @@ class RunningServer:
     """One `serve` running in the test's nursery; stop() shuts it down as a signal would."""
 
     config: ServerConfig
+    rtmp: RtmpConfig | None
     store: Store
     port: int
     scope: trio.CancelScope
@@ -69,11 +71,13 @@ class RunningServer:
 
 @pytest.fixture
 def start_server(nursery, tmp_path, certs_dir):
-    """start_server(**ServerConfig overrides) -> RunningServer; each call gets its own data dir."""
+    """start_server(**ServerConfig overrides, rtmp=RtmpConfig or None) -> RunningServer; each call
+    gets its own data dir."""
     counter = itertools.count()
 
     async def start(**overrides) -> RunningServer:
         data_dir = overrides.pop("data_dir", None) or tmp_path / f"data-{next(counter)}"
+        rtmp = overrides.pop("rtmp", None)
         settings = dict(host="127.0.0.1", port=0, data_dir=Path(data_dir), certs_dir=certs_dir, tls=True,
                         header_timeout_s=5.0, idle_timeout_s=10.0, session_grace_s=30.0,
                         flush_interval_s=0.5, console_interval_s=1.0)
@@ -85,12 +89,12 @@ def start_server(nursery, tmp_path, certs_dir):
         async def run(task_status=trio.TASK_STATUS_IGNORED):
             try:
                 with scope:
-                    await serve(config, store, task_status=task_status)
+                    await serve(config, store, rtmp=rtmp, task_status=task_status)
             finally:
                 done.set()
 
         port = await nursery.start(run)
-        return RunningServer(config, store, port, scope, done)
+        return RunningServer(config, rtmp, store, port, scope, done)
 
     return start
 

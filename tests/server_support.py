@@ -273,7 +273,7 @@ class ServerProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     async def start(self, timeout: float = 20.0) -> ServerProcess:
-        with open(self.log, "ab") as out:
+        async with await trio.open_file(self.log, "ab") as out:
             self.process = await trio.lowlevel.open_process(
                 [RECORDER, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
                  str(self.data_dir), "--plain-http", *self.args,

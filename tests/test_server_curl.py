@@ -21,7 +21,7 @@ CURL = "/usr/bin/curl"
 
 async def curl_post(url: str, ca: Path, body: Path, headers: dict[str, str], header_file: Path) -> dict:
     # One header per line; curl reads them with -H @file (the calibration is too long for argv comfort).
-    header_file.write_bytes("".join(f"{k}: {v}\n" for k, v in headers.items()).encode())
+    await trio.Path(header_file).write_bytes("".join(f"{k}: {v}\n" for k, v in headers.items()).encode())
     result = await trio.run_process(
         [CURL, "--silent", "--show-error", "--fail-with-body", "--max-time", "60", "--cacert", str(ca),
          "-H", "Transfer-Encoding: chunked", "-H", f"@{header_file}", "--data-binary", f"@{body}",

@@ -4,6 +4,7 @@ values equal what was sent (every stream, every field, every frame's bytes, the 
 from __future__ import annotations
 
 import pytest
+import trio
 from server_support import PERIOD, assert_folders_read_as_datasets, assert_session_equals, make_windows
 from storage_support import expected_from
 
@@ -39,6 +40,6 @@ async def test_a_fleet_over_tls_is_stored_as_sent(server, client_ssl, one_sample
         assert manifest["state"] == "finished"
         assert manifest["highest_sequence"] == device.records_sent - 1
         assert_folders_read_as_datasets(path)
-        with open(path / "calibration.json", "rb") as f:
-            assert f.read() == twin.headers()["oatmeal-calibration"].encode()
+        calibration = await trio.Path(path / "calibration.json").read_bytes()
+        assert calibration == twin.headers()["oatmeal-calibration"].encode()
     assert len(list(server.data_dir.iterdir())) == DEVICES

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..server.console import say
+from ..console import say
 
 
 def _figures(stats: dict) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from ..server.accept import accept_forever
+from ..listeners import accept_forever
 from . import console
 from .access import Publish, Refused, parse_publish
 from .config import RtmpConfig

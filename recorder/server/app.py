@@ -6,31 +6,59 @@ import errno
 import json
 import ssl
 import time
+from collections.abc import Sequence
 
 import h11
 import trio
 
+from ..listeners import accept_forever
 from . import console
 from .config import ServerConfig
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
-from .status import metrics, status
+from .status import StatusSource, metrics, status
 
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
 
 
 class Recorder:
-    def __init__(self, config: ServerConfig, store):
+    def __init__(self, config: ServerConfig, store, status_sources: Sequence[StatusSource] = ()):
         self.config = config
         self.store = store
+        self.status_sources = tuple(status_sources)  # shown in /status and /metrics beside the sessions
         self.sessions: dict[tuple[str, str], LiveSession] = {}
         self.shutting_down = False
         self.started = time.time()
-        self.rtmp = None  # the RTMP service when it listens: /status and /metrics show its streams
-        self.connections: set[trio.CancelScope] = set()
+        # Every connection runs shielded: it must outlive a cancellation of serve() until
+        # shutdown() has answered it and written what it received. Its scope is cancelled by
+        # hand once shutdown() is done.
+        self.connection_scopes: set[trio.CancelScope] = set()
+        # The requests whose bodies are being stored, and an event set whenever there are none.
+        self.ingests: set[trio.CancelScope] = set()
+        self.no_ingests = trio.Event()
+        self.no_ingests.set()
 
     # -- connections --------------------------------------------------------------------------
+
+    async def serve(self, listeners, connections: trio.Nursery, wrap=None, *,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Accept devices on `listeners` (each stream passed through `wrap`, e.g. into TLS) into
+        `connections`, a nursery that outlives this task: when serving stops, connections go on
+        until shutdown() has answered them."""
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(accept_forever, listener, connections, self._run_connection, wrap)
+            nursery.start_soon(self.housekeeping)
+            task_status.started()
+
+    async def _run_connection(self, stream: trio.abc.Stream, remote: str) -> None:
+        with trio.CancelScope(shield=True) as scope:
+            self.connection_scopes.add(scope)
+            try:
+                await self.handle_connection(stream, remote)
+            finally:
+                self.connection_scopes.discard(scope)
 
     async def handle_connection(self, stream: trio.abc.Stream, remote: str) -> None:
         conn = HttpConnection(stream, max_header_bytes=self.config.max_header_bytes,
@@ -124,10 +152,11 @@ class Recorder:
         body = BodyIngest(session, coalesce_bytes=self.config.coalesce_bytes,
                           flush_interval_s=self.config.flush_interval_s)
         released = session.released = trio.Event()
+        scope = trio.CancelScope()
+        self._ingest_started(scope)
         try:
-            with trio.CancelScope() as scope:
+            with scope:
                 session.connection_scope = scope
-                self.connections.add(scope)
                 try:
                     await self._receive_body(conn, session, body)
                     return
@@ -145,8 +174,6 @@ class Recorder:
                     self.detach(session, f"storage error: {exc}")
                     await self._storage_error(conn, exc)
                     return
-                finally:
-                    self.connections.discard(scope)
             # Cancelled: a reconnect took the session over, or the server is stopping. What this
             # connection received is written before the session changes hands.
             with trio.CancelScope(shield=True):
@@ -162,6 +189,19 @@ class Recorder:
                         pass
         finally:
             released.set()
+            self._ingest_ended(scope)
+
+    def _ingest_started(self, scope: trio.CancelScope) -> None:
+        if self.shutting_down:
+            scope.cancel()  # it began while shutdown() waited for the others: it ends with them
+        if not self.ingests:
+            self.no_ingests = trio.Event()
+        self.ingests.add(scope)
+
+    def _ingest_ended(self, scope: trio.CancelScope) -> None:
+        self.ingests.discard(scope)
+        if not self.ingests:
+            self.no_ingests.set()
 
     async def _receive_body(self, conn: HttpConnection, session: LiveSession, body: BodyIngest) -> None:
         interval = self.config.flush_interval_s
@@ -296,14 +336,19 @@ class Recorder:
     async def shutdown(self) -> None:
         """Stop taking data, write what was received, finalise every open session."""
         self.shutting_down = True
-        for scope in list(self.connections):
+        for scope in list(self.ingests):
             scope.cancel()
-        while self.connections:
-            await trio.sleep(0.05)
+        while self.ingests:
+            await self.no_ingests.wait()
         for session in list(self.sessions.values()):
             if session.state not in ("finished", "unfinished"):
                 await self.finalise(session)
         console.summary(list(self.sessions.values()))
+
+    def release_connections(self) -> None:
+        """After shutdown(): end the connections still open (idle keep-alives, readers of /status)."""
+        for scope in list(self.connection_scopes):
+            scope.cancel()
 
 
 def _tls_reason(exc: BaseException) -> str:

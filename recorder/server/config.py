@@ -1,4 +1,4 @@
-"""Settings of `recorder serve`, with the defaults a new user gets."""
+"""Settings of the HTTP server devices stream to, with the defaults a new user gets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..certs import DEFAULT_FOLDER
-from ..rtmp.config import RtmpConfig
 
 
 @dataclass
@@ -31,5 +30,3 @@ class ServerConfig:
     # Received data reaches the disk within this (crash safety: at most the last second is lost).
     flush_interval_s: float = 0.5
     console_interval_s: float = 10.0
-    # The RTMP server beside the HTTP one (None: off).
-    rtmp: RtmpConfig | None = None

@@ -3,12 +3,7 @@ device, and a summary per device at shutdown."""
 
 from __future__ import annotations
 
-import sys
-import time
-
-
-def say(line: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stdout, flush=True)
+from ..console import say, say_more
 
 
 def _tdm(stats: dict) -> str:
@@ -80,5 +75,5 @@ def summary(sessions) -> None:
         tdm = (s.stats or {}).get("tdm") or {}
         tdm_text = (f"{tdm['samples']} TDM samples, avg offset {tdm['mean_offset_ns'] / 1e6:.3f}ms"
                     if tdm.get("samples") else "0 TDM samples")
-        print(f"  {s.serial} ({s.session_id}): {s.counters.records} records, "
-              f"{(s.counters.bytes + s.raw_bytes) / 1e6:.1f} MB, {tdm_text}", flush=True)
+        say_more(f"{s.serial} ({s.session_id}): {s.counters.records} records, "
+                 f"{(s.counters.bytes + s.raw_bytes) / 1e6:.1f} MB, {tdm_text}")

@@ -1,14 +1,25 @@
-"""What /status and /metrics show: a snapshot of every session this server has seen."""
+"""What /status and /metrics show: a snapshot of every session this server has seen, and of
+whatever else the process runs beside it (its status sources)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from ..rtmp import status as rtmp_status
+
+@dataclass(frozen=True)
+class StatusSource:
+    """Another server in the process: its status() is shown in /status under `name`, its
+    metric_families() in /metrics."""
+
+    name: str
+    status: Callable[[], dict]
+    metric_families: Callable[[], Iterable]
 
 
 def session_status(s) -> dict:
@@ -50,7 +61,7 @@ def status(recorder) -> dict:
         "status": "shutting_down" if recorder.shutting_down else "ok",
         "uptime_s": time.time() - recorder.started,
         "sessions": [session_status(s) for s in recorder.sessions.values()],
-        **({"rtmp": rtmp_status.status(recorder.rtmp)} if recorder.rtmp is not None else {}),
+        **{source.name: source.status() for source in recorder.status_sources},
     }
 
 
@@ -89,8 +100,8 @@ class _Collector:
         yield from families.values()
         yield from (up, rate, bitrate, stream, tdm)
         yield GaugeMetricFamily("recorder_sessions", "Sessions known to this server", value=len(self.recorder.sessions))
-        if self.recorder.rtmp is not None:
-            yield from rtmp_status.metric_families(self.recorder.rtmp)
+        for source in self.recorder.status_sources:
+            yield from source.metric_families()
 
 
 def metrics(recorder) -> bytes:

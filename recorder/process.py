@@ -1,24 +1,44 @@
-"""`recorder serve`: TLS, listeners, signals, recovery of unfinished sessions, clean shutdown."""
+"""`recorder serve`: the process that runs the two ingest paths side by side, the HTTP server
+devices stream to and the RTMP server glasses publish to. It owns what they share: the data
+folder (checked, and unfinished sessions recovered, before anything listens), the listeners and
+their TLS, the signals, one /status for both, and a clean shutdown of both."""
 
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import ssl
+from pathlib import Path
 
 import trio
 
-from .. import certs
-from ..rtmp import console as rtmp_console
-from ..rtmp.service import RtmpService
-from . import console
-from .accept import accept_forever
-from .app import Recorder
-from .config import ServerConfig
+from . import certs
+from .rtmp import console as rtmp_console
+from .rtmp import status as rtmp_status
+from .rtmp.config import RtmpConfig
+from .rtmp.service import RtmpService
+from .server import console
+from .server.app import Recorder
+from .server.config import ServerConfig
+from .server.status import StatusSource
 
 
 class ConfigurationError(Exception):
-    """The server cannot start as configured; the message says what to do."""
+    """The process cannot start as configured; the message says what to do."""
+
+
+def check_data_dir(folder: Path) -> None:
+    """Create the data folder if it is missing and prove a file can be written there: a folder
+    the recorder cannot write to must stop it now, not fail the first device that connects."""
+    probe = Path(folder) / f".write-test-{os.getpid()}"
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write to the data folder {folder}: {exc.strerror or exc} "
+                                 f"(choose another --data-dir, or make this one writable)") from None
 
 
 def server_ssl_context(config: ServerConfig, *, verify_clients: bool | None = None) -> ssl.SSLContext:
@@ -38,16 +58,23 @@ def server_ssl_context(config: ServerConfig, *, verify_clients: bool | None = No
     return context
 
 
-async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run until SIGINT or SIGTERM (or cancellation); task_status gets the bound port."""
+async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run until SIGINT or SIGTERM (or cancellation); task_status gets the HTTP server's port.
+    `rtmp` None (or with no port) leaves the RTMP server off."""
+    await trio.to_thread.run_sync(check_data_dir, config.data_dir)
     context = server_ssl_context(config) if config.tls else None
     recovered = await trio.to_thread.run_sync(store.recover_all)
     for report in recovered:
         console.recovered(report)
-    recorder = Recorder(config, store)
+    rtmp_service = await _recovered_rtmp(rtmp, config)
+    sources = [] if rtmp_service is None else [StatusSource(
+        "rtmp", functools.partial(rtmp_status.status, rtmp_service),
+        functools.partial(rtmp_status.metric_families, rtmp_service))]
+    recorder = Recorder(config, store, status_sources=sources)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     try:
-        rtmp, rtmp_endpoints = await _open_rtmp(config, recorder)
+        rtmp_endpoints = await _open_rtmp_listeners(rtmp, config) if rtmp_service is not None else []
     except BaseException:
         for listener in listeners:
             await listener.aclose()
@@ -59,57 +86,48 @@ async def serve(config: ServerConfig, store, *, task_status=trio.TASK_STATUS_IGN
                       ("client certificates required" if config.verify_clients else "TLS") if context
                       else "plain HTTP, no TLS")
 
-    # A connection must outlive a cancellation of serve() until shutdown() has answered it and
-    # written what it received, as it does after a signal: each runs shielded, and is cancelled
-    # by hand once shutdown() is done.
-    connection_scopes: set[trio.CancelScope] = set()
-
-    async def run_connection(stream, remote):
-        with trio.CancelScope(shield=True) as scope:
-            connection_scopes.add(scope)
-            try:
-                await recorder.handle_connection(stream, remote)
-            finally:
-                connection_scopes.discard(scope)
-
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Connections live in a nursery of their own, beside the servers': stopping the servers
+        # stops the accepting, while the connections go on until each server has shut down in
+        # good order (answered them, written what they sent).
         async with trio.open_nursery() as connections:
             try:
-                async with trio.open_nursery() as service:
+                async with trio.open_nursery() as servers:
                     wrap = (lambda stream: trio.SSLStream(stream, context, server_side=True)) if context else None
-                    for listener in listeners:
-                        service.start_soon(accept_forever, listener, connections, run_connection, wrap)
-                    service.start_soon(recorder.housekeeping)
-                    if rtmp is not None:
-                        await service.start(rtmp.serve, rtmp_endpoints, connections)
+                    await servers.start(recorder.serve, listeners, connections, wrap)
+                    if rtmp_service is not None:
+                        await servers.start(rtmp_service.serve, rtmp_endpoints, connections)
                     task_status.started(port)
                     async for _ in signals:
                         break
-                    service.cancel_scope.cancel()
+                    servers.cancel_scope.cancel()
             finally:
                 # However we stop (signal or cancellation), what was received is written and
                 # every open session is finalised.
                 with trio.CancelScope(shield=True):
                     for listener in [*listeners, *rtmp_listeners]:
                         await listener.aclose()
-                    if rtmp is not None:
-                        await rtmp.shutdown()
+                    if rtmp_service is not None:
+                        await rtmp_service.shutdown()
                     await recorder.shutdown()
-                for scope in list(connection_scopes):
-                    scope.cancel()
+                recorder.release_connections()
                 connections.cancel_scope.cancel()
 
 
-async def _open_rtmp(config: ServerConfig, recorder: Recorder) -> tuple[RtmpService | None, list]:
-    """The RTMP service, and its listeners as (listener, wrap): rtmp:// plain, rtmps:// in TLS
-    with the server's certificate (never asking glasses for one of theirs)."""
-    settings = config.rtmp
+async def _recovered_rtmp(settings: RtmpConfig | None, config: ServerConfig) -> RtmpService | None:
+    """The RTMP service, its unfinished recordings recovered; None if it is off."""
     if settings is None or not (settings.port or settings.tls_port):
-        return None, []
+        return None
     if settings.tls_port and not config.tls:
         raise ConfigurationError("--rtmps-port needs the server's certificate; drop --plain-http")
-    service = recorder.rtmp = RtmpService(settings, config.data_dir)
+    service = RtmpService(settings, config.data_dir)
     await service.recover_all()
+    return service
+
+
+async def _open_rtmp_listeners(settings: RtmpConfig, config: ServerConfig) -> list:
+    """The RTMP listeners as (listener, wrap): rtmp:// plain, rtmps:// in TLS with the server's
+    certificate (never asking glasses for one of theirs)."""
     endpoints: list = []
     wrap_tls = None
     if settings.tls_port:
@@ -128,4 +146,4 @@ async def _open_rtmp(config: ServerConfig, recorder: Recorder) -> tuple[RtmpServ
                                      ) from None
         endpoints += [(listener, wrap) for listener in opened]
         rtmp_console.listening(f"{scheme}://{settings.host}:{opened[0].socket.getsockname()[1]}", settings.policy.open)
-    return service, endpoints
+    return endpoints
