@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime
 
@@ -180,6 +181,11 @@ _values = st.recursive(
                       | st.dictionaries(_keys, children, max_size=5).map(EcmaArray)),
     max_leaves=30,
 )
+_values_without_ecma_arrays = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(_keys, children, max_size=5),
+    max_leaves=30,
+)
 
 
 @given(st.lists(_values, max_size=6))
@@ -200,11 +206,34 @@ def test_garbage_raises_only_amf0_error(data):
         pass
 
 
-@given(st.lists(_values, min_size=1, max_size=4), st.data())
-def test_truncations_raise_amf0_error(values, data):
+@given(st.lists(_values_without_ecma_arrays, min_size=1, max_size=4))
+def test_truncations_raise_amf0_error_unless_cut_between_values(values):
     encoded = encode(*values)
-    cut = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
-    try:
-        decode_all(encoded[:cut])
-    except Amf0Error:
-        pass
+    ends = list(itertools.accumulate(len(encode(v)) for v in values))
+    before = {0: [], **{end: values[:n] for n, end in enumerate(ends, 1)}}  # what data cut there holds
+    for cut in range(len(encoded)):
+        if cut in before:
+            assert decode_all(encoded[:cut]) == before[cut]
+        else:
+            with pytest.raises(Amf0Error):
+                decode_all(encoded[:cut])
+
+
+@given(st.dictionaries(_keys, _values_without_ecma_arrays, max_size=5))
+def test_an_ecma_array_cut_between_properties_holds_the_properties_before_the_cut(properties):
+    # An ECMA array that ends the data needs no end marker (see above): cut after a property, it
+    # is the properties so far; cut anywhere else, it is an error.
+    encoded = encode(EcmaArray(properties))
+    end = 5  # marker and count
+    before = {0: [], end: [EcmaArray()]}
+    for n, (key, value) in enumerate(properties.items(), 1):
+        end += 2 + len(key.encode()) + len(encode(value))
+        before[end] = [EcmaArray(list(properties.items())[:n])]
+    assert encoded[end:] == b"\x00\x00\x09"
+    for cut in range(len(encoded)):
+        if cut in before:
+            assert decode_all(encoded[:cut]) == before[cut]
+            assert all(type(v) is EcmaArray for v in decode_all(encoded[:cut]))
+        else:
+            with pytest.raises(Amf0Error):
+                decode_all(encoded[:cut])
