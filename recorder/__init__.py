@@ -1,15 +1,25 @@
 """recorder: a field recorder for the sensor streams of smart glasses.
 
-`recorder.open_session(path)` reads a recorded session back (see recorder.storage.reader).
+Reading what it recorded (see recorder.reading):
+
+    recorder.open_session(path) -> Session         one device session: tables, frames, audio, clocks
+    recorder.open_dataset(data_dir, stream)        one pyarrow dataset of a stream over every session
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time they load on first use
+    from .reading import Broadcaster, RawBody, Session, open_dataset, open_session
+
+__all__ = ["Broadcaster", "RawBody", "Session", "open_dataset", "open_session"]
+
 
 def __getattr__(name: str):
-    # Imported on first use, so that the command line starts without loading pyarrow.
-    if name == "open_session":
-        from .storage import open_session
+    # Loaded on first use, so that the command line starts without importing pyarrow.
+    if name in __all__:
+        from . import reading
 
-        return open_session
+        return getattr(reading, name)
     raise AttributeError(f"module 'recorder' has no attribute {name!r}")

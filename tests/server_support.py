@@ -19,8 +19,9 @@ import pyarrow.dataset as ds
 import trio
 from storage_support import Expected, assert_session_matches, restrict
 
+from recorder import open_session
 from recorder.sim import sender
-from recorder.storage import layout, open_session
+from recorder.storage import layout
 from recorder.wire import Decoder
 
 RECORDER = str(Path(sys.executable).with_name("recorder"))

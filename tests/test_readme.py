@@ -35,10 +35,11 @@ def stored_sample_session(data_dir: Path) -> Path:
     return store.session_path(headers["device-serial"], headers["session-id"])
 
 
-def test_open_session_is_at_the_top_level():
-    from recorder.storage import open_session
+def test_the_reading_api_is_at_the_top_level():
+    from recorder import reading
 
-    assert recorder.open_session is open_session
+    assert recorder.open_session is reading.open_session and recorder.open_dataset is reading.open_dataset
+    assert set(recorder.__all__) >= {"open_session", "open_dataset", "Session"}
 
 
 def test_the_session_reading_example_runs(tmp_path):

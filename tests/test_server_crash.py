@@ -21,8 +21,8 @@ from server_support import (
 )
 from storage_support import expected_from
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import open_session
 
 STREAMED = 20  # windows the device has before the kill: 4 s of data, paced in real time
 KILL_AFTER_S = 3.0

@@ -11,8 +11,7 @@ import trio
 from server_support import assert_folders_read_as_datasets, assert_session_equals, records_in
 from storage_support import expected_from
 
-from recorder import certs
-from recorder.storage import open_session
+from recorder import certs, open_session
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 SERIALS = sorted(p.name for p in SAMPLES.iterdir() if (p / "body.srf").exists())

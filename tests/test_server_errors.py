@@ -29,8 +29,8 @@ from server_support import (
 )
 from storage_support import expected_from
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import open_session
 
 MIB = 1 << 20
 

@@ -21,8 +21,8 @@ from server_support import (
 )
 from storage_support import expected_from
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import open_session
 
 
 def metric(text: str, name: str, **labels) -> float:

@@ -7,8 +7,8 @@ import sys
 
 import trio
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import open_session
 
 SIMULATE = [sys.executable, "-m", "recorder.cli", "simulate", "--devices", "2", "--duration", "0.4", "--fast",
             "--seed", "21", "--profile", "mp_streaming_demo"]

@@ -8,8 +8,9 @@ import json
 import pytest
 from storage_support import send
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import Store, open_session
+from recorder.storage import Store
 
 
 @pytest.fixture(scope="module")

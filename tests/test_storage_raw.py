@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import random
 
-from recorder.storage import Store, open_session
+from recorder import open_session
+from recorder.storage import Store
 from recorder.wire import Counters
 
 HEADERS = {"session-id": "597b9aec-079a-4ca3-bc6c-98bf10f6aa33", "device-serial": "1M0YDB6H7Y0110",

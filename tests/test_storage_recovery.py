@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from storage_support import assert_session_matches, expected_from, send
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import Store, layout, open_session, recover
+from recorder.storage import Store, layout, recover
 
 REPO = Path(__file__).resolve().parent.parent
 

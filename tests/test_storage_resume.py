@@ -10,8 +10,9 @@ import pyarrow.dataset as ds
 import pytest
 from storage_support import assert_session_matches, expected_from, record_starts, send
 
+from recorder import open_session
 from recorder.sim.fleet import make_fleet
-from recorder.storage import Store, layout, open_session
+from recorder.storage import Store, layout
 from recorder.wire import Decoder
 
 

@@ -9,7 +9,8 @@ import zlib
 import numpy as np
 from storage_support import send
 
-from recorder.storage import Store, open_session
+from recorder import open_session
+from recorder.storage import Store
 from recorder.wire import Decoder, Encoder, record
 
 SERIAL, SESSION = "VERBATIM01", "0b8f8a0e-8f7e-4d3c-9a51-2f1e3d4c5b6a"

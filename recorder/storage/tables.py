@@ -10,10 +10,12 @@ own. Every schema carries its kind in its metadata, so a part read on its own sa
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 
-from ..schema import FieldSpec, MessageSpec, PrefixSpec
+from ..schema import FieldSpec, MessageSpec, PrefixSpec, load
 
 ARROW_TYPES = {
     "u8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64(),
@@ -23,6 +25,14 @@ ARROW_TYPES = {
 
 KIND_KEY = b"recorder.kind"
 MESSAGE_KEY = b"recorder.message"
+# Field metadata, so that a stored column explains itself without the wire format at hand:
+# its unit, its description, the labels of its enumerated codes (JSON {"code": "label"}), and
+# whether it is a reserved field (stored bit for bit so a record can be sent back as it came,
+# but of no use to a reader).
+UNIT_KEY = b"recorder.unit"
+DESCRIPTION_KEY = b"recorder.description"
+ENUM_KEY = b"recorder.enum"
+RESERVED_KEY = b"recorder.reserved"
 
 # Columns computed from the wire fields. TDM's offset is what every reader of the table wants
 # (wire-format.md, "Time domain mapping"); the sample fields stay exactly as sent beside it.
@@ -44,6 +54,29 @@ BLOB_LOCATION = [
 def arrow_type(f: FieldSpec) -> pa.DataType:
     scalar = ARROW_TYPES[f.type]
     return pa.list_(scalar, f.count) if f.shape else scalar
+
+
+def wire_field(f: FieldSpec) -> pa.Field:
+    """The stored column of a wire field, with what the schema says of it as field metadata."""
+    meta = {DESCRIPTION_KEY: f.description.encode()}
+    if f.unit:
+        meta[UNIT_KEY] = f.unit.encode()
+    if f.enum:
+        labels = load().enums[f.enum].values
+        meta[ENUM_KEY] = json.dumps({str(code): label for code, label in labels.items()}).encode()
+    if f.name.startswith("reserved"):
+        meta[RESERVED_KEY] = b"true"
+    return pa.field(f.name, arrow_type(f), metadata=meta)
+
+
+def enum_labels(field: pa.Field) -> dict[int, str] | None:
+    """The labels of a stored enum column's codes, or None if it is not an enum."""
+    raw = (field.metadata or {}).get(ENUM_KEY)
+    return None if raw is None else {int(code): label for code, label in json.loads(raw).items()}
+
+
+def is_reserved(field: pa.Field) -> bool:
+    return (field.metadata or {}).get(RESERVED_KEY) == b"true"
 
 
 def _with_kind(fields: list[pa.Field], kind: str, message: str) -> pa.Schema:
@@ -68,7 +101,7 @@ def sample_schema(spec: MessageSpec) -> pa.Schema:
 
 def _sample_schema(spec: MessageSpec) -> pa.Schema:
     fields = [pa.field("timestamp_ns", pa.int64())]
-    fields += [pa.field(f.name, arrow_type(f)) for f in spec.fields if f.name != "timestamp_ns"]
+    fields += [wire_field(f) for f in spec.fields if f.name != "timestamp_ns"]
     fields += [pa.field(name, type_) for name, type_, _ in DERIVED_COLUMNS.get(spec.name, ())]
     fields += [pa.field("sequence", pa.uint64()), pa.field("source", pa.string())]
     return _with_kind(fields, "samples", spec.name)
@@ -84,7 +117,7 @@ def blob_schema(prefix: PrefixSpec) -> pa.Schema:
 def _blob_schema(prefix: PrefixSpec) -> pa.Schema:
     fields = [pa.field("timestamp_ns", pa.int64()), pa.field("sequence", pa.uint64()),
               pa.field("source", pa.string()), pa.field("message_id", pa.uint16())]
-    fields += [pa.field(f.name, arrow_type(f)) for f in prefix.fields]
+    fields += [wire_field(f) for f in prefix.fields]
     return _with_kind(fields + BLOB_LOCATION, "blob", prefix.name)
 
 
