@@ -182,10 +182,12 @@ def _deadline(timeout_s: float | None, what: str):
 
 async def stream_device(device, target: Target, ssl_context, *, duration_s: float, batch_period_s: float,
                         fast: bool, request_seconds: float = 0.0, timeout_s: float | None = None,
-                        on_progress: ProgressCallback | None = None) -> DeviceReport:
+                        on_progress: ProgressCallback | None = None,
+                        report: DeviceReport | None = None) -> DeviceReport:
     """Stream one device's session for duration_s; raises SendError if the recorder refuses it
-    or makes no progress for timeout_s."""
-    report = DeviceReport(device.serial, device.session_id)
+    or makes no progress for timeout_s. `report` is filled in as the device goes, so that a
+    caller still has what was sent when it fails."""
+    report = report or DeviceReport(device.serial, device.session_id)
     started = time.monotonic()
     paced_from = trio.current_time()  # trio's clock has its own origin; pace against it
     conn = await Connection.open(target, ssl_context, timeout_s=timeout_s)
@@ -240,14 +242,15 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
     reports: list[DeviceReport] = [DeviceReport(d.serial, d.session_id) for d in devices]
 
     async def one(i, device):
+        started = time.monotonic()
         try:
-            reports[i] = await stream_device(device, target, ssl_context, duration_s=duration_s,
-                                             batch_period_s=batch_period_s, fast=fast,
-                                             request_seconds=request_seconds, timeout_s=timeout_s,
-                                             on_progress=on_progress)
+            await stream_device(device, target, ssl_context, duration_s=duration_s, batch_period_s=batch_period_s,
+                                fast=fast, request_seconds=request_seconds, timeout_s=timeout_s,
+                                on_progress=on_progress, report=reports[i])
         except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, SendError) as exc:
             reports[i].error = describe(exc)
             reports[i].records = device.records_sent
+            reports[i].seconds = time.monotonic() - started
         if on_done:
             on_done(reports[i])
 
