@@ -1,6 +1,6 @@
-"""schemas/messages.toml against the tables of the wire format, version 1 (wire-format.md).
+"""schemas/messages.toml against the tables of the device stream protocol, version 1.
 
-The expected layouts below are transcribed by hand from wire-format.md, which is an external
+The expected layouts below are transcribed by hand from the protocol's specification, which is an external
 contract: when a test here fails, the schema is wrong, not the table.
 """
 
@@ -14,7 +14,7 @@ from recorder.schema import load
 SCHEMA = load()
 
 # ---------------------------------------------------------------------------------------------
-# wire-format.md, "Framing": offset, size, type, field.
+# The specification, "Framing": offset, size, type, field.
 HEADER = [
     (0, 4, "bytes4", "magic"),
     (4, 2, "u16", "message_id"),
@@ -38,7 +38,7 @@ def hand(side: str) -> list[tuple[str, str, tuple[int, ...]]]:
     ]
 
 
-# wire-format.md, "Payloads": id, name, (sample fields: name, type, shape), sample size in parentheses.
+# The specification, "Payloads": id, name, (sample fields: name, type, shape), sample size in parentheses.
 SAMPLE_MESSAGES = {
     "IMU_EVENT": (0x8020, [
         ("timestamp_ns", "i64", ()), ("accel_msec2", "f32", (3,)), ("gyro_radsec", "f32", (3,)),

@@ -1,4 +1,4 @@
-"""Golden byte vectors, written by hand from the wire format (wire-format.md).
+"""Golden byte vectors, written by hand from the protocol (schemas/protocol.md).
 
 Every record below is a hex dump typed from the spec's tables (little-endian, packed), field by
 field; only the CRC is computed, with zlib.crc32 of the hand-written payload, as the spec says.

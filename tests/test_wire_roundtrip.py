@@ -28,7 +28,7 @@ SMALL_SAMPLE_SPECS = [m for m in SAMPLE_SPECS if m.sample_size <= 52]
 BLOB_SPECS = sorted((m for m in SCHEMA.messages.values() if not m.is_samples), key=lambda m: m.id)
 KNOWN_IDS = set(SCHEMA.messages)
 
-# wire-format.md: camera ids and their labels; an id outside the table is labelled camera-<id>
+# The protocol (schemas/messages.md): camera ids and their labels; an id outside the table is labelled camera-<id>
 # (the schema's documented choice, `unknown = "camera-{value}"`).
 CAMERA_LABELS = {1: "slam-front-left", 2: "slam-front-right", 4: "slam-side-left", 8: "slam-side-right",
                  16: "camera-et-left", 32: "camera-et-right", 64: "camera-rgb"}

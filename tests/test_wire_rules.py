@@ -1,4 +1,4 @@
-"""The receiver rules of the wire format (wire-format.md), one at a time.
+"""The receiver rules of the protocol (schemas/protocol.md), one at a time.
 
 Each rule is checked on a body fed whole, byte by byte, and cut at other places: a chunk
 boundary may fall anywhere, and the outcome must not depend on where.

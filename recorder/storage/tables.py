@@ -35,7 +35,7 @@ ENUM_KEY = b"recorder.enum"
 RESERVED_KEY = b"recorder.reserved"
 
 # Columns computed from the wire fields. TDM's offset is what every reader of the table wants
-# (wire-format.md, "Time domain mapping"); the sample fields stay exactly as sent beside it.
+# (schemas/protocol.md, "Time domain mapping"); the sample fields stay exactly as sent beside it.
 DERIVED_COLUMNS = {
     "TIME_DOMAIN_MAPPING_EVENT": [
         ("offset_ns", pa.int64(),

@@ -1,4 +1,4 @@
-"""Time domain mapping: a receiver's device time on the broadcaster's clock (wire-format.md).
+"""Time domain mapping: a receiver's device time on the broadcaster's clock (schemas/protocol.md).
 
 offset = broadcaster_timestamp_ns - capture_timestamp_ns. A time t maps to t + offset(t), where
 offset is interpolated linearly between the two samples around t and held at the nearest
