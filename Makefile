@@ -14,9 +14,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make run ARGS="--port 8443 --data-dir /mnt/x": ARGS are options of `recorder serve`. certs init
+# looks in the folder a --certs-dir among them names (the default folder otherwise), and is
+# skipped under --plain-http, which needs no certificates.
 run: install
-	$(BIN)/recorder certs init
-	$(BIN)/recorder serve
+	@set -- $(ARGS); certs_dir=; plain=; \
+	while [ $$# -gt 0 ]; do \
+		case "$$1" in \
+			--certs-dir) certs_dir="$$2"; shift ;; \
+			--certs-dir=*) certs_dir="$${1#--certs-dir=}" ;; \
+			--plain-http) plain=1 ;; \
+		esac; \
+		shift; \
+	done; \
+	if [ -z "$$plain" ]; then \
+		echo "$(BIN)/recorder certs init $${certs_dir:+--dir \"$$certs_dir\"}"; \
+		$(BIN)/recorder certs init $${certs_dir:+--dir "$$certs_dir"}; \
+	fi
+	$(BIN)/recorder serve $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest
