@@ -35,13 +35,15 @@ from ..storage.calibration import parse as parse_calibration
 from ..storage.manifest import TDM_STREAM
 from ..storage.parts import sort_rows
 from ..storage.timemap import to_broadcaster_time
+from ..wire.rules import PCM_BYTES_PER_SAMPLE
 from . import columns as column_choice
 from . import images
 from .streams import read_batches, stream_schema
 from .timedomain import Broadcaster, find_broadcaster
 
 LOCATION = ("file", "offset", "length", "size")
-PCM_DTYPES = {0: np.dtype("<i2"), 1: np.dtype("<i4")}  # audio codec -> sample type
+PCM_DTYPES = {code: np.dtype("<i2" if bytes_per_sample == 2 else "<i4")  # audio codec -> sample type
+              for code, bytes_per_sample in PCM_BYTES_PER_SAMPLE.items()}
 
 __all__ = ["RawBody", "Session", "open_session"]
 

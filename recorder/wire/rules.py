@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-RAW, GRAY8, RGB24, YUV420P = 0, 0, 1, 2
-PCM_BYTES_PER_SAMPLE = {0: 2, 1: 4}  # PCM S16LE, PCM S32LE; OPUS is one packet of any size
+from ..schema import load
+
+_ENUMS = load().enums
+RAW = _ENUMS["camera_codec"].code("RAW")
+GRAY8, RGB24, YUV420P = (_ENUMS["pixel_format"].code(name) for name in ("GRAY8", "RGB24", "YUV420P"))
+# OPUS is one packet of any size: only PCM blocks have a size to check.
+PCM_BYTES_PER_SAMPLE = {_ENUMS["audio_codec"].code("PCM_S16LE"): 2, _ENUMS["audio_codec"].code("PCM_S32LE"): 4}
 
 
 def camera_frame_size(prefix, data_length: int) -> str | None:
