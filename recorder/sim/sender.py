@@ -21,6 +21,7 @@ import h11
 import trio
 
 RECEIVE_SIZE = 65536
+SEND_PIECE = 256 * 1024
 
 
 class SendError(Exception):
@@ -115,10 +116,12 @@ class Connection:
         return cls(stream, target, timeout_s)
 
     async def _send(self, event) -> None:
-        data = self.h11.send(event)
-        if data:
+        data = memoryview(self.h11.send(event) or b"")
+        # In pieces, each with its own deadline: a slow link that keeps taking data is progress,
+        # only one that takes nothing for timeout_s is given up on.
+        for start in range(0, len(data), SEND_PIECE):
             with _deadline(self.timeout_s, f"{self.target.address} took no data"):
-                await self.stream.send_all(data)
+                await self.stream.send_all(data[start:start + SEND_PIECE])
 
     async def start(self, path: str, headers: dict[str, str], content_length: int | None = None) -> None:
         fields = [("host", self.host)]
