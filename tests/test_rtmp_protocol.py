@@ -522,25 +522,28 @@ def test_extended_timestamp_on_type_0_and_its_continuations():
     assert media(server.receive_data(raw)) == [("V", 0x2000000, body)]
 
 
-def test_extended_timestamp_left_off_continuation_chunks():
-    # Older ffmpeg releases and some encoders do not repeat it on type-3 chunks: the first such
-    # chunk shows it (its 4 bytes are not the timestamp), and the rest of the connection follows.
+def publishing_from_a_peer_that_leaves_the_extension_off() -> ServerConnection:
+    """A server that has received a message with an extended timestamp whose type-3 chunk
+    goes without the extension."""
     client, server = publishing()
     body = b"\xaa" * 200
     raw = (bytes.fromhex("04 ffffff 0000c8 09 01000000") + bytes.fromhex("01000000") + body[:128]
            + b"\xc4" + body[128:])
     assert media(server.receive_data(raw)) == [("V", 0x1000000, body)]
+    return server
+
+
+def test_extended_timestamp_left_off_continuation_chunks():
+    # Older ffmpeg releases and some encoders do not repeat it on type-3 chunks: the first such
+    # chunk shows it (its 4 bytes are not the timestamp), and the rest of the connection follows.
+    server = publishing_from_a_peer_that_leaves_the_extension_off()
     assert server._reader.repeats_extended_timestamp is False
 
 
 def test_a_short_last_chunk_from_a_peer_that_leaves_the_extension_off_is_not_held_back():
     # Once the peer is known to leave it off, a last chunk of fewer than 4 bytes is the whole
     # message's end: it comes out at once, not when more bytes happen to arrive.
-    client, server = publishing()
-    body = b"\xaa" * 200
-    raw = (bytes.fromhex("04 ffffff 0000c8 09 01000000") + bytes.fromhex("01000000") + body[:128]
-           + b"\xc4" + body[128:])
-    assert media(server.receive_data(raw)) == [("V", 0x1000000, body)]
+    server = publishing_from_a_peer_that_leaves_the_extension_off()
     short = b"\xbb" * 130  # 128 bytes, then a last chunk of 2
     # Type 1 with an extended delta of 0x1000000, then a type-3 chunk without the extension.
     raw = bytes.fromhex("44 ffffff 000082 09 01000000") + short[:128] + b"\xc4" + short[128:]
