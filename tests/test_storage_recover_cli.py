@@ -37,3 +37,14 @@ def test_recover_one_session_folder_without_its_manifest(tmp_path):
     assert str(path) in result.stdout and "nothing to recover" not in result.stdout
     manifest = assert_session_equals(path, expected_from([body]))  # every value of every stream, once
     assert manifest["state"] == "recovered"
+
+
+def test_recover_writes_nothing_into_folders_that_are_not_sessions(tmp_path):
+    notes = tmp_path / "notes" / "archive" / "2026"
+    notes.mkdir(parents=True)
+    (notes / "todo.txt").write_text("buy batteries\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = subprocess.run([RECORDER, "recover", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to recover" in result.stdout
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

@@ -124,14 +124,13 @@ def is_session_folder(folder: Path) -> bool:
 
 
 def session_folders(data_dir: Path) -> list[Path]:
-    """Every <serial>/<session id> folder under data_dir holding a manifest or stream data."""
+    """Every <serial>/<session id> folder under data_dir holding a manifest or stream data.
+    Other folders are not sessions, whatever their depth: recovery must never write into them."""
     found = []
     for device in subfolders(data_dir):
         if device.name == RTMP_ROOT:
             continue
-        for session in subfolders(device):
-            if (session / MANIFEST).exists() or stream_folders(session):
-                found.append(session)
+        found += [session for session in subfolders(device) if is_session_folder(session)]
     return found
 
 

@@ -173,7 +173,7 @@ def device_sessions(folder, skip=None) -> list[Path]:
 
 def data_sessions(data_dir) -> list[Path]:
     """The <serial>/<session-id> sessions of a data folder."""
-    return [p for p in layout.session_folders(Path(data_dir)) if layout.is_session_folder(p)]
+    return layout.session_folders(Path(data_dir))
 
 
 def listed_sessions(folder, skip=None) -> list[Path]:
