@@ -230,6 +230,8 @@ class Recorder:
                     "highest_sequence": session.writer.highest_sequence,
                     "gaps": body.counters.gaps, "resends": body.counters.resends,
                     "corrupt_bytes": body.counters.corrupt_bytes, "malformed": body.counters.malformed,
+                    **({"undecoded": True, "warning": "the body is not SRF1 version 1: it is stored verbatim "
+                        "and not decoded"} if body.raw else {}),
                 })
                 self._waiting_since(session)
                 return

@@ -39,6 +39,13 @@ def tls_refused(remote: str, reason: str) -> None:
     say(f"refused a TLS connection from {remote}: {reason}")
 
 
+def undecoded_body(s, head: bytes) -> None:
+    printable = "".join(chr(b) if 0x20 <= b < 0x7F and b not in b"\\'" else f"\\x{b:02x}" for b in head)
+    say(f"[{s.serial}] WARNING: session {s.session_id} sends a body that is not SRF1 version 1 "
+        f"(it begins '{printable}', not 'SRF1'): it is stored verbatim and NOT decoded; no records, "
+        f"streams or gaps will be counted for it")
+
+
 def dropped(s, reason: str) -> None:
     say(f"[{s.serial}] connection ended: {reason}; waiting for a reconnect")
 
@@ -46,7 +53,9 @@ def dropped(s, reason: str) -> None:
 def finished(s) -> None:
     c = s.counters
     say(f"[{s.serial}] finished session {s.session_id}: {c.records} records, "
-         f"{(c.bytes + s.raw_bytes) / 1e6:.1f} MB, {c.gaps} missing, {c.corrupt_bytes} corrupt bytes -> {s.writer.path}")
+         f"{(c.bytes + s.raw_bytes) / 1e6:.1f} MB, {c.gaps} missing, {c.corrupt_bytes} corrupt bytes"
+         + (f", {s.raw_bytes} bytes stored undecoded (not SRF1 version 1)" if s.undecoded_body else "")
+         + f" -> {s.writer.path}")
 
 
 def periodic(s) -> None:
@@ -55,7 +64,8 @@ def periodic(s) -> None:
     say(f"[{s.serial}] {rates.get('records', 0.0):.0f} rec/s {rates.get('bytes', 0.0) * 8 / 1e6:.1f} Mbit/s"
          + (f" | {cams}" if cams else "") + f" | {_tdm(s.stats or {})}"
          + (f" | {s.counters.gaps} missing" if s.counters.gaps else "")
-         + (f" | {s.counters.corrupt_bytes} corrupt bytes" if s.counters.corrupt_bytes else ""))
+         + (f" | {s.counters.corrupt_bytes} corrupt bytes" if s.counters.corrupt_bytes else "")
+         + (f" | {s.raw_bytes / 1e6:.1f} MB undecoded (not SRF1 version 1)" if s.undecoded_body else ""))
 
 
 def internal_error(s, what: str, exc: Exception) -> None:

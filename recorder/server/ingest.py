@@ -13,10 +13,13 @@ import trio
 
 from ..storage import layout
 from ..wire import Counters, Decoder
+from . import console
 
 MAGIC = b"SRF1"
 SESSION_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DEVICE_SERIAL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# The first bytes of a body that is not version 1, as the console shows them.
+UNDECODED_HEAD_BYTES = 16
 
 
 def header_problem(headers: dict[str, str]) -> str | None:
@@ -65,7 +68,15 @@ class BodyIngest:
         if head == MAGIC:
             self.decoder = Decoder(highest_sequence=self.session.writer.highest_sequence)
         else:
-            self.raw = True
+            self._undecoded()
+
+    def _undecoded(self) -> None:
+        # Stored all the same, but nothing in it is counted: without a word, a device in another
+        # format (a vendor's own) would look like one streaming nothing but sending fine.
+        self.raw = True
+        if not self.session.undecoded_body:
+            self.session.undecoded_body = True
+            console.undecoded_body(self.session, b"".join(self.pieces)[:UNDECODED_HEAD_BYTES])
 
     async def add(self, data: bytes, chunk_start: bool, chunk_end: bool) -> None:
         """One h11 Data event's bytes; writes when enough has gathered."""
@@ -104,7 +115,7 @@ class BodyIngest:
     async def write(self, final: bool = False) -> None:
         session = self.session
         if final and self.decoder is None and not self.raw and self.pieces:
-            self.raw = True  # a body shorter than the magic is not version 1
+            self._undecoded()  # a body shorter than the magic is not version 1
             self._gather_raw(True, True)
         if final and self.raw_chunk:
             self.raw_chunks.append((b"".join(self.raw_chunk), self.raw_chunk_at))

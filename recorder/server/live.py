@@ -39,7 +39,8 @@ class LiveSession:
         self.connections = 0
         self.requests = 0
         self.counters = Counters()  # what this server run decoded for the session
-        self.raw_bytes = 0  # bodies that are not version 1
+        self.raw_bytes = 0  # bodies that are not version 1, stored verbatim and not decoded
+        self.undecoded_body = False  # one such body has begun (the console has said so)
         self.last_flush = time.monotonic()
         self.waiting_since = time.monotonic()
         self.meter = RateMeter()

@@ -51,6 +51,9 @@ def session_status(s) -> dict:
         "truncated": s.counters.truncated,
         "opaque": s.counters.opaque,
         "raw_bytes": s.raw_bytes,
+        # A body that is not SRF1 version 1 is stored verbatim: none of it is in the figures above.
+        "undecoded_body": s.undecoded_body,
+        "undecoded_bytes": s.raw_bytes,
         "tdm": stats.get("tdm", {}),
         "path": str(s.writer.path),
     }
@@ -77,6 +80,7 @@ class _Collector:
             "corrupt_bytes": "Bytes skipped while resynchronising", "bad_crc": "Records with a bad CRC",
             "malformed": "Records whose payload does not match its layout",
             "truncated": "Records cut off by the end of a body", "opaque": "Records kept verbatim",
+            "undecoded_bytes": "Body bytes not in SRF1 version 1: stored verbatim, not decoded",
         }
         families = {k: CounterMetricFamily(f"recorder_session_{k}", help, labels=labels) for k, help in counters.items()}
         up = GaugeMetricFamily("recorder_session_receiving", "1 while a device is streaming the session", labels=labels)
