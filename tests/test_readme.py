@@ -1,38 +1,80 @@
-"""The README's Python examples run as written, against a session stored from sample_data/."""
+"""The README's examples run as written: its first steps in a shell (a real server, the real
+simulator, curl), and its Python blocks against sessions the default simulator profile makes."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import recorder
+from recorder.sim import sender
+from recorder.sim.fleet import make_fleet
 from recorder.storage import Store
 from recorder.wire import Decoder
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+BIN = Path(sys.executable).parent
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
-def stored_sample_session(data_dir: Path) -> Path:
-    """A receiving device of the sample capture (the smallest serial is the broadcaster), written
-    by the server's storage."""
-    device = sorted((ROOT / "sample_data").iterdir())[1]
-    headers = json.loads((device / "headers.json").read_text())
+def shell_commands(section: str) -> list[str]:
+    """The commands of the first ```sh block under `## section`, continuation lines joined."""
+    text = README[README.index(f"## {section}\n"):]
+    block = re.search(r"```sh\n(.*?)```", text, flags=re.S).group(1)
+    return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def store_sessions(data_dir: Path, devices: int = 2, duration_s: float = 1.0) -> list[Path]:
+    """Devices of the default simulator profile, as `recorder simulate` makes them, stored by
+    the server's storage."""
+    fleet = make_fleet(devices, seed=5, profile="profile9")
+    bodies = data_dir.parent / "bodies"
+    sender.write_fleet(fleet, bodies, duration_s=duration_s, batch_period_s=0.2)
     store = Store(data_dir, sync=False)
-    writer = store.open_writer(headers["device-serial"], headers["session-id"])
-    writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
-    decoder = Decoder()
-    writer.write(decoder.feed((device / "body.srf").read_bytes()))
-    writer.write(decoder.close())
-    writer.end_request(decoder.counters, time.time_ns())
-    writer.close()
-    return store.session_path(headers["device-serial"], headers["session-id"])
+    paths = []
+    for device in fleet:
+        headers = json.loads((bodies / device.serial / "headers.json").read_text())
+        writer = store.open_writer(headers["device-serial"], headers["session-id"])
+        writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
+        decoder = Decoder()
+        writer.write(decoder.feed((bodies / device.serial / "body.srf").read_bytes()))
+        writer.write(decoder.close())
+        writer.end_request(decoder.counters, time.time_ns())
+        writer.close()
+        paths.append(store.session_path(headers["device-serial"], headers["session-id"]))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """A folder like the repository's, with data/ holding two profile9 sessions."""
+    folder = tmp_path_factory.mktemp("workspace")
+    (folder / "sample_data").symlink_to(ROOT / "sample_data")
+    return folder, store_sessions(folder / "data")
+
+
+def run_block(block: str, cwd: Path, namespace: dict | None = None) -> dict:
+    namespace = dict(namespace or {})
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        exec(compile(block, "README.md", "exec"), namespace)
+    finally:
+        os.chdir(before)
+    return namespace
 
 
 def test_the_reading_api_is_at_the_top_level():
@@ -42,15 +84,34 @@ def test_the_reading_api_is_at_the_top_level():
     assert set(recorder.__all__) >= {"open_session", "open_dataset", "Session"}
 
 
-def test_the_session_reading_example_runs(tmp_path):
-    (block,) = [b for b in python_blocks() if "open_session" in b]
-    path = stored_sample_session(tmp_path / "data")
-    code = re.sub(r'open_session\("[^"]*"\)', f"open_session({str(path)!r})", block)
-    namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["imu"].num_rows > 0
-    assert namespace["image"].ndim == 2 and namespace["image"].size > 0
+def test_the_session_reading_example_runs(workspace):
+    folder, sessions = workspace
+    (block,) = [b for b in python_blocks() if "open_session(" in b]
+    receiver = next(p for p in sessions if (p / "time-domain-mapping").is_dir())
+    code = re.sub(r'open_session\("[^"]*"\)', f"open_session({str(receiver)!r})", block)
+    namespace = run_block(code, folder)
+    assert namespace["imu"].column_names == ["timestamp_ns", "accel_msec2"] and namespace["imu"].num_rows > 0
+    assert 0 < namespace["first_second"].num_rows <= namespace["imu"].num_rows
+    assert "status_label" in namespace["vio"].column_names
+    assert namespace["image"].ndim == 3 and namespace["image"].shape[2] == 3  # camera-rgb decoded
+    assert namespace["pcm"].shape[1] == 8 and namespace["rate"] == 16_000
     assert len(namespace["t"]) == namespace["imu"].num_rows
+
+
+def test_the_dataset_example_runs(workspace, capsys):
+    folder, sessions = workspace
+    (block,) = [b for b in python_blocks() if "open_dataset(" in b]
+    run_block(block, folder)
+    printed = capsys.readouterr().out
+    for path in sessions:
+        assert path.parent.name in printed and path.name in printed
+
+
+def test_the_decoding_example_runs(capsys):
+    (block,) = [b for b in python_blocks() if "Decoder()" in b]
+    namespace = run_block(block, ROOT)
+    assert namespace["decoder"].counters.records > 0
+    assert "IMU_EVENT" in capsys.readouterr().out
 
 
 def test_the_rtmp_reading_example_runs(tmp_path):
@@ -64,7 +125,66 @@ def test_the_rtmp_reading_example_runs(tmp_path):
     feed(rec, read_tags(make_flv(tmp_path / "clip.flv", seconds=1)))
     rec.end_publish(reason="unpublished")
     rec.finish()
-    namespace: dict = {"folder": rec.folder}
-    exec(compile(block, "README.md", "exec"), namespace)
+    namespace = run_block(block, tmp_path, {"folder": rec.folder})
     index = namespace["index"]
     assert index.filter(index["frame"]).num_rows == 15 and namespace["frame"].width == 320
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, server: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited: {server.communicate()[0]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port} after {timeout_s} s")
+
+
+def test_the_first_steps_run_as_written(tmp_path):
+    """Each command as the README gives it, in a fresh home, with two changes a test needs: the
+    HTTPS port is a free one instead of 6768, and RTMP is off (port 1935 may be taken here)."""
+    commands = shell_commands("First steps")
+    assert commands[0] == 'export PATH="$PWD/.venv/bin:$PATH"' and (BIN / "recorder").exists()
+    port = free_port()
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    (tmp_path / "sample_data").symlink_to(ROOT / "sample_data")
+    server = None
+    outputs = []
+    try:
+        for command in commands[1:]:
+            command = command.replace("6768", str(port))
+            if command.endswith("&"):
+                assert command.startswith("recorder serve")
+                command = command[:-1] + f" --port {port} --rtmp-port 0"
+                server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                wait_for_port(port, server)
+                continue
+            done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
+            outputs.append(done.stdout)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGINT)
+            console = server.communicate(timeout=120)[0]
+    assert server is not None and server.returncode == 0, console
+    listing, details = outputs[-2], outputs[-1]
+    assert "3 sessions of 3 devices" in listing
+    body = (ROOT / "sample_data" / "1M0YDA9HNM2419" / "body.srf").read_bytes()
+    decoder = Decoder()
+    decoder.feed(body)
+    decoder.close()
+    with recorder.open_session(tmp_path / "data" / "1M0YDA9HNM2419" / "8ea6d2c8-ba36-446f-9f04-3cee596d0583") as s:
+        assert s.manifest["counters"]["records"] == decoder.counters.records
+        assert s.manifest["state"] == "finished"
+    assert "1M0YDA9HNM2419" in details and "imu-left" in details
