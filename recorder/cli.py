@@ -60,10 +60,15 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
     fleet = make_fleet(devices, seed=seed, profile=profile, batch_period_ms=batch_period_ms,
                        one_sample_per_message=one_sample_per_message, session_ids=session_ids)
     period = batch_period_ms / 1000
+    reports: list[sender.DeviceReport] = []
+    interrupted = False
     if out_dir is not None:
         with FleetProgress(fleet, duration, verb="writing") as progress:
-            reports = sender.write_fleet(fleet, out_dir, duration_s=duration, batch_period_s=period,
-                                         on_progress=progress.advance, on_done=progress.finished)
+            try:
+                sender.write_fleet(fleet, out_dir, duration_s=duration, batch_period_s=period,
+                                   on_progress=progress.advance, on_done=progress.finished, reports=reports)
+            except KeyboardInterrupt:
+                interrupted = True
     else:
         try:
             target = sender.Target.parse(url)
@@ -73,11 +78,19 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
         if target.tls:
             context = sender.client_ssl_context(ca_file, not no_verify_server_certs, client_cert, client_key)
         with FleetProgress(fleet, duration) as progress:
-            reports = trio.run(lambda: sender.stream_fleet(
-                fleet, url, context, duration_s=duration, batch_period_s=period, fast=fast,
-                request_seconds=request_seconds, timeout_s=timeout, on_progress=progress.advance,
-                on_done=progress.finished))
+            try:
+                trio.run(lambda: sender.stream_fleet(
+                    fleet, url, context, duration_s=duration, batch_period_s=period, fast=fast,
+                    request_seconds=request_seconds, timeout_s=timeout, on_progress=progress.advance,
+                    on_done=progress.finished, reports=reports))
+            except* KeyboardInterrupt:  # trio may deliver Ctrl+C wrapped in an exception group
+                interrupted = True
+    if interrupted:
+        sender.mark_interrupted(reports, fleet)
+        click.echo(f"interrupted (Ctrl+C); what was {'written' if out_dir else 'sent'} so far:")
     click.echo(sender.summary(reports))
+    if interrupted:
+        sys.exit(130)
     if not sender.succeeded(reports):
         sys.exit(1)
 

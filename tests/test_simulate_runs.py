@@ -5,6 +5,8 @@ makes the command give up with a clear message."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import time
 
@@ -110,3 +112,34 @@ async def test_simulate_gives_up_on_a_recorder_that_never_answers(nursery):
     assert out.splitlines()[-1].startswith("total: 1 device(s)")
     for stream in accepted:
         await stream.aclose()
+
+
+async def read_all(stream, into: bytearray) -> None:
+    while data := await stream.receive_some(1 << 16):
+        into += data
+
+
+async def test_ctrl_c_ends_a_run_with_the_summary_of_what_was_sent(start_server, nursery):
+    server = await start_server(tls=False)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "recorder.cli", "simulate", "--devices", "1", "--duration", "60", "--seed", str(SEED),
+         "--profile", "mp_streaming_demo", "--url", server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = bytearray(), bytearray()
+    nursery.start_soon(read_all, process.stdout, out)
+    nursery.start_soon(read_all, process.stderr, err)
+    try:
+        await trio.sleep(2.5)  # streaming in real time by now
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            code = await process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    await trio.sleep(0.1)  # the readers take the last bytes
+    output = out.decode()
+    assert code == 130, output + err.decode()
+    assert "Traceback" not in err.decode()
+    assert "interrupted" in output
+    line = next(line for line in output.splitlines() if "FAILED" in line and "total" not in line)
+    assert "FAILED: interrupted" in line and " 0 records" not in line
+    assert output.splitlines()[-1].startswith("total: 1 device(s)")

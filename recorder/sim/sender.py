@@ -38,6 +38,7 @@ class DeviceReport:
     seconds: float = 0.0
     error: str | None = None
     responses: list[dict] = field(default_factory=list)
+    done: bool = False  # sent whole or failed; False while streaming (or if the run was interrupted)
 
     @property
     def resends(self) -> int:
@@ -206,6 +207,7 @@ async def stream_device(device, target: Target, ssl_context, *, duration_s: floa
                 await trio.sleep_until(paced_from + t_next)  # the period's data exists once captured
             await conn.send(body)
             report.bytes += len(body)
+            report.seconds = time.monotonic() - started
             if on_progress:
                 on_progress(device, t_next - t, len(body))
             if request_seconds and t_next - request_started >= request_seconds - 1e-9 and t_next < duration_s - 1e-9:
@@ -239,10 +241,15 @@ def describe(exc: BaseException) -> str:
 async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, batch_period_s: float,
                        fast: bool, request_seconds: float = 0.0, timeout_s: float | None = None,
                        on_progress: ProgressCallback | None = None,
-                       on_done: Callable[[DeviceReport], None] | None = None) -> list[DeviceReport]:
-    """Stream every device at once, each on its own connection; a failing device does not stop others."""
+                       on_done: Callable[[DeviceReport], None] | None = None,
+                       reports: list[DeviceReport] | None = None) -> list[DeviceReport]:
+    """Stream every device at once, each on its own connection; a failing device does not stop others.
+    Pass an empty list as `reports` to hold each device's report as it goes (for a summary after
+    an interruption)."""
     target = Target.parse(url)
-    reports: list[DeviceReport] = [DeviceReport(d.serial, d.session_id) for d in devices]
+    if reports is None:
+        reports = []
+    reports[:] = [DeviceReport(d.serial, d.session_id) for d in devices]
 
     async def one(i, device):
         started = time.monotonic()
@@ -254,6 +261,7 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
             reports[i].error = describe(exc)
             reports[i].records = device.records_sent
             reports[i].seconds = time.monotonic() - started
+        reports[i].done = True
         if on_done:
             on_done(reports[i])
 
@@ -265,28 +273,42 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
 
 def write_fleet(devices, out_dir: Path, *, duration_s: float, batch_period_s: float,
                 on_progress: ProgressCallback | None = None,
-                on_done: Callable[[DeviceReport], None] | None = None) -> list[DeviceReport]:
-    """Instead of sending: each device's body and headers as files under out_dir/<serial>/."""
-    reports = []
+                on_done: Callable[[DeviceReport], None] | None = None,
+                reports: list[DeviceReport] | None = None) -> list[DeviceReport]:
+    """Instead of sending: each device's body and headers as files under out_dir/<serial>/.
+    `reports`, if given, is filled in as the devices are written."""
+    if reports is None:
+        reports = []
     for device in devices:
         folder = out_dir / device.serial
         folder.mkdir(parents=True, exist_ok=True)
         report = DeviceReport(device.serial, device.session_id, requests=1)
+        reports.append(report)
         started = time.monotonic()
         with open(folder / "body.srf", "wb") as body:
             for t, t_next in periods(duration_s, batch_period_s):
                 data = device.window(t, t_next)
                 body.write(data)
                 report.bytes += len(data)
+                report.seconds = time.monotonic() - started
                 if on_progress:
                     on_progress(device, t_next - t, len(data))
         (folder / "headers.json").write_text(json.dumps(device.headers(), indent=1) + "\n")
         report.records = device.records_sent
         report.seconds = time.monotonic() - started
-        reports.append(report)
+        report.done = True
         if on_done:
             on_done(report)
     return reports
+
+
+def mark_interrupted(reports: list[DeviceReport], devices) -> None:
+    """After an interruption: devices not done are failed, with what they had generated."""
+    reports += [DeviceReport(d.serial, d.session_id) for d in devices[len(reports):]]
+    for report, device in zip(reports, devices, strict=True):
+        if not report.done:
+            report.error = "interrupted"
+            report.records = device.records_sent
 
 
 def summary(reports: list[DeviceReport]) -> str:
