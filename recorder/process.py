@@ -93,8 +93,7 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None,
         async with trio.open_nursery() as connections:
             try:
                 async with trio.open_nursery() as servers:
-                    wrap = (lambda stream: trio.SSLStream(stream, context, server_side=True)) if context else None
-                    await servers.start(recorder.serve, listeners, connections, wrap)
+                    await servers.start(recorder.serve, listeners, connections, context)
                     if rtmp_service is not None:
                         await servers.start(rtmp_service.serve, rtmp_endpoints, connections)
                     task_status.started(port)

@@ -89,11 +89,14 @@ async def test_bad_requests_get_clear_errors_while_a_device_keeps_recording(serv
         reply = await post(boundary, body)
         assert reply.status == 200 and reply.json["records"] == records_in([body]), reply
 
-        # 405: the ingest path takes POST only.
-        for method, path in [("GET", "/"), ("PUT", "/"), ("GET", "/some/ingest/path"), ("DELETE", "/")]:
+        # 405: the ingest path takes POST only; a GET of a page that does not exist is a 404.
+        for method, path in [("PUT", "/"), ("DELETE", "/")]:
             reply = await request(server.url, method, path, headers=ids(), body=body if method == "PUT" else b"",
                                   ssl_context=client_ssl)
             assert_json_error(reply, 405, "POST", method)
+        for path in ("/", "/some/ingest/path"):
+            reply = await request(server.url, "GET", path, headers=ids(), ssl_context=client_ssl)
+            assert_json_error(reply, 404, "no such page", "/status", "POST")
         assert_json_error(await request(server.url, "POST", "/status", ssl_context=client_ssl), 405, "GET")
         assert not done.is_set()
     await server.stop()

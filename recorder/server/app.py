@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -20,6 +22,14 @@ from .live import LiveSession
 from .status import StatusSource, metrics, status
 
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
+# What this server answers besides devices' streams (which are POSTed to any path).
+READ_PATHS = ("/status", "/metrics", "/healthz")
+# Every TLS connection begins with a handshake record, whose first byte is this content type;
+# anything else on the HTTPS port is most likely plain HTTP, which gets a plain answer.
+TLS_HANDSHAKE_RECORD = 0x16
+PLAIN_HTTP_TO_HTTPS = (
+    b"400 Bad Request: this is the recorder's HTTPS port, and the request came in plain HTTP.\n"
+    b"Use https:// instead of http:// (or start the recorder with --plain-http).\n")
 
 
 class Recorder:
@@ -41,14 +51,16 @@ class Recorder:
 
     # -- connections --------------------------------------------------------------------------
 
-    async def serve(self, listeners, connections: trio.Nursery, wrap=None, *,
+    async def serve(self, listeners, connections: trio.Nursery, ssl_context: ssl.SSLContext | None = None, *,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept devices on `listeners` (each stream passed through `wrap`, e.g. into TLS) into
-        `connections`, a nursery that outlives this task: when serving stops, connections go on
-        until shutdown() has answered them."""
+        """Accept devices on `listeners` (in TLS with `ssl_context` if given) into `connections`,
+        a nursery that outlives this task: when serving stops, connections go on until
+        shutdown() has answered them."""
+        handle = self._run_connection if ssl_context is None else functools.partial(self._run_tls_connection,
+                                                                                     ssl_context)
         async with trio.open_nursery() as nursery:
             for listener in listeners:
-                nursery.start_soon(accept_forever, listener, connections, self._run_connection, wrap)
+                nursery.start_soon(accept_forever, listener, connections, handle)
             nursery.start_soon(self.housekeeping)
             task_status.started()
 
@@ -60,6 +72,37 @@ class Recorder:
             finally:
                 self.connection_scopes.discard(scope)
 
+    async def _run_tls_connection(self, context: ssl.SSLContext, stream: trio.SocketStream, remote: str) -> None:
+        # Look at the first byte without taking it: a TLS client's hello goes on to the
+        # handshake whole, while plain HTTP is told in plain HTTP to use https (as nginx does),
+        # instead of a reset that leaves the user guessing.
+        first = b""
+        with trio.move_on_after(self.config.header_timeout_s):
+            try:
+                first = await stream.socket.recv(1, socket.MSG_PEEK)
+            except OSError:
+                pass
+        if first and first[0] != TLS_HANDSHAKE_RECORD:
+            await self._answer_plain_http(stream, remote)
+            return
+        await self._run_connection(trio.SSLStream(stream, context, server_side=True), remote)
+
+    async def _answer_plain_http(self, stream: trio.SocketStream, remote: str) -> None:
+        console.tls_refused(remote, "plain HTTP sent to the HTTPS port (answered 400: use https://)")
+        head = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(PLAIN_HTTP_TO_HTTPS))
+        conn = HttpConnection(stream, max_header_bytes=self.config.max_header_bytes,
+                              receive_bytes=self.config.receive_bytes, remote=remote)
+        conn.linger = True  # the request is still unread: read it away, lest the close reset the answer
+        try:
+            with trio.move_on_after(self.config.header_timeout_s):
+                await stream.send_all(head + PLAIN_HTTP_TO_HTTPS)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+
     async def handle_connection(self, stream: trio.abc.Stream, remote: str) -> None:
         conn = HttpConnection(stream, max_header_bytes=self.config.max_header_bytes,
                               receive_bytes=self.config.receive_bytes, remote=remote)
@@ -70,7 +113,7 @@ class Recorder:
                         await stream.do_handshake()
                     except trio.BrokenResourceError as exc:
                         # Why a device was turned away (no client certificate, an unknown CA,
-                        # plain HTTP to the TLS port) is worth a line: it cannot tell us itself.
+                        # a client that gives up) is worth a line: it cannot tell us itself.
                         console.tls_refused(remote, _tls_reason(exc))
                         return
                 if handshake.cancelled_caught:
@@ -108,7 +151,7 @@ class Recorder:
         method = request.method.decode("latin-1")
         if conn.h11.they_are_waiting_for_100_continue and method == "POST" and not self.shutting_down:
             await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
-        if path in ("/status", "/metrics", "/healthz"):
+        if path in READ_PATHS:
             if method not in ("GET", "HEAD"):
                 await conn.error(405, f"{path} answers GET, not {method}")
                 return
@@ -121,6 +164,11 @@ class Recorder:
             else:
                 body, kind = b'{"status": "ok"}\n', "application/json"
             await conn.respond(200, body, kind, head=head)
+            return
+        if method in ("GET", "HEAD"):
+            await conn.error(404, f"no such page {path}: this recorder answers GET on {', '.join(READ_PATHS)}; "
+                                  f"devices POST their streams (to any path)", head=method == "HEAD",
+                             paths=list(READ_PATHS))
             return
         if method != "POST":
             await conn.error(405, f"devices stream with POST; {method} is not accepted on {path}")

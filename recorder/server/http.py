@@ -84,9 +84,11 @@ class HttpConnection:
     async def respond_json(self, status: int, payload: dict, close: bool = False) -> None:
         await self.respond(status, json.dumps(payload).encode() + b"\n", "application/json", close)
 
-    async def error(self, status: int, message: str) -> None:
-        """A JSON error; the connection closes after it, since the request may be half read."""
-        await self.respond_json(status, {"status": "error", "error": message}, close=True)
+    async def error(self, status: int, message: str, *, head: bool = False, **details) -> None:
+        """A JSON error (for a HEAD request, its headers alone); the connection closes after it,
+        since the request may be half read."""
+        body = json.dumps({"status": "error", "error": message, **details}).encode() + b"\n"
+        await self.respond(status, body, "application/json", close=True, head=head)
         self.linger = True
 
     def reusable(self) -> bool:
