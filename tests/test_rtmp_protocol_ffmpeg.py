@@ -41,14 +41,20 @@ class _OneConnectionServer:
                 sock.settimeout(TIMEOUT_S)
                 core = ServerConnection()
                 while True:
-                    data = sock.recv(65536)
+                    try:
+                        data = sock.recv(65536)
+                    except ConnectionResetError:
+                        # ffmpeg closes without reading the replies to its last commands, so its
+                        # end may come as a reset instead of an end of file (the server takes
+                        # both as the peer gone, as this does).
+                        data = b""
                     events = core.receive_data(data)
                     for event in events:
                         if isinstance(event, PublishRequested):
                             core.accept_publish(event.stream_id)
                     self.events += events
                     out = core.data_to_send()
-                    if out:
+                    if out and data:  # nothing is sent to a peer that is gone
                         sock.sendall(out)
                     if not data:
                         return
