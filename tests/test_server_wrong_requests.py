@@ -53,3 +53,15 @@ async def test_plain_http_to_the_https_port_gets_a_plain_400_saying_use_https(se
     exit_code, status, response = await curl("--cacert", str(certs_dir / certs.CA), f"{server.url}/healthz")
     assert (exit_code, status) == (0, "200"), response
     assert not list(server.data_dir.iterdir())
+
+
+async def test_a_client_that_says_nothing_on_the_https_port_is_closed_after_the_header_timeout(start_server, capsys):
+    server = await start_server(header_timeout_s=1.0)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    start = trio.current_time()
+    with trio.fail_after(10):
+        assert await stream.receive_some(100) == b""  # closed by the server, nothing said
+    waited = trio.current_time() - start
+    assert 0.9 <= waited < 1.8, waited
+    await stream.aclose()
+    assert "no TLS handshake within 1 s" in capsys.readouterr().out

@@ -77,11 +77,15 @@ class Recorder:
         # handshake whole, while plain HTTP is told in plain HTTP to use https (as nginx does),
         # instead of a reset that leaves the user guessing.
         first = b""
-        with trio.move_on_after(self.config.header_timeout_s):
+        with trio.move_on_after(self.config.header_timeout_s) as waiting:
             try:
                 first = await stream.socket.recv(1, socket.MSG_PEEK)
             except OSError:
                 pass
+        if waiting.cancelled_caught:
+            console.tls_refused(remote, f"no TLS handshake within {self.config.header_timeout_s:g} s")
+            await trio.aclose_forcefully(stream)
+            return
         if first and first[0] != TLS_HANDSHAKE_RECORD:
             await self._answer_plain_http(stream, remote)
             return
