@@ -34,6 +34,8 @@ class RtmpService:
         self.sessions: dict[tuple[str, str], RtmpSession] = {}
         self.finished: list[RtmpSession] = []  # sessions a later publish replaced
         self.connections: set[_Connection] = set()
+        self.no_connections = trio.Event()  # set while no connection is open
+        self.no_connections.set()
         self.shutting_down = False
 
     def all_sessions(self) -> list[RtmpSession]:
@@ -64,8 +66,7 @@ class RtmpService:
         self.shutting_down = True
         for connection in list(self.connections):
             connection.stop()
-        while self.connections:
-            await trio.sleep(0.05)
+        await self.no_connections.wait()
         for session in list(self.sessions.values()):
             await self.finish(session)
         console.summary(self.all_sessions())
@@ -87,6 +88,8 @@ class RtmpService:
         # shielded, and stops through connection.stop() (shutdown) or its own timeouts.
         with trio.CancelScope(shield=True):
             self.connections.add(connection)
+            if self.no_connections.is_set():
+                self.no_connections = trio.Event()
             try:
                 await connection.run()
             except Exception as exc:  # one connection's failure must never stop the server
@@ -96,6 +99,8 @@ class RtmpService:
                     await connection.close()
                 finally:
                     self.connections.discard(connection)
+                    if not self.connections:
+                        self.no_connections.set()
 
     async def start_publish(self, publish: Publish, connection: _Connection) -> RtmpSession:
         """The session this publish records into; Refused if the key is being published."""
