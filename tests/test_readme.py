@@ -43,19 +43,8 @@ def store_sessions(data_dir: Path, devices: int = 2, duration_s: float = 1.0) ->
     fleet = make_fleet(devices, seed=5, profile="profile9")
     bodies = data_dir.parent / "bodies"
     sender.write_fleet(fleet, bodies, duration_s=duration_s, batch_period_s=0.2)
-    store = Store(data_dir, sync=False)
-    paths = []
-    for device in fleet:
-        headers = json.loads((bodies / device.serial / "headers.json").read_text())
-        writer = store.open_writer(headers["device-serial"], headers["session-id"])
-        writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
-        decoder = Decoder()
-        writer.write(decoder.feed((bodies / device.serial / "body.srf").read_bytes()))
-        writer.write(decoder.close())
-        writer.end_request(decoder.counters, time.time_ns())
-        writer.close()
-        paths.append(store.session_path(headers["device-serial"], headers["session-id"]))
-    return paths
+    return [store_body_of(data_dir, json.loads((bodies / device.serial / "headers.json").read_text()),
+                          (bodies / device.serial / "body.srf").read_bytes()) for device in fleet]
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +177,82 @@ def test_the_first_steps_run_as_written(tmp_path):
         assert s.manifest["counters"]["records"] == decoder.counters.records
         assert s.manifest["state"] == "finished"
     assert "1M0YDA9HNM2419" in details and "imu-left" in details
+
+
+def readme_command_lines() -> list[str]:
+    """Every `recorder ...` example line of the README outside its first steps, comment cut off."""
+    lines = re.findall(r"^    (recorder .*?)(?:\s{2,}#.*)?$", README, flags=re.M)
+    return [line.strip() for line in lines]
+
+
+def test_every_command_line_of_the_readme_runs(tmp_path):
+    """certs, serve (each variant started and stopped), simulate (against two running servers),
+    ls, info and recover, as written; a free port stands in for each port the README names, and
+    <serial>/<session-id> for a stored session of the sample capture."""
+    lines = readme_command_lines()
+    assert {line.split()[1] for line in lines} >= {"certs", "serve", "simulate", "ls", "info", "recover"}
+    env = {**os.environ, "HOME": str(tmp_path), "SECRET": "s3cret",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    ports = {name: str(free_port()) for name in ("6768", "1935", "1936", "8080")}
+    device = ROOT / "sample_data" / "1M0YDA9HNM2419"
+    headers = json.loads((device / "headers.json").read_text())
+    store_body_of(tmp_path / "data", headers, (device / "body.srf").read_bytes())
+
+    def concrete(line: str) -> str:
+        for port, free in ports.items():
+            line = line.replace(port, free)
+        line = line.replace("<serial>", headers["device-serial"]).replace("<session-id>", headers["session-id"])
+        if line.startswith("recorder serve"):
+            line += "" if "--port" in line else f" --port {ports['6768']}"
+            line += "" if "--rtmp-port" in line else f" --rtmp-port {ports['1935']}"
+        return line
+
+    def run(line: str) -> str:
+        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+        return done.stdout
+
+    def start(line: str) -> subprocess.Popen:
+        server = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=tmp_path, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for_port(int(re.search(r"--port (\d+)", line).group(1)), server)
+        return server
+
+    def stop(server: subprocess.Popen) -> None:
+        server.send_signal(signal.SIGINT)
+        console = server.communicate(timeout=120)[0]
+        assert server.returncode == 0, console
+
+    for line in [concrete(line) for line in lines if not line.startswith("recorder simulate")]:
+        if line.startswith("recorder serve"):
+            stop(start(line))
+        else:
+            run(line)
+    servers = [start(f"recorder serve --port {ports['6768']} --rtmp-port 0"),
+               start(f"recorder serve --plain-http --port {ports['8080']} --rtmp-port 0 --data-dir plain")]
+    try:
+        simulations = [subprocess.Popen(["bash", "-c", concrete(line)], cwd=tmp_path, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                       for line in lines if line.startswith("recorder simulate")]
+        for simulation in simulations:
+            output = simulation.communicate(timeout=180)[0]
+            assert simulation.returncode == 0, output
+    finally:
+        for server in servers:
+            stop(server)
+    assert len(list((tmp_path / "capture").iterdir())) == 2
+    assert "4 sessions of 4 devices" in run("recorder ls data")
+    assert "2 sessions of 1 device " in run("recorder ls plain")  # seed 0 twice: one device, two runs
+
+
+def store_body_of(data_dir: Path, headers: dict, body: bytes) -> Path:
+    store = Store(data_dir, sync=False)
+    writer = store.open_writer(headers["device-serial"], headers["session-id"])
+    writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
+    decoder = Decoder()
+    writer.write(decoder.feed(body))
+    writer.write(decoder.close())
+    writer.end_request(decoder.counters, time.time_ns())
+    writer.close()
+    return store.session_path(headers["device-serial"], headers["session-id"])
