@@ -1,0 +1,127 @@
+"""Delivery: one device's stored rows handed to the callbacks of a StreamDataInterface.
+
+    delivery = Delivery(stream_data, "1M0YDA9HNM2419")
+    delivery.calibration(calibration_bytes)          # device_calib
+    delivery.rows("imu-right", batch)                # one callback call per row, in row order
+    delivery.finish()                                # frames a video decoder still held back
+
+`batch` holds the stream's stored columns (Session.schema(stream).names, as storage writes
+them); camera and audio batches also hold a binary `data` column with each row's bytes (the
+decompressed blob). Replay and the live feed both deliver through this class.
+
+A callback that raises is reported through on_error(device_id, stream, timestamp_ns, exception)
+(by default one line on stderr) and delivery goes on, with that callback and every other: the
+vendor's SDK silently stops calling all of them instead. `delivered` counts callback calls per
+stream, `errors` the calls that raised, `skipped` camera frames that could not be decoded (see
+recorder.sdk.cameras). Not thread-safe: one Delivery is fed from one thread.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from .cameras import CameraImages
+from .data import DeviceCalibration
+from .interface import StreamDataInterface
+from .rows import KINDS_OF, SAMPLE_ROWS, AudioRows, CameraRows, Event, Rows
+from .streams import AUDIO, CAMERA, message_of
+
+CALIBRATION_STREAM = "calibration"  # the `stream` on_error names for device_calib
+
+ErrorHandler = Callable[[str, str, int | None, BaseException], None]
+
+
+def print_error(device_id: str, stream: str, timestamp_ns: int | None, exception: BaseException) -> None:
+    at = "" if timestamp_ns is None else f" at {timestamp_ns} ns"
+    print(f"callback error: device {device_id}, stream {stream}{at}: {type(exception).__name__}: {exception}",
+          file=sys.stderr, flush=True)
+
+
+class Delivery:
+    def __init__(self, stream_data: StreamDataInterface, device_id: str, *, on_error: ErrorHandler | None = None):
+        if not isinstance(stream_data, StreamDataInterface):
+            raise TypeError(f"Delivery needs a StreamDataInterface, not {type(stream_data).__name__}")
+        self.stream_data = stream_data
+        self.device_id = device_id
+        self.on_error = on_error or print_error
+        self.errors = 0
+        self.delivered: Counter[str] = Counter()
+        self._cameras: dict[str, CameraImages] = {}
+        self._messages: dict[tuple[str, pa.Schema], str] = {}
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Camera frames per stream that could not be decoded, hence not delivered."""
+        return {stream: images.skipped for stream, images in self._cameras.items() if images.skipped}
+
+    # -- what the live feed and replay call --------------------------------------------------
+
+    def rows(self, stream: str, batch: pa.RecordBatch) -> None:
+        """Fire the stream's callbacks once per row of `batch`, in row order."""
+        prepared = self.prepare(stream, batch)
+        if prepared is None:
+            return
+        for i in range(len(prepared)):
+            self.fire(stream, prepared.events(i))
+
+    def calibration(self, data: bytes) -> None:
+        """Fire device_calib with the calibration header's bytes."""
+        self._call("device_calib", (DeviceCalibration(bytes(data)),), CALIBRATION_STREAM, None)
+
+    def finish(self) -> None:
+        """At the end of a device's data: deliver camera frames the decoders still hold."""
+        for stream, images in self._cameras.items():
+            self.fire(stream, [(kind, (image, record), record.capture_timestamp_ns)
+                               for (kind, record), image in images.flush()])
+
+    # -- the steps of rows(), for replay's merge across streams --------------------------------
+
+    def prepare(self, stream: str, batch: pa.RecordBatch) -> Rows | None:
+        """The batch's columns converted once; None when no registered callback wants them."""
+        if not batch.num_rows:
+            return None
+        message = self._message(stream, batch.schema)
+        wanted = {k for k in KINDS_OF[message] if k in self.stream_data.callbacks}
+        if not wanted:
+            return None
+        if message == CAMERA:
+            return CameraRows(batch, self.camera(stream), wanted)
+        if message == AUDIO:
+            return AudioRows(batch)
+        return SAMPLE_ROWS[message](batch)
+
+    def camera(self, stream: str) -> CameraImages:
+        if stream not in self._cameras:
+            self._cameras[stream] = CameraImages(self.stream_data.enable_image_decoding)
+        return self._cameras[stream]
+
+    def fire(self, stream: str, events: list[Event]) -> None:
+        for kind, args, timestamp_ns in events:
+            self._call(kind, args, stream, timestamp_ns)
+
+    def _call(self, kind: str, args: tuple, stream: str, timestamp_ns: int | None) -> None:
+        callback = self.stream_data.callbacks.get(kind)
+        if callback is None:
+            return
+        self.delivered[stream] += 1
+        try:
+            if callback.wants_device_id:
+                callback.function(*args, device_id=self.device_id)
+            else:
+                callback.function(*args)
+        except Exception as exc:  # user code: reported, never the end of delivery
+            self.errors += 1
+            try:
+                self.on_error(self.device_id, stream, timestamp_ns, exc)
+            except Exception as handler_exc:
+                print_error(self.device_id, stream, timestamp_ns, handler_exc)
+
+    def _message(self, stream: str, schema: pa.Schema) -> str:
+        key = (stream, schema)
+        if key not in self._messages:
+            self._messages[key] = message_of(stream, schema)
+        return self._messages[key]
