@@ -5,6 +5,7 @@ their TLS, the signals, one /status for both, and a clean shutdown of both."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -21,6 +22,7 @@ from .rtmp.service import RtmpService
 from .server import console
 from .server.app import Recorder
 from .server.config import ServerConfig
+from .server.feed import FeedHub
 from .server.status import StatusSource
 
 
@@ -58,10 +60,12 @@ def server_ssl_context(config: ServerConfig, *, verify_clients: bool | None = No
     return context
 
 
-async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None,
-                task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, feed: FeedHub | None = None,
+                handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run until SIGINT or SIGTERM (or cancellation); task_status gets the HTTP server's port.
-    `rtmp` None (or with no port) leaves the RTMP server off."""
+    `rtmp` None (or with no port) leaves the RTMP server off. `feed`: the hub the live feed
+    goes through, for subscribers in this process (recorder.sdk.RecorderServer).
+    `handle_signals` False: run until cancelled (signals can only be received on the main thread)."""
     await trio.to_thread.run_sync(check_data_dir, config.data_dir)
     context = server_ssl_context(config) if config.tls else None
     recovered = await trio.to_thread.run_sync(store.recover_all)
@@ -71,7 +75,7 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None,
     sources = [] if rtmp_service is None else [StatusSource(
         "rtmp", functools.partial(rtmp_status.status, rtmp_service),
         functools.partial(rtmp_status.metric_families, rtmp_service))]
-    recorder = Recorder(config, store, status_sources=sources)
+    recorder = Recorder(config, store, status_sources=sources, feed=feed)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     try:
         rtmp_endpoints = await _open_rtmp_listeners(rtmp, config) if rtmp_service is not None else []
@@ -86,7 +90,7 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None,
                       ("client certificates required" if config.verify_clients else "TLS") if context
                       else "plain HTTP, no TLS")
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
         # Connections live in a nursery of their own, beside the servers': stopping the servers
         # stops the accepting, while the connections go on until each server has shut down in
         # good order (answered them, written what they sent).
@@ -111,6 +115,15 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None,
                     await recorder.shutdown()
                 recorder.release_connections()
                 connections.cancel_scope.cancel()
+
+
+@contextlib.contextmanager
+def _no_signals():
+    async def never():
+        await trio.sleep_forever()
+        yield
+
+    yield never()
 
 
 async def _recovered_rtmp(settings: RtmpConfig | None, config: ServerConfig) -> RtmpService | None:

@@ -16,6 +16,7 @@ import trio
 from ..listeners import accept_forever
 from . import console
 from .config import ServerConfig
+from .feed import FEED_PATH, FeedEndpoint, FeedHub
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
@@ -33,10 +34,15 @@ PLAIN_HTTP_TO_HTTPS = (
 
 
 class Recorder:
-    def __init__(self, config: ServerConfig, store, status_sources: Sequence[StatusSource] = ()):
+    def __init__(self, config: ServerConfig, store, status_sources: Sequence[StatusSource] = (),
+                 feed: FeedHub | None = None):
         self.config = config
         self.store = store
-        self.status_sources = tuple(status_sources)  # shown in /status and /metrics beside the sessions
+        # The live feed: what the sessions store, for GET /feed and in-process handlers.
+        self.feed = feed if feed is not None else FeedHub()
+        self.feed_endpoint = FeedEndpoint(self.feed)
+        # Shown in /status and /metrics beside the sessions.
+        self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
         self.shutting_down = False
         self.started = time.time()
@@ -155,6 +161,13 @@ class Recorder:
         method = request.method.decode("latin-1")
         if conn.h11.they_are_waiting_for_100_continue and method == "POST" and not self.shutting_down:
             await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if path == FEED_PATH:
+            if method != "GET":
+                await conn.error(405, f"{path} answers GET, not {method}")
+                return
+            await self.drain(conn)
+            await self.feed_endpoint.serve(conn, request)
+            return
         if path in READ_PATHS:
             if method not in ("GET", "HEAD"):
                 await conn.error(405, f"{path} answers GET, not {method}")
@@ -331,6 +344,8 @@ class Recorder:
             session.connections += 1
             console.connected(session, first)
         session.set_state("receiving")
+        if session.writer.feed is None:  # a new writer (a new session, or one reopened)
+            session.writer.feed = self.feed.session_feed(*key)
         async with session.lock:
             await trio.to_thread.run_sync(session.writer.begin_request, headers, conn.remote, time.time_ns())
         return session
@@ -397,6 +412,7 @@ class Recorder:
         for session in list(self.sessions.values()):
             if session.state not in ("finished", "unfinished"):
                 await self.finalise(session)
+        await self.feed_endpoint.close()  # readers of the feed take its last batches
         console.summary(list(self.sessions.values()))
 
     def release_connections(self) -> None:

@@ -20,7 +20,7 @@ from ..wire import Counters
 from . import layout, manifest, requestlog, tables
 from .ahead import StoredAhead
 from .calibration import HEADER as CALIBRATION_HEADER
-from .calibration import Calibrations
+from .calibration import Calibrations, header_bytes
 from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
 from .stream import RollPolicy, StreamStats, StreamWriter
 from .timemap import TdmSummary
@@ -44,6 +44,9 @@ class SessionWriter:
         self.openers = 1  # Store.open_writer() of an open session shares this writer
         self._tdm = state.tdm()
         self._ahead = StoredAhead(state.stored_ahead)
+        # Told what is stored, so that it can publish it once flushed (the server's live feed:
+        # recorder/server/feed.py SessionFeed); None: nobody is told.
+        self.feed = None
         state.state = manifest.RECORDING
         manifest.save(path, state, sync=policy.sync)  # "recording" on disk before any data is
 
@@ -76,6 +79,8 @@ class SessionWriter:
             if k.lower() == CALIBRATION_HEADER:
                 calibration_file = self._calibrations.receive(v, n)
                 state.calibrations = self._calibrations.entries
+                if self.feed is not None:
+                    self.feed.calibration(header_bytes(v))
         state.headers = plain
         build = plain.get("device-build")
         if build is not None:
@@ -164,12 +169,17 @@ class SessionWriter:
                 mask = inverse == k
                 rows = tables.sample_batch(spec, samples[mask], sequence[mask],
                                            tables.labels_array(np.zeros(int(mask.sum()), np.int32), [label]))
-                self._stream(layout.sample_stream(spec, label), schema, "samples", spec.name).add(rows)
+                self._add_rows(layout.sample_stream(spec, label), schema, spec.name, rows)
         else:
             rows = tables.sample_batch(spec, samples, sequence, tables.labels_array(inverse, labels))
-            self._stream(layout.sample_stream(spec, labels[0]), schema, "samples", spec.name).add(rows)
+            self._add_rows(layout.sample_stream(spec, labels[0]), schema, spec.name, rows)
         if spec.stream == TDM_STREAM:
             self._see_tdm(samples)
+
+    def _add_rows(self, name: str, schema: pa.Schema, message: str, rows: pa.RecordBatch) -> None:
+        self._stream(name, schema, "samples", message).add(rows)
+        if self.feed is not None:
+            self.feed.rows(name, rows)
 
     def _see_tdm(self, samples: np.ndarray) -> None:
         capture = samples["capture_timestamp_ns"].astype(np.int64)
@@ -183,8 +193,11 @@ class SessionWriter:
         if self._ahead.stored(blob.sequence):
             return
         stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
-        stream.add_blob(blob.data, {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence,
-                                    "source": blob.label, "message_id": spec.id, **blob.prefix})
+        row = {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence, "source": blob.label,
+               "message_id": spec.id, **blob.prefix}
+        stream.add_blob(blob.data, row)  # completes `row` with where the bytes went
+        if self.feed is not None:
+            self.feed.blob(blob.label, stream.schema, row, blob.data)
 
     def _verbatim_stream(self) -> StreamWriter:
         return self._stream(layout.VERBATIM_STREAM, tables.VERBATIM_SCHEMA, "verbatim", "verbatim")
@@ -236,6 +249,8 @@ class SessionWriter:
         if self._changed:
             manifest.save(self.path, self._state, sync=self._policy.sync)
             self._changed = False
+        if self.feed is not None:
+            self.feed.flushed()
 
     def close(self) -> None:
         """Finish the session: every part becomes Parquet, the manifest says "finished". With
@@ -255,6 +270,9 @@ class SessionWriter:
             self._streams.clear()
             state.state = manifest.FINISHED
             manifest.save(self.path, state, sync=self._policy.sync)
+            if self.feed is not None:
+                self.feed.flushed()
+                self.feed.closed()
         finally:
             # Even when finishing failed (a full disk, say), this writer lets go of the folder:
             # the next Store.open_writer() recovers it instead of waiting for this one forever.

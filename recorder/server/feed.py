@@ -1,0 +1,530 @@
+"""The live feed: every batch the storage has written, offered to whoever subscribed, without
+ever holding up the recording.
+
+Where batches come from. A session's writer tells its SessionFeed each batch of rows it stores
+(sample rows as stored; a blob stream's index rows with each row's bytes beside them); once the
+writer's flush() has put them in the files, the SessionFeed publishes them to the process's
+FeedHub, one batch per stream, with the stored columns (plus a `data` binary column for camera
+and audio). The feed therefore never shows a row that is not stored, and nothing is held for it
+when nobody subscribed.
+
+Who reads. Each subscriber (a GET /feed connection, or the in-process handlers of
+recorder.sdk.RecorderServer) has a bounded queue (batches and bytes). Publishing only ever does
+a non-blocking put: a full queue drops that batch for that subscriber alone, counted per
+subscriber and device (/status "feed", /metrics recorder_feed_*). The writer's thread never
+waits for a reader, and no reader's code runs on it.
+
+Several processes. The hub is per process, and what it carries is self-contained: a FeedItem
+encodes to one frame (a JSON head naming the device, session and stream, then the rows as an
+Arrow IPC stream) and decodes back, so a frame can cross a process boundary as bytes. When
+ingest runs in several worker processes, each owning whole sessions, each worker keeps its hub
+and forwards frames to the process that serves /feed, whose hub takes them with publish() of
+FeedItem.from_frame(): the endpoint merges the workers' feeds, subscribers and their counts stay
+in one place, and a worker's forwarding is one more bounded subscriber of its own hub, so a
+stalled endpoint drops frames instead of stalling a worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+import h11
+import pyarrow as pa
+import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+FEED_PATH = "/feed"
+CONTENT_TYPE = "application/vnd.recorder.feed"
+# A frame: magic, head length (u32), body length (u64), the JSON head, the body.
+MAGIC = b"RFD1"
+PREFIX = struct.Struct("<4sIQ")
+# Kinds of items: stored rows; a session's calibration header (as stored, byte for byte); a
+# session seen for the first time by this subscriber; a session finalised. Only rows are ever
+# dropped: the others are rare and tiny, and a reader needs them to know where data belongs.
+ROWS, CALIBRATION, SESSION, ENDED = "rows", "calibration", "session", "ended"
+# Frames a GET /feed connection gets besides items: the first one, periodic ones while nothing
+# happens (so a reader can tell a quiet recorder from a dead connection), drops since the last
+# frame, and the last one when the recorder stops.
+HELLO, HEARTBEAT, DROPPED, END = "hello", "heartbeat", "dropped", "end"
+HEARTBEAT_S = 5.0
+QUEUE_BATCHES = 256
+QUEUE_BYTES = 64 << 20
+# Rows a session holds for the feed between two flushes of its writer; beyond this (a device
+# far faster than a flush interval can take) they are dropped for every subscriber, counted.
+HELD_BYTES = 64 << 20
+# How long a stopping server lets GET /feed readers take the last batches.
+DRAIN_S = 2.0
+
+
+@dataclass
+class FeedItem:
+    kind: str
+    serial: str
+    session_id: str
+    stream: str | None = None
+    batch: pa.RecordBatch | None = None
+    data: bytes | None = None  # a calibration's bytes
+    _frame: bytes | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> int:
+        return self.batch.num_rows if self.batch is not None else 0
+
+    @property
+    def nbytes(self) -> int:
+        return (self.batch.nbytes if self.batch is not None else 0) + len(self.data or b"")
+
+    def head(self) -> dict:
+        head = {"type": self.kind, "device": self.serial, "session_id": self.session_id}
+        if self.kind == ROWS:
+            head.update(stream=self.stream, rows=self.rows)
+        return head
+
+    def frame(self) -> bytes:
+        """The item as one frame of the feed; encoded once, however many readers send it."""
+        if self._frame is None:
+            body = b""
+            if self.batch is not None:
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, self.batch.schema) as writer:
+                    writer.write_batch(self.batch)
+                body = sink.getvalue()
+            elif self.data is not None:
+                body = self.data
+            self._frame = encode_frame(self.head(), body)
+        return self._frame
+
+    @classmethod
+    def from_frame(cls, head: dict, body) -> FeedItem:
+        batch = None
+        if head["type"] == ROWS:
+            batch = pa.ipc.open_stream(body).read_next_batch()
+        return cls(head["type"], head["device"], head["session_id"], head.get("stream"), batch,
+                   bytes(body) if head["type"] == CALIBRATION else None)
+
+
+def encode_frame(head: dict, body=b"") -> bytes:
+    encoded = json.dumps(head, separators=(",", ":")).encode()
+    return b"".join([PREFIX.pack(MAGIC, len(encoded), len(body)), encoded, memoryview(body)])
+
+
+def read_frame(read_exactly) -> tuple[dict, bytes] | None:
+    """The next frame from a reader's `read_exactly(n)` (which returns fewer bytes only at the
+    end); None at a clean end between frames."""
+    prefix = read_exactly(PREFIX.size)
+    if not prefix:
+        return None
+    if len(prefix) < PREFIX.size:
+        raise EOFError("the feed ended inside a frame")
+    magic, head_len, body_len = PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise ValueError(f"not a recorder feed frame (it begins {magic!r})")
+    head = read_exactly(head_len)
+    body = read_exactly(body_len)
+    if len(head) < head_len or len(body) < body_len:
+        raise EOFError("the feed ended inside a frame")
+    return json.loads(head), body
+
+
+# -- subscribers ------------------------------------------------------------------------------
+
+
+@dataclass
+class DeviceCounts:
+    delivered_batches: int = 0
+    delivered_rows: int = 0
+    dropped_batches: int = 0
+    dropped_rows: int = 0
+    errors: int = 0  # a handler's callbacks that raised
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class FeedQueue:
+    """One reader's bounded queue. offer() never blocks: a batch that does not fit is dropped
+    and counted. get() blocks (for a reader's thread), take() does not (for a trio task woken
+    by `wake`, which offer() calls from the writer's thread and which must not block)."""
+
+    def __init__(self, *, max_batches: int = QUEUE_BATCHES, max_bytes: int = QUEUE_BYTES, wake=None):
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self.wake = wake
+        self.devices: dict[str, DeviceCounts] = {}
+        self._items: deque[FeedItem] = deque()
+        self._bytes = 0
+        self._closed = False
+        self._ready = threading.Condition()
+        self._unreported: dict[str, DeviceCounts] = {}  # drops not yet told to the reader
+
+    def counts(self, serial: str) -> DeviceCounts:
+        counts = self.devices.get(serial)
+        if counts is None:
+            counts = self.devices[serial] = DeviceCounts()
+        return counts
+
+    def offer(self, item: FeedItem) -> bool:
+        with self._ready:
+            if self._closed:
+                return False
+            if item.kind == ROWS:
+                full = len(self._items) >= self.max_batches or (
+                    self._items and self._bytes + item.nbytes > self.max_bytes)
+                if full:
+                    for counts in (self.counts(item.serial), self._unreported.setdefault(item.serial, DeviceCounts())):
+                        counts.dropped_batches += 1
+                        counts.dropped_rows += item.rows
+                    return False
+            self._items.append(item)
+            self._bytes += item.nbytes
+            self._ready.notify()
+        if self.wake is not None:
+            self.wake()
+        return True
+
+    def close(self) -> None:
+        """No more items: the reader takes what is queued, then gets None."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        if self.wake is not None:
+            self.wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def take(self) -> FeedItem | None:
+        with self._ready:
+            return self._pop()
+
+    def get(self, timeout: float | None = None) -> FeedItem | None:
+        """The next item, waiting for it; None once closed and empty, or after `timeout`."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._items or self._closed, timeout)
+            return self._pop()
+
+    def _pop(self) -> FeedItem | None:
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        self._bytes -= item.nbytes
+        return item
+
+    def finished(self) -> bool:
+        with self._ready:
+            return self._closed and not self._items
+
+    def delivered(self, item: FeedItem, errors: int = 0) -> None:
+        with self._ready:
+            counts = self.counts(item.serial)
+            if item.kind == ROWS:
+                counts.delivered_batches += 1
+                counts.delivered_rows += item.rows
+            counts.errors += errors
+
+    def unreported_drops(self) -> dict[str, DeviceCounts]:
+        with self._ready:
+            drops, self._unreported = self._unreported, {}
+            return drops
+
+    def queued(self) -> tuple[int, int]:
+        with self._ready:
+            return len(self._items), self._bytes
+
+
+class Subscriber:
+    """What the hub sees of a reader: which devices it wants, where their items go, and its
+    figures for /status. The base sends everything to one queue; a subclass may keep a queue
+    per device (recorder.sdk.RecorderServer's handlers do)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, kind: str, *, remote: str = "", serials: frozenset[str] | None = None,
+                 queue: FeedQueue | None = None):
+        self.id = next(self._ids)
+        self.kind = kind
+        self.remote = remote
+        self.serials = serials  # None: every device
+        self.since = time.time()
+        self.queue = queue if queue is not None else FeedQueue()
+
+    def wants(self, serial: str) -> bool:
+        return self.serials is None or serial in self.serials
+
+    def offer(self, item: FeedItem) -> None:
+        self.queue.offer(item)
+
+    def close(self) -> None:
+        self.queue.close()
+
+    def queues(self) -> list[FeedQueue]:
+        return [self.queue]
+
+    def status(self) -> dict:
+        devices: dict[str, DeviceCounts] = {}
+        batches = nbytes = 0
+        for queue in self.queues():
+            queued, held = queue.queued()
+            batches, nbytes = batches + queued, nbytes + held
+            for serial, counts in list(queue.devices.items()):
+                total = devices.setdefault(serial, DeviceCounts())
+                for key, value in counts.__dict__.items():
+                    setattr(total, key, getattr(total, key) + value)
+        return {"id": self.id, "kind": self.kind, "remote": self.remote,
+                "serials": sorted(self.serials) if self.serials is not None else None, "since": self.since,
+                "queued_batches": batches, "queued_bytes": nbytes,
+                "devices": {serial: counts.as_dict() for serial, counts in sorted(devices.items())}}
+
+
+# -- the hub ----------------------------------------------------------------------------------
+
+
+class FeedHub:
+    """The process's feed: sessions publish into it, subscribers take from it. Thread-safe:
+    writers publish from worker threads, readers come and go on the trio thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._subscribers: tuple[Subscriber, ...] = ()
+        self._sessions: dict[tuple[str, str], SessionFeed] = {}
+        self.published: dict[str, DeviceCounts] = {}  # per device: batches and rows published
+        self.overflow: dict[str, DeviceCounts] = {}  # dropped before publishing (HELD_BYTES)
+        self.closed = False
+
+    def subscribe(self, subscriber: Subscriber) -> Subscriber:
+        """Add a reader; it learns of every open session it wants (and its calibration) first."""
+        with self._lock:
+            if self.closed:
+                subscriber.close()
+                return subscriber
+            self._subscribers = (*self._subscribers, subscriber)
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            if subscriber.wants(session.serial):
+                for item in session.introduction():
+                    subscriber.offer(item)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+        subscriber.close()
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        return self._subscribers
+
+    def wants(self, serial: str) -> bool:
+        return any(s.wants(serial) for s in self._subscribers)
+
+    def session_feed(self, serial: str, session_id: str) -> SessionFeed:
+        """The feed of a session being (or again being) written; its subscribers hear of it now."""
+        with self._lock:
+            feed = self._sessions.get((serial, session_id))
+            if feed is None:
+                feed = self._sessions[(serial, session_id)] = SessionFeed(self, serial, session_id)
+        self.publish(FeedItem(SESSION, serial, session_id))
+        return feed
+
+    def publish(self, item: FeedItem) -> None:
+        """Offer an item to every subscriber that wants its device; never blocks."""
+        if item.kind == ROWS:
+            counts = self.published.setdefault(item.serial, DeviceCounts())
+            counts.delivered_batches += 1
+            counts.delivered_rows += item.rows
+        elif item.kind == ENDED:
+            with self._lock:
+                self._sessions.pop((item.serial, item.session_id), None)
+        for subscriber in self._subscribers:
+            if subscriber.wants(item.serial):
+                subscriber.offer(item)
+
+    def close(self) -> None:
+        """The recorder stops: every reader takes what is queued, then ends."""
+        with self._lock:
+            self.closed = True
+            subscribers, self._subscribers = self._subscribers, ()
+        for subscriber in subscribers:
+            subscriber.close()
+
+    # -- figures --------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        return {
+            "published": {serial: {"batches": c.delivered_batches, "rows": c.delivered_rows}
+                          for serial, c in sorted(self.published.items())},
+            "dropped_before_publishing": {serial: {"batches": c.dropped_batches, "rows": c.dropped_rows}
+                                          for serial, c in sorted(self.overflow.items())},
+            "subscribers": [s.status() for s in self._subscribers],
+        }
+
+    def metric_families(self):
+        labels = ["subscriber", "kind", "device"]
+        families = {
+            "delivered_batches": CounterMetricFamily(
+                "recorder_feed_delivered_batches", "Feed batches a subscriber took", labels=labels),
+            "dropped_batches": CounterMetricFamily(
+                "recorder_feed_dropped_batches", "Feed batches dropped because the subscriber's queue was full",
+                labels=labels),
+            "dropped_rows": CounterMetricFamily(
+                "recorder_feed_dropped_rows", "Rows of those dropped batches", labels=labels),
+            "errors": CounterMetricFamily(
+                "recorder_feed_handler_errors", "Handler callbacks that raised", labels=labels),
+        }
+        for subscriber in self._subscribers:
+            for serial, counts in subscriber.status()["devices"].items():
+                for key, family in families.items():
+                    family.add_metric([str(subscriber.id), subscriber.kind, serial], counts[key])
+        published = CounterMetricFamily("recorder_feed_published_batches", "Stored batches published to the feed",
+                                        labels=["device"])
+        for serial, counts in list(self.published.items()):
+            published.add_metric([serial], counts.delivered_batches)
+        yield from families.values()
+        yield published
+        yield GaugeMetricFamily("recorder_feed_subscribers", "Readers of the live feed", value=len(self._subscribers))
+
+
+class SessionFeed:
+    """One session's side of the feed, told by its writer (in the writer's thread, one call at
+    a time) what it stores, and publishing it once the writer has flushed it."""
+
+    def __init__(self, hub: FeedHub, serial: str, session_id: str):
+        self.hub = hub
+        self.serial = serial
+        self.session_id = session_id
+        self.calibration_bytes: bytes | None = None
+        self._held: dict[str, list] = {}  # stream -> batches, or (schema, rows, blobs) of a blob stream
+        self._held_bytes = 0
+
+    def introduction(self) -> list[FeedItem]:
+        """What a subscriber arriving mid-session is told first."""
+        items = [FeedItem(SESSION, self.serial, self.session_id)]
+        if self.calibration_bytes is not None:
+            items.append(FeedItem(CALIBRATION, self.serial, self.session_id, data=self.calibration_bytes))
+        return items
+
+    def _room(self, nbytes: int, rows: int) -> bool:
+        if not self.hub.wants(self.serial):
+            return False
+        if self._held_bytes + nbytes > HELD_BYTES:
+            counts = self.hub.overflow.setdefault(self.serial, DeviceCounts())
+            counts.dropped_batches += 1
+            counts.dropped_rows += rows
+            return False
+        self._held_bytes += nbytes
+        return True
+
+    def rows(self, stream: str, batch: pa.RecordBatch) -> None:
+        """Rows of a sample stream, as the writer stores them."""
+        if self._room(batch.nbytes, batch.num_rows):
+            self._held.setdefault(stream, []).append(batch)
+
+    def blob(self, stream: str, schema: pa.Schema, row: dict, data) -> None:
+        """One blob's index row, as stored, and its bytes."""
+        if self._room(len(data) + 256, 1):
+            held = self._held.setdefault(stream, [schema, [], []])
+            held[1].append(row)
+            held[2].append(bytes(data))
+
+    def calibration(self, data: bytes) -> None:
+        self.calibration_bytes = data
+        self.hub.publish(FeedItem(CALIBRATION, self.serial, self.session_id, data=data))
+
+    def flushed(self) -> None:
+        """The writer's flush has put everything held in the files: publish it."""
+        if not self._held:
+            return
+        held, self._held, self._held_bytes = self._held, {}, 0
+        for stream, value in held.items():
+            if isinstance(value[0], pa.Schema):
+                schema, rows, blobs = value
+                batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+                batch = batch.append_column(pa.field("data", pa.binary()), pa.array(blobs, pa.binary()))
+            else:
+                batch = pa.concat_batches(value) if len(value) > 1 else value[0]
+            self.hub.publish(FeedItem(ROWS, self.serial, self.session_id, stream, batch))
+
+    def closed(self) -> None:
+        """The session is finalised (a later reconnect opens it again, with a new SessionFeed
+        call from the server)."""
+        self._held, self._held_bytes = {}, 0
+        self.hub.publish(FeedItem(ENDED, self.serial, self.session_id))
+
+
+# -- GET /feed --------------------------------------------------------------------------------
+
+
+class FeedEndpoint:
+    """GET /feed (every device) or /feed?serial=A&serial=B (or serial=A,B): a chunked response
+    that never ends while the recorder runs, a frame per item (see encode_frame)."""
+
+    def __init__(self, hub: FeedHub, *, heartbeat_s: float = HEARTBEAT_S):
+        self.hub = hub
+        self.heartbeat_s = heartbeat_s
+        self.readers = 0
+        self.no_readers = trio.Event()
+        self.no_readers.set()
+
+    async def serve(self, conn, request: h11.Request) -> None:
+        query = request.target.decode("latin-1").partition("?")[2]
+        serials = {s for value in parse_qs(query).get("serial", []) for s in value.split(",") if s}
+        token = trio.lowlevel.current_trio_token()
+        wakeup = trio.Event()
+
+        def wake():  # from the writer's thread: must not block
+            try:
+                token.run_sync_soon(lambda: wakeup.set())
+            except trio.RunFinishedError:
+                pass
+
+        subscriber = Subscriber("http", remote=conn.remote, serials=frozenset(serials) or None,
+                                queue=FeedQueue(wake=wake))
+        if self.readers == 0:
+            self.no_readers = trio.Event()
+        self.readers += 1
+        self.hub.subscribe(subscriber)
+        try:
+            await conn.send(h11.Response(status_code=200, headers=[
+                ("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("connection", "close")]))
+            await conn.send(h11.Data(data=encode_frame({"type": HELLO, "version": 1,
+                                                        "serials": sorted(serials) or None})))
+            queue = subscriber.queue
+            while True:
+                for serial, drops in queue.unreported_drops().items():
+                    await conn.send(h11.Data(data=encode_frame({
+                        "type": DROPPED, "device": serial, "batches": drops.dropped_batches,
+                        "rows": drops.dropped_rows})))
+                wakeup = trio.Event()
+                item = queue.take()
+                if item is None:
+                    if queue.closed:
+                        break
+                    with trio.move_on_after(self.heartbeat_s) as idle:
+                        await wakeup.wait()
+                    if idle.cancelled_caught:
+                        await conn.send(h11.Data(data=encode_frame({"type": HEARTBEAT, "time": time.time()})))
+                    continue
+                await conn.send(h11.Data(data=item.frame()))
+                queue.delivered(item)
+            await conn.send(h11.Data(data=encode_frame({"type": END})))
+            await conn.send(h11.EndOfMessage())
+        finally:
+            self.hub.unsubscribe(subscriber)
+            self.readers -= 1
+            if self.readers == 0:
+                self.no_readers.set()
+
+    async def close(self, drain_s: float = DRAIN_S) -> None:
+        """End every reader's response once it has taken what is queued (waiting up to drain_s:
+        a reader that does not read is then cut off with the connections)."""
+        self.hub.close()
+        with trio.move_on_after(drain_s):
+            await self.no_readers.wait()
