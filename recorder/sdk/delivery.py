@@ -7,7 +7,9 @@
 
 `batch` holds the stream's stored columns (Session.schema(stream).names, as storage writes
 them); camera and audio batches also hold a binary `data` column with each row's bytes (the
-decompressed blob). Replay and the live feed both deliver through this class.
+decompressed blob). Replay and the live feed both deliver through this class. A batch is taken
+to hold whole records (as the decoder gives them): an IMU record split over two batches gives
+one imu_batch call, with the samples of the first (replay passes the rest as `following`).
 
 A callback that raises is reported through on_error(device_id, stream, timestamp_ns, exception)
 (by default one line on stderr) and delivery goes on, with that callback and every other: the
@@ -27,7 +29,7 @@ import pyarrow as pa
 from .cameras import CameraImages
 from .data import DeviceCalibration
 from .interface import StreamDataInterface
-from .rows import KINDS_OF, SAMPLE_ROWS, AudioRows, CameraRows, Event, Rows
+from .rows import KINDS_OF, SAMPLE_ROWS, AudioRows, CameraRows, Event, ImuRows, Rows
 from .streams import AUDIO, CAMERA, message_of
 
 CALIBRATION_STREAM = "calibration"  # the `stream` on_error names for device_calib
@@ -52,6 +54,7 @@ class Delivery:
         self.delivered: Counter[str] = Counter()
         self._cameras: dict[str, CameraImages] = {}
         self._messages: dict[tuple[str, pa.Schema], str] = {}
+        self._batched: dict[str, int] = {}  # IMU stream -> the record whose imu_batch has fired
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -80,8 +83,9 @@ class Delivery:
 
     # -- the steps of rows(), for replay's merge across streams --------------------------------
 
-    def prepare(self, stream: str, batch: pa.RecordBatch) -> Rows | None:
-        """The batch's columns converted once; None when no registered callback wants them."""
+    def prepare(self, stream: str, batch: pa.RecordBatch, following: pa.RecordBatch | None = None) -> Rows | None:
+        """The batch's columns converted once; None when no registered callback wants them.
+        following: rows after the batch, for the IMU record it ends in (see ImuRows)."""
         if not batch.num_rows:
             return None
         message = self._message(stream, batch.schema)
@@ -92,7 +96,18 @@ class Delivery:
             return CameraRows(batch, self.camera(stream), wanted)
         if message == AUDIO:
             return AudioRows(batch)
+        if message == "IMU_EVENT":
+            rows = ImuRows(batch, following, self._batched.get(stream))
+            self._batched[stream] = rows.last_sequence
+            return rows
         return SAMPLE_ROWS[message](batch)
+
+    def reset(self) -> None:
+        """Before rows that do not follow the ones delivered so far (a seek, a loop): decoders
+        start again from a keyframe, and IMU records are new."""
+        for images in self._cameras.values():
+            images.reset()
+        self._batched.clear()
 
     def camera(self, stream: str) -> CameraImages:
         if stream not in self._cameras:

@@ -46,16 +46,22 @@ class Rows:
 
 
 class ImuRows(Rows):
-    """imu per sample; imu_batch once per stored record (a run of rows with one sequence) at
-    its first sample, with all the record's samples of this batch."""
+    """imu per sample; imu_batch once per stored record (a run of rows with one sequence), at
+    its first sample, with all the record's samples. `following`: the rows after the batch of
+    the record the batch ends in (replay reads in time slices, which can cut a record);
+    `batched`: the sequence whose imu_batch was already fired (the record a batch starts in
+    may have begun in the previous one)."""
 
-    def __init__(self, batch):
+    def __init__(self, batch, following: pa.RecordBatch | None = None, batched: int | None = None):
         super().__init__(batch)
         self.accel, self.gyro = vectors(batch, "accel_msec2"), vectors(batch, "gyro_radsec")
         self.temperature, self.label = numbers(batch, "temperature_c"), batch.column("source").to_pylist()
         sequence = batch.column("sequence").to_numpy(zero_copy_only=False)
-        starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]]) if len(sequence) else np.array([], int)
+        starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]])
         self.run_ends = dict(zip(starts.tolist(), np.r_[starts[1:], len(sequence)].tolist(), strict=True))
+        self.skip_first = batched is not None and int(sequence[0]) == batched
+        self.last_sequence = int(sequence[-1])
+        self.following = ImuRows(following) if following is not None and following.num_rows else None
         self.run: list[d.MotionData] = []
         self.run_start = 0
 
@@ -68,7 +74,11 @@ class ImuRows(Rows):
         if i in self.run_ends:
             self.run_start = i
             self.run = [self.sample(j) for j in range(i, self.run_ends[i])]
-            out.append(("imu_batch", (self.run, self.label[i]), self.t[i]))
+            if not (i == 0 and self.skip_first):
+                whole = self.run
+                if self.run_ends[i] == len(self) and self.following is not None:
+                    whole = whole + [self.following.sample(j) for j in range(self.following.run_ends.get(0, 0))]
+                out.append(("imu_batch", (whole, self.label[i]), self.t[i]))
         out.append(("imu", (self.run[i - self.run_start], self.label[i]), self.t[i]))
         return out
 
