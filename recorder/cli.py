@@ -274,5 +274,43 @@ def recover(path):
         click.echo("nothing to recover")
 
 
+
+@main.command()
+@click.argument("sessions", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to_url", metavar="URL",
+              help="Re-stream the sessions to this recorder as their devices did (http:// or https://), "
+                   "or RTMP recordings to an RTMP server (rtmp://host/<app>/[<key>]).")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Pace by device time: 1 real time, 2 twice as fast, 0 as fast as possible.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+              help="CA certificate to trust for the server (e.g. root_ca.pem).")
+@click.option("--no-verify-server-certs", is_flag=True, help="Skip server certificate verification.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Give up on a server that takes no data, or gives no answer, for this many seconds.")
+def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout):
+    """Replay recorded SESSIONS (session folders, RTMP recordings, or folders holding them).
+
+    With --to, every session is sent at once, each on its own connection, as its device sent
+    it: the same headers and calibration, the records re-encoded bit for bit, bodies that were
+    not version 1 byte for byte. Exits with 1 if a session failed or the server already had it."""
+    from .restream.report import succeeded, summary
+    from .restream.run import NotReplayable
+    from .restream.run import replay as replay_to
+
+    if to_url is None:
+        raise click.UsageError("say where to replay to: --to URL")
+    try:
+        reports, interrupted = replay_to(list(sessions), to_url, speed=speed, ca_file=ca_file,
+                                         verify=not no_verify_server_certs, timeout_s=timeout)
+    except NotReplayable as exc:
+        raise click.ClickException(str(exc)) from None
+    if interrupted:
+        click.echo("interrupted (Ctrl+C); what was sent so far:")
+    click.echo(summary(reports))
+    if interrupted:
+        sys.exit(130)
+    if not succeeded(reports):
+        sys.exit(1)
+
 if __name__ == "__main__":
     main()

@@ -39,7 +39,8 @@ class RtmpTarget:
     port: int
     tls: bool
     app: str
-    name: str  # the stream key, with the query (?secret=...) as publishers send it
+    key: str  # the stream key ("" when the URL names none)
+    query: str = ""  # ?secret=... as given
 
     @property
     def tc_url(self) -> str:
@@ -51,11 +52,19 @@ class RtmpTarget:
         if parts.scheme not in ("rtmp", "rtmps"):
             raise ValueError(f"RTMP URL must start with rtmp:// or rtmps://, not {url!r}")
         segments = [s for s in parts.path.split("/") if s]
-        if len(segments) < 2:
-            raise ValueError(f"RTMP URL must name an app and a stream key: rtmp://host/<app>/<key>, not {url!r}")
-        name = "/".join(segments[1:]) + (f"?{parts.query}" if parts.query else "")
+        if not segments:
+            raise ValueError(f"RTMP URL must name an app: rtmp://host/<app>/[<key>], not {url!r}")
         tls = parts.scheme == "rtmps"
-        return cls(parts.hostname or "localhost", parts.port or (443 if tls else 1935), tls, segments[0], name)
+        return cls(parts.hostname or "localhost", parts.port or (443 if tls else 1935), tls, segments[0],
+                   "/".join(segments[1:]), parts.query)
+
+    @property
+    def publish_name(self) -> str:
+        return self.key + (f"?{self.query}" if self.query else "")
+
+    def with_key(self, key: str) -> RtmpTarget:
+        """The same server and app, another stream key (each recording's own)."""
+        return RtmpTarget(self.host, self.port, self.tls, self.app, key, self.query)
 
 
 @dataclass
@@ -150,14 +159,17 @@ class _Publisher:
         raise AssertionError("unreachable")
 
 
-async def republish(folder: str | Path, url: str, ssl_context: ssl.SSLContext | None = None, *,
+async def republish(folder: str | Path, url: str | RtmpTarget, ssl_context: ssl.SSLContext | None = None, *,
                     speed: float = 1.0, timeout_s: float | None = 30.0,
                     on_progress: Callable[[RtmpReport, int, int], None] | None = None,
                     report: RtmpReport | None = None) -> RtmpReport:
-    """Publish one RTMP recording to `url` (rtmp://host[:port]/<app>/<key>[?secret=...]);
-    raises RtmpPublishError if the server refuses it or gives no answer for timeout_s."""
+    """Publish one RTMP recording to `url` (rtmp://host[:port]/<app>/<key>[?secret=...]; with
+    no key, the recording's own); raises RtmpPublishError if the server refuses it or gives no
+    answer for timeout_s."""
     folder = Path(folder)
-    target = RtmpTarget.parse(url)
+    target = url if isinstance(url, RtmpTarget) else RtmpTarget.parse(url)
+    if not target.key:
+        target = target.with_key(folder.parent.name)  # <data>/rtmp/<app>/<key>/<session>
     scan, tags = recording_tags(folder)
     report = report or RtmpReport(str(folder))
     report.total_tags = len(scan.tags)
@@ -182,7 +194,7 @@ async def republish(folder: str | Path, url: str, ssl_context: ssl.SSLContext | 
             await publisher.flush()
             created = await publisher.until("createStream", lambda s: s.get("command") == "_result", after=seen)
             stream_id = int(next((v for v in reversed(created.get("values") or []) if isinstance(v, float)), 1))
-            client.publish(stream_id, target.name)
+            client.publish(stream_id, target.publish_name)
             await publisher.flush()
             began = await publisher.until("publish", lambda s: s.get("code") == "NetStream.Publish.Start")
             report.answers.append(began["code"])

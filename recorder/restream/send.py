@@ -18,6 +18,7 @@ from pathlib import Path
 
 import h11
 import numpy as np
+import pyarrow as pa
 import trio
 
 from ..devicelink import Connection, SendError, Target, describe
@@ -189,16 +190,28 @@ async def restream(paths: list[str | Path], url: str, ssl_context: ssl.SSLContex
                    reports: list[SessionReport] | None = None) -> list[SessionReport]:
     """Send every session at once, each on its own connection; one that fails does not stop
     the others. `reports` (an empty list) is filled in as they go, for a summary after an
-    interruption; on_start gets them once every session is read, before anything is sent."""
+    interruption; on_start gets them once every session is read, before anything is sent. A
+    session that cannot be read is reported as failed, not raised."""
     target = Target.parse(url)
-    loaded = [await trio.to_thread.run_sync(load, path) for path in paths]
     if reports is None:
         reports = []
-    reports[:] = [plan_report(path, bodies) for path, bodies in zip(paths, loaded, strict=True)]
+    loaded: list[SessionBodies | None] = []
+    for path in paths:
+        try:
+            loaded.append(await trio.to_thread.run_sync(load, path))
+            reports.append(plan_report(path, loaded[-1]))
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # a damaged session: said, not raised
+            loaded.append(None)
+            reports.append(SessionReport(str(path), Path(path).parent.name, Path(path).name,
+                                         error=f"cannot read the session: {describe(exc)}", done=True))
     if on_start:
         on_start(reports)
 
-    async def one(bodies: SessionBodies, report: SessionReport) -> None:
+    async def one(bodies: SessionBodies | None, report: SessionReport) -> None:
+        if bodies is None:
+            if on_done:
+                on_done(report)
+            return
         started = time.monotonic()
         try:
             await restream_session(bodies, target, ssl_context, report, speed=speed, timeout_s=timeout_s,
