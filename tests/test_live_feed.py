@@ -1,0 +1,132 @@
+"""GET /feed: another process subscribed to a running `recorder serve` gets, through
+recorder.sdk's LiveSource and a handler factory, the rows the recorder stored, values equal.
+A reader that stops reading has its own batches dropped (counted in /status) while the
+recording stays whole, and does not hold up the recorder's shutdown."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+
+import h11
+import trio
+from server_support import PERIOD, ServerProcess, get, open_stream, stored_sequences
+
+from recorder import open_session
+from recorder.sim import sender
+from recorder.sim.fleet import make_fleet
+
+# A user's script in its own process: every IMU sample, barometer sample, RGB frame and audio
+# block of every device, as its callbacks receive them, written as JSON once the feed ends.
+SUBSCRIBER = r'''
+import hashlib, json, sys
+from collections import defaultdict
+from recorder.sdk import StreamDataInterface
+from recorder.sdk.live import LiveSource
+
+url, out = sys.argv[1], sys.argv[2]
+seen = defaultdict(lambda: defaultdict(list))
+
+def factory():
+    stream_data = StreamDataInterface(enable_image_decoding=False)
+    stream_data.register_imu_callback(
+        lambda sample, label, device_id: seen[device_id][label].append([sample.capture_timestamp_ns,
+                                                                         *sample.accel_msec2.tolist()]))
+    stream_data.register_barometer_callback(
+        lambda sample, device_id: seen[device_id]["barometer"].append([sample.capture_timestamp_ns, sample.pressure]))
+    stream_data.register_rgb_callback(
+        lambda image, record, device_id: seen[device_id]["camera-rgb"].append(
+            [record.capture_timestamp_ns, hashlib.sha256(image.to_numpy_array().tobytes()).hexdigest()]))
+    stream_data.register_audio_callback(
+        lambda block, record, channels, device_id: seen[device_id]["mic"].append(
+            [int(record.capture_timestamps_ns[0]), hashlib.sha256(block.data.T.tobytes()).hexdigest()]))
+    return stream_data
+
+source = LiveSource(url, factory)
+source.start()
+finished = source.join(timeout=120)   # the feed ends when the recorder stops
+json.dump({"finished": finished, "error": source.error, "devices": source.devices,
+           "dropped_by_recorder": source.dropped_by_recorder, "seen": seen}, open(out, "w"))
+'''
+
+
+async def wait_for_subscribers(url: str, kind: str, count: int, timeout: float = 20.0) -> dict:
+    with trio.fail_after(timeout):
+        while True:
+            feed = (await get(url, "/status")).json["feed"]
+            if sum(s["kind"] == kind for s in feed["subscribers"]) == count:
+                return feed
+            await trio.sleep(0.05)
+
+
+async def test_a_subscriber_in_another_process_sees_the_stored_values(tmp_path):
+    server = await ServerProcess(tmp_path / "data", tmp_path / "serve.log").start()
+    script, out = tmp_path / "subscriber.py", tmp_path / "seen.json"
+    script.write_text(SUBSCRIBER)
+    subscriber = await trio.lowlevel.open_process([sys.executable, str(script), server.url, str(out)],
+                                                  stderr=subprocess.PIPE)
+    try:
+        await wait_for_subscribers(server.url, "http", 1)
+        (device,) = make_fleet(1, seed=41, profile="profile9")
+        (report,) = await sender.stream_fleet([device], server.url, None, duration_s=2.0, batch_period_s=PERIOD,
+                                              fast=False)
+        assert report.error is None, report
+        server.send_signal(signal.SIGINT)
+        assert await server.wait() == 0, server.output
+        with trio.fail_after(60):
+            assert await subscriber.wait() == 0, subscriber.stderr
+    finally:
+        if subscriber.returncode is None:
+            subscriber.kill()
+        await server.aclose()
+
+    result = json.loads(out.read_text())
+    assert result["finished"] and result["error"] is None, result["error"]
+    assert result["dropped_by_recorder"] == {}
+    assert result["devices"][device.serial]["dropped_batches"] == 0
+    seen = result["seen"][device.serial]
+    with open_session(tmp_path / "data" / device.serial / device.session_id) as session:
+        assert len(stored_sequences(session)) == device.records_sent
+        for label in ("imu-left", "imu-right"):
+            imu = session.table(label)
+            stored = [[t, *accel] for t, accel in zip(imu["timestamp_ns"].to_pylist(), imu["accel_msec2"].to_pylist(),
+                                                       strict=True)]
+            assert len(stored) > 0 and seen[label] == stored
+        barometer = session.table("barometer")
+        assert seen["barometer"] == [list(row) for row in zip(barometer["timestamp_ns"].to_pylist(),
+                                                              barometer["pressure_pa"].to_pylist(), strict=True)]
+        for stream in ("camera-rgb", "mic"):
+            times = session.table(stream, columns=["timestamp_ns"])["timestamp_ns"].to_pylist()
+            stored = [[t, hashlib.sha256(session.blob(stream, i)).hexdigest()] for i, t in enumerate(times)]
+            assert len(stored) > 0 and seen[stream] == stored
+
+
+async def test_a_reader_that_stops_reading_loses_its_own_batches_only(server, client_ssl):
+    stream = await open_stream(server.url, client_ssl)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="GET", target="/feed", headers=[("host", "127.0.0.1")])))
+    try:
+        with trio.fail_after(20):
+            while True:  # subscribed once /status shows it (nothing of the feed is read, ever)
+                feed = (await get(server.url, "/status", client_ssl)).json["feed"]
+                if feed["subscribers"]:
+                    break
+                await trio.sleep(0.05)
+        fleet = make_fleet(3, seed=43, profile="profile9")
+        reports = await sender.stream_fleet(fleet, server.url, client_ssl, duration_s=4.0, batch_period_s=PERIOD,
+                                            fast=True)
+        assert [r.error for r in reports] == [None] * 3
+        (reader,) = (await get(server.url, "/status", client_ssl)).json["feed"]["subscribers"]
+        assert reader["kind"] == "http"
+        assert sum(d["dropped_batches"] for d in reader["devices"].values()) > 0
+        with trio.fail_after(15):  # the stuck reader is cut off, not waited for
+            await server.stop()
+    finally:
+        await trio.aclose_forcefully(stream)
+    for device in fleet:
+        with open_session(server.session_path(device.serial, device.session_id)) as session:
+            assert session.manifest["state"] == "finished"
+            assert len(stored_sequences(session)) == device.records_sent
