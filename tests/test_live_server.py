@@ -7,10 +7,11 @@ from __future__ import annotations
 import collections
 import re
 import threading
+import uuid
 
 import numpy as np
 import trio
-from server_support import PERIOD, get, stored_sequences
+from server_support import PERIOD, get, make_windows, post_windows, stored_sequences
 
 from recorder import open_session
 from recorder.sdk import StreamDataInterface
@@ -195,3 +196,37 @@ async def test_a_slow_failing_handler_drops_its_own_batches_and_the_recording_is
     assert all(isinstance(exc, RuntimeError) for _, _, exc in errors)
     assert sum(server.devices[d.serial]["errors"] for d in fleet) == len(errors)
     assert all(sum(device_id == d.serial for device_id, _, _ in errors) > 1 for d in fleet)
+
+
+async def test_one_handler_per_device_session_whatever_its_reconnects(tmp_path, certs_dir, client_ssl):
+    handlers: list[collections.Counter] = []
+
+    def factory():
+        counts = collections.Counter()
+        handlers.append(counts)
+        stream_data = StreamDataInterface()
+        stream_data.register_imu_callback(lambda sample, label, device_id: counts.update([(device_id, label)]))
+        return stream_data
+
+    (first,) = make_fleet(1, seed=SEED + 2)
+    (second,) = make_fleet(1, seed=SEED + 2, session_ids=[str(uuid.uuid4())])  # the same glasses, a new session
+    assert first.serial == second.serial
+    server = RecorderServer(factory, host="127.0.0.1", port=0, data_dir=tmp_path / "data", certs_dir=certs_dir, **LARGE)
+    await trio.to_thread.run_sync(server.start)
+    try:
+        windows = make_windows(first, 10)
+        for part in (windows[:5], windows[5:]):  # the second request, on a new connection, is a reconnect
+            status, _ = await post_windows(server.url, client_ssl, first.headers(), part)
+            assert status == 200
+        status, _ = await post_windows(server.url, client_ssl, second.headers(), make_windows(second, 5))
+        assert status == 200
+    finally:
+        assert await trio.to_thread.run_sync(server.stop)
+
+    stored = []
+    for device in (first, second):
+        with open_session(tmp_path / "data" / device.serial / device.session_id) as session:
+            stored.append(collections.Counter({(device.serial, label): session.table(label).num_rows
+                                               for label in ("imu-left", "imu-right")}))
+            assert session.manifest["requests"] == (2 if device is first else 1)
+    assert sorted(map(sorted, (c.items() for c in handlers))) == sorted(map(sorted, (c.items() for c in stored)))
