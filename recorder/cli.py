@@ -287,18 +287,44 @@ def recover(path):
 @click.option("--no-verify-server-certs", is_flag=True, help="Skip server certificate verification.")
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Give up on a server that takes no data, or gives no answer, for this many seconds.")
-def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout):
+@click.option("--handler", metavar="MODULE:FACTORY",
+              help="Replay into the SDK callbacks of FACTORY(), called once per device to make its "
+                   "StreamDataInterface (MODULE importable, e.g. from PYTHONPATH).")
+@click.option("--start", type=float, metavar="S", help="With --handler: start S seconds into the timeline.")
+@click.option("--end", type=float, metavar="S", help="With --handler: end S seconds into the timeline.")
+@click.option("--streams", metavar="A,B", help="With --handler: only these streams (e.g. camera-rgb,imu-left).")
+@click.option("--loop", is_flag=True, help="With --handler: start again at the end, until Ctrl+C.")
+def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, handler, start, end, streams, loop):
     """Replay recorded SESSIONS (session folders, RTMP recordings, or folders holding them).
 
     With --to, every session is sent at once, each on its own connection, as its device sent
     it: the same headers and calibration, the records re-encoded bit for bit, bodies that were
-    not version 1 byte for byte. Exits with 1 if a session failed or the server already had it."""
+    not version 1 byte for byte. Exits with 1 if a session failed or the server already had it.
+
+    With --handler, the sessions' rows are given to the vendor SDK's callbacks, all devices on
+    one timeline (the broadcaster's clock), with a summary of the callbacks fired per device and
+    stream. Exits with 1 if the replay stopped on an unreadable session."""
+    if handler is not None:
+        if to_url is not None:
+            raise click.UsageError("--handler and --to are two modes of replay: give one of them")
+        from .sdk.command import replay_to_handler
+        from .sdk.replay import ReplayError
+
+        try:
+            code = replay_to_handler(list(sessions), handler, speed=speed, start=start, end=end, loop=loop,
+                                     streams=[s for s in streams.split(",") if s] if streams else None)
+        except ReplayError as exc:
+            raise click.ClickException(str(exc)) from None
+        sys.exit(code)
+    if start is not None or end is not None or streams or loop:
+        raise click.UsageError("--start, --end, --streams and --loop go with --handler")
+    # --to: re-streaming to a server
     from .restream.report import succeeded, summary
     from .restream.run import NotReplayable
     from .restream.run import replay as replay_to
 
     if to_url is None:
-        raise click.UsageError("say where to replay to: --to URL")
+        raise click.UsageError("say where to replay to: --handler MODULE:FACTORY or --to URL")
     try:
         reports, interrupted = replay_to(list(sessions), to_url, speed=speed, ca_file=ca_file,
                                          verify=not no_verify_server_certs, timeout_s=timeout)

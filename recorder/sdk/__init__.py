@@ -35,11 +35,13 @@ from .data import (
 )
 from .delivery import Delivery
 from .interface import StreamDataInterface
+from .replay import ReplayError, ReplaySource, ReplaySourceConfig, create_replay_source
 from .transforms import SE3
 
 __all__ = [
     "SE3", "AudioData", "AudioDataRecord", "BarometerData", "BatteryData", "Delivery", "DeviceCalibration",
     "EyeGaze", "FrontendOutput", "GpsData", "HandSide", "HandTrackingResult", "ImageData", "ImageDataRecord",
-    "MotionData", "OpenLoopTrajectoryPose", "PpgData", "StreamDataInterface", "TemperatureData",
-    "TrackingQuality", "VioStatus", "WristAndPalmNormals",
+    "MotionData", "OpenLoopTrajectoryPose", "PpgData", "ReplayError", "ReplaySource",
+    "ReplaySourceConfig", "StreamDataInterface", "TemperatureData",
+    "TrackingQuality", "VioStatus", "WristAndPalmNormals", "create_replay_source",
 ]

@@ -102,6 +102,14 @@ class Delivery:
             return rows
         return SAMPLE_ROWS[message](batch)
 
+    def prime(self, stream: str, batch: pa.RecordBatch) -> None:
+        """Feed camera frames to the stream's decoder without delivering them: the frames from
+        the keyframe before a window's start or a seek, so that the frames after it decode."""
+        prepared = self.prepare(stream, batch) if batch.num_rows else None
+        if isinstance(prepared, CameraRows):
+            for i in range(len(prepared)):
+                prepared.prime(i)
+
     def reset(self) -> None:
         """Before rows that do not follow the ones delivered so far (a seek, a loop): decoders
         start again from a keyframe, and IMU records are new."""
