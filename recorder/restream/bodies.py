@@ -289,8 +289,10 @@ def pace(items: Items) -> np.ndarray:
     trusted = (items.kind == SAMPLES) | (items.kind == BLOB)
     if not trusted.any():
         return np.zeros(len(items), np.int64)
-    times = items.timestamp_ns[trusted].astype(np.int64)
-    steps = np.clip(np.diff(times), 0, LONGEST_PAUSE_NS)
+    # The latest time so far: records of several sensors interleave a little out of time order,
+    # and stepping back and forth between them must not add up to more than the session lasted.
+    latest = np.maximum.accumulate(items.timestamp_ns[trusted].astype(np.int64))
+    steps = np.minimum(np.diff(latest), LONGEST_PAUSE_NS)
     paced = np.r_[0, np.cumsum(steps)]
     out = np.zeros(len(items), np.int64)
     out[trusted] = paced
