@@ -182,6 +182,8 @@ def assert_same_session(first: Path, second: Path) -> None:
         assert [[len(c) for c in r.chunks] for r in a.raw_bodies()] == [[len(c) for c in r.chunks] for r in b.raw_bodies()]
         assert [r.headers for r in a.raw_bodies()] == [r.headers for r in b.raw_bodies()]
         assert [r["headers"] for r in a.requests()] == [r["headers"] for r in b.requests()]
+        # each request carried the same records: what the recorder counted per request
+        assert [r["end"]["counters"] for r in a.requests()] == [r["end"]["counters"] for r in b.requests()]
         assert a.manifest["counters"] == b.manifest["counters"]
         assert a.manifest["highest_sequence"] == b.manifest["highest_sequence"]
 
@@ -255,3 +257,33 @@ async def test_speed_one_paces_by_device_time_and_speed_zero_does_not(start_serv
     [report] = await restream([path], again.url, speed=0)
     assert report.error is None and report.records == 21
     assert time.monotonic() - began < 1.0
+
+
+async def test_a_body_that_is_not_version_1_is_paced_by_its_arrival_times(start_server):
+    original = await start_server(tls=False)
+    conn = await Connection.open(Target.parse(original.url), None)
+    headers = {"session-id": SESSION, "device-serial": "RAWPACED01"}
+    try:
+        await conn.start("/", headers)
+        for k in range(5):  # a chunk every 300 ms: 1.2 s from first to last
+            if k:
+                await trio.sleep(0.3)
+            await conn.send(b"VRS\x00" + bytes([k]) * 1000)
+        status, _ = await conn.finish()
+        assert status == 200
+    finally:
+        await conn.aclose()
+    await original.stop()
+    path = original.session_path("RAWPACED01", SESSION)
+
+    copy = await start_server(tls=False)
+    began = time.monotonic()
+    [report] = await restream([path], copy.url, speed=1)
+    assert report.error is None and report.answers[0]["undecoded"] is True
+    assert time.monotonic() - began >= 1.0
+    await copy.stop()
+    with open_session(path) as a, open_session(copy.session_path("RAWPACED01", SESSION)) as b:
+        [sent], [got] = a.raw_bodies(), b.raw_bodies()
+        assert got.chunks == sent.chunks
+        gaps = np.diff(np.array(got.arrival_ns)) / 1e9
+        assert (gaps > 0.2).all(), gaps
