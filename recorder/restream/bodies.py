@@ -10,7 +10,8 @@ and so on. Within a request, verbatim records go where their sequence puts them 
 off by the end of the body goes last), and corrupt runs go back at their body offset.
 
 A request whose end line was lost (a crash) has no count: decoded records left over go to the
-last version-1 request.
+last version-1 request. A sample record with count 0 is counted but leaves no row (rebuild.py):
+after one, the following records of its request are taken one request early.
 """
 
 from __future__ import annotations
