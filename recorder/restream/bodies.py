@@ -11,7 +11,8 @@ off by the end of the body goes last), and corrupt runs go back at their body of
 
 A request whose end line was lost (a crash) has no count: decoded records left over go to the
 last version-1 request. A sample record with count 0 is counted but leaves no row (rebuild.py):
-after one, the following records of its request are taken one request early.
+its request's count is then one more than the rows it left, so the next request's first
+decoded record is sent in it.
 """
 
 from __future__ import annotations
