@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import collections
 import re
+import socket
 import threading
 import uuid
 
 import numpy as np
+import pytest
 import trio
 from server_support import PERIOD, get, make_windows, post_windows, stored_sequences
 
 from recorder import open_session
+from recorder.process import ConfigurationError
 from recorder.sdk import StreamDataInterface
 from recorder.sdk.live import LiveSource
 from recorder.sdk.server import RecorderServer
@@ -230,3 +233,16 @@ async def test_one_handler_per_device_session_whatever_its_reconnects(tmp_path, 
                                                for label in ("imu-left", "imu-right")}))
             assert session.manifest["requests"] == (2 if device is first else 1)
     assert sorted(map(sorted, (c.items() for c in handlers))) == sorted(map(sorted, (c.items() for c in stored)))
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path, certs_dir):
+    with pytest.raises(ConfigurationError, match="recorder certs init"):
+        RecorderServer(Watcher().factory, port=0, data_dir=tmp_path / "data", certs_dir=tmp_path / "no-certs").start()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = RecorderServer(Watcher().factory, host="127.0.0.1", port=taken.getsockname()[1],
+                                data_dir=tmp_path / "data", certs_dir=certs_dir)
+        with pytest.raises(OSError):
+            server.start()
+        assert server.stop()  # nothing to stop: it says so without raising again

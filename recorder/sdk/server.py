@@ -104,13 +104,16 @@ class RecorderServer:
             raise TimeoutError(f"the recorder did not start within {STARTUP_TIMEOUT_S:g} s")
         if self._error is not None:
             self._thread.join()
-            raise self._error
+            error, self._error = self._error, None
+            raise error
         return self
 
     def _run(self) -> None:
         try:
             trio.run(self._serve)
         except BaseException as exc:  # told to start() or to stop()
+            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # the nursery's wrapping says nothing to the user
             self._error = exc
         finally:
             self._started.set()
@@ -138,7 +141,7 @@ class RecorderServer:
                 pass
         self._thread.join()
         done = self.handlers.join(timeout)
-        if self._error is not None and not isinstance(self._error, trio.Cancelled):
+        if self._error is not None:  # the server failed while it ran
             error, self._error = self._error, None
             raise error
         return done

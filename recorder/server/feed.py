@@ -505,7 +505,7 @@ class FeedEndpoint:
                 wakeup = trio.Event()
                 item = queue.take()
                 if item is None:
-                    if queue.closed:
+                    if queue.finished():  # closed, and nothing came in before it was
                         break
                     with trio.move_on_after(self.heartbeat_s) as idle:
                         await wakeup.wait()
