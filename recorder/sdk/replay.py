@@ -74,7 +74,11 @@ def _deliverable(session: Session) -> list[str]:
     found = []
     for name in session.streams():
         try:
-            message_of(name, session.schema(name))
+            schema = session.schema(name)
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise ReplayError(f"cannot replay {session.path}: a stored stream cannot be read ({name}: {exc})") from None
+        try:
+            message_of(name, schema)
         except ValueError:
             continue
         found.append(name)
@@ -83,7 +87,8 @@ def _deliverable(session: Session) -> list[str]:
 
 class ReplaySource:
     """A replay running in a background thread. Timeline times are in ns on the broadcaster's
-    clock; `start_ns`/`end_ns` bound the window, `position_ns` is the last row delivered."""
+    clock; `start_ns`/`end_ns` bound the window, `position_ns` is the row being delivered (or
+    the last one). Callbacks registered after the source is created are not called."""
 
     def __init__(self, config: ReplaySourceConfig, stream_data: StreamDataInterface | Callable[[], StreamDataInterface]):
         if config.speed_multiplier is None or config.speed_multiplier < 0:
@@ -205,6 +210,13 @@ class ReplaySource:
         with self._lock:
             self._seek = target
 
+    def timeline_ns(self, serial: str, t_ns):
+        """A device's times (its own clock, as callbacks give them) on the replay's timeline."""
+        for device in self.devices:
+            if device.serial == serial:
+                return device.clock.to_timeline(t_ns)
+        raise KeyError(f"no device {serial} in this replay")
+
     @property
     def progress(self) -> float:
         """How far the replay is through its window, 0 to 1."""
@@ -269,8 +281,8 @@ class ReplaySource:
                     if self.speed == 0 or self._due(anchor, t):
                         break
                 device, stream, prepared = rows.parts[rows.part[k]]
-                device.delivery.fire(stream, prepared.events(int(rows.row[k])))
                 self.position_ns = t
+                device.delivery.fire(stream, prepared.events(int(rows.row[k])))
             slice_start = slice_end
         for device in self.devices:
             device.delivery.finish()

@@ -18,7 +18,7 @@ from ..reading import Session
 from .clocks import DeviceClock
 from .delivery import Delivery, ErrorHandler
 from .interface import StreamDataInterface
-from .rows import Rows
+from .rows import KINDS_OF, Rows
 from .stored import StoredStream
 from .streams import message_of
 
@@ -34,8 +34,13 @@ class ReplayDevice:
                  on_error: ErrorHandler | None):
         self.session, self.serial = session, session.serial
         self.clock = DeviceClock(session)
-        self.streams = {name: StoredStream(session, name) for name in streams}
-        self.imu = {name for name, s in self.streams.items() if message_of(name, s.schema) == "IMU_EVENT"}
+        self.selected = list(streams)  # the timeline spans these, whichever callbacks are registered
+        stored = {name: StoredStream(session, name) for name in streams}
+        messages = {name: message_of(name, s.schema) for name, s in stored.items()}
+        # Streams none of whose callbacks is registered are not read at all.
+        self.streams = {name: s for name, s in stored.items()
+                        if any(kind in stream_data.callbacks for kind in KINDS_OF[messages[name]])}
+        self.imu = {name for name in self.streams if messages[name] == "IMU_EVENT"}
         self.delivery = Delivery(stream_data, self.serial, on_error=on_error)
         self.timeline_span: tuple[int, int] | None = None  # set by the replay from span()
 
@@ -43,7 +48,7 @@ class ReplayDevice:
         """First and last timeline times of the delivered streams (None if they hold no rows)."""
         listed = self.session.manifest.get("streams") or {}
         firsts, lasts = [], []
-        for name in self.streams:
+        for name in self.selected:
             entry = listed.get(name) or {}
             first, last = entry.get("first_timestamp_ns"), entry.get("last_timestamp_ns")
             if first is None or last is None:  # no manifest (a crash): read the times, part by part
