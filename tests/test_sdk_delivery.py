@@ -393,3 +393,38 @@ def test_a_batch_of_unknown_columns_is_a_clear_error():
         delivery.rows("weird", pa.record_batch({"timestamp_ns": [1], "colour": ["red"]}))
     with pytest.raises(TypeError, match="needs a callable"):
         StreamDataInterface().register_rgb_callback("not a function")
+
+
+def original_records(body: bytes) -> dict[int, bytes]:
+    """The records of a body as the device sent them, by sequence (every record here is good)."""
+    records, at = {}, 0
+    while at < len(body):
+        length = 32 + int.from_bytes(body[at + 8:at + 12], "little")
+        records[int.from_bytes(body[at + 16:at + 24], "little")] = body[at:at + length]
+        at += length
+    return records
+
+
+def test_raw_message_gives_every_record_as_the_device_sent_it(sample_receiver):
+    messages = []
+    interface = StreamDataInterface(enable_raw_stream=True)
+    interface.register_raw_message_callback(lambda message, offset: messages.append((message, offset)))
+    deliver(sample_receiver, interface)
+    sent = original_records((ROOT / "sample_data" / "1M0YDA9HNM2419" / "body.srf").read_bytes())
+    assert sorted(m.sequence for m, _ in messages) == sorted(sent)
+    for message, _ in messages:
+        original = sent[message.sequence]
+        assert message.data == original
+        assert message.payload.as_memoryview().tobytes() == original[32:] and message.size() == len(original) - 32
+        assert message.id == int.from_bytes(original[4:6], "little")
+        assert message.timestamp() == int.from_bytes(original[24:32], "little", signed=True)
+    offsets = [offset for _, offset in messages]
+    assert offsets == np.cumsum([0] + [len(m.data) for m, _ in messages[:-1]]).tolist()
+
+
+def test_raw_message_needs_enable_raw_stream(sample_receiver):
+    messages = []
+    interface = StreamDataInterface()  # enable_raw_stream=False, as the vendor's default
+    interface.register_raw_message_callback(lambda message, offset: messages.append(message))
+    deliver(sample_receiver, interface)
+    assert messages == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import enum
 import json
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,3 +279,46 @@ class DeviceCalibration:
 
     def to_json(self) -> str:
         return self.json
+
+
+_HEADER = struct.Struct("<4sHHIIQq")  # the SRF1 record header (schemas/messages.md)
+
+
+class MessagePayload:
+    """A record's payload bytes (after its 32-byte header)."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: memoryview):
+        self._view = view
+
+    def as_memoryview(self) -> memoryview:
+        return self._view
+
+    def tobytes(self) -> bytes:
+        return self._view.tobytes()
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+class SharedMessage:
+    """One SRF1 record as the device sent it: `id` its message id, `payload` its payload,
+    size() the payload's length, timestamp() the header's time (ns); `data` the whole record,
+    header included, and `sequence` its sequence number."""
+
+    __slots__ = ("data", "id", "payload", "sequence", "_timestamp_ns")
+
+    def __init__(self, data: bytes):
+        _magic, self.id, _flags, _length, _crc, self.sequence, self._timestamp_ns = _HEADER.unpack_from(data)
+        self.data = data
+        self.payload = MessagePayload(memoryview(data)[_HEADER.size:])
+
+    def size(self) -> int:
+        return len(self.payload)
+
+    def timestamp(self) -> int:
+        return self._timestamp_ns
+
+    def __repr__(self) -> str:
+        return f"SharedMessage(id=0x{self.id:04X}, sequence={self.sequence}, size={self.size()})"

@@ -29,6 +29,7 @@ import pyarrow as pa
 from .cameras import CameraImages
 from .data import DeviceCalibration
 from .interface import StreamDataInterface
+from .raw import RawMessages
 from .rows import KINDS_OF, SAMPLE_ROWS, AudioRows, CameraRows, Event, ImuRows, Rows
 from .streams import AUDIO, CAMERA, message_of
 
@@ -54,7 +55,8 @@ class Delivery:
         self.delivered: Counter[str] = Counter()
         self._cameras: dict[str, CameraImages] = {}
         self._messages: dict[tuple[str, pa.Schema], str] = {}
-        self._batched: dict[str, int] = {}  # IMU stream -> the record whose imu_batch has fired
+        self._batched: dict[str, int] = {}  # sample stream -> the last record its batches began
+        self._raw_offset = 0
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -69,7 +71,7 @@ class Delivery:
         if prepared is None:
             return
         for i in range(len(prepared)):
-            self.fire(stream, prepared.events(i))
+            self.fire(stream, prepared.deliver(i))
 
     def calibration(self, data: bytes) -> None:
         """Fire device_calib with the calibration header's bytes."""
@@ -85,22 +87,33 @@ class Delivery:
 
     def prepare(self, stream: str, batch: pa.RecordBatch, following: pa.RecordBatch | None = None) -> Rows | None:
         """The batch's columns converted once; None when no registered callback wants them.
-        following: rows after the batch, for the IMU record it ends in (see ImuRows)."""
+        following: rows after the batch, for the record it ends in (imu_batch, raw_message)."""
         if not batch.num_rows:
             return None
         message = self._message(stream, batch.schema)
         wanted = {k for k in KINDS_OF[message] if k in self.stream_data.callbacks}
-        if not wanted:
+        if not wanted and not self.wants_raw:
             return None
+        batched = self._batched.get(stream)
         if message == CAMERA:
-            return CameraRows(batch, self.camera(stream), wanted)
-        if message == AUDIO:
-            return AudioRows(batch)
-        if message == "IMU_EVENT":
-            rows = ImuRows(batch, following, self._batched.get(stream))
-            self._batched[stream] = rows.last_sequence
-            return rows
-        return SAMPLE_ROWS[message](batch)
+            rows = CameraRows(batch, self.camera(stream), wanted)
+        elif not wanted:
+            rows = Rows(batch)
+        elif message == AUDIO:
+            rows = AudioRows(batch)
+        elif message == "IMU_EVENT":
+            rows = ImuRows(batch, following, batched)
+        else:
+            rows = SAMPLE_ROWS[message](batch)
+        if message not in (CAMERA, AUDIO):
+            self._batched[stream] = int(batch.column("sequence")[batch.num_rows - 1].as_py())
+        if self.wants_raw:
+            rows.raw = RawMessages(message, stream, batch, following, batched)
+        return rows
+
+    @property
+    def wants_raw(self) -> bool:
+        return self.stream_data.enable_raw_stream and "raw_message" in self.stream_data.callbacks
 
     def prime(self, stream: str, batch: pa.RecordBatch) -> None:
         """Feed camera frames to the stream's decoder without delivering them: the frames from
@@ -124,6 +137,8 @@ class Delivery:
 
     def fire(self, stream: str, events: list[Event]) -> None:
         for kind, args, timestamp_ns in events:
+            if kind == "raw_message":  # offset: where the record starts among those delivered
+                args, self._raw_offset = (*args, self._raw_offset), self._raw_offset + len(args[0].data)
             self._call(kind, args, stream, timestamp_ns)
 
     def _call(self, kind: str, args: tuple, stream: str, timestamp_ns: int | None) -> None:

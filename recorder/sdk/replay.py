@@ -282,7 +282,7 @@ class ReplaySource:
                         break
                 device, stream, prepared = rows.parts[rows.part[k]]
                 self.position_ns = t
-                device.delivery.fire(stream, prepared.events(int(rows.row[k])))
+                device.delivery.fire(stream, prepared.deliver(int(rows.row[k])))
             slice_start = slice_end
         for device in self.devices:
             device.delivery.finish()

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from . import data as d
 from .cameras import CameraImages
+from .raw import RawMessages
 from .streams import AUDIO, CAMERA, CAMERA_ID_KINDS, CAMERA_KINDS
 from .transforms import SE3
 
@@ -33,16 +34,28 @@ def vectors(batch: pa.RecordBatch, name: str) -> np.ndarray:
 
 
 class Rows:
+    """A batch's rows; on its own (no callback wants its objects), only raw messages."""
+
     def __init__(self, batch: pa.RecordBatch):
         self.batch = batch
         self.timestamps = batch.column("timestamp_ns").to_numpy(zero_copy_only=False)
         self.t = self.timestamps.tolist()
+        self.raw: RawMessages | None = None
 
     def __len__(self) -> int:
         return self.batch.num_rows
 
     def events(self, i: int) -> list[Event]:
-        raise NotImplementedError
+        return []
+
+    def deliver(self, i: int) -> list[Event]:
+        """Row i's events, after the raw_message of the record that starts at it (Delivery
+        adds the offset)."""
+        events = self.events(i)
+        message = self.raw.at(i) if self.raw is not None else None
+        if message is not None:
+            events.insert(0, ("raw_message", (message,), self.t[i]))
+        return events
 
 
 class ImuRows(Rows):
@@ -60,7 +73,6 @@ class ImuRows(Rows):
         starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]])
         self.run_ends = dict(zip(starts.tolist(), np.r_[starts[1:], len(sequence)].tolist(), strict=True))
         self.skip_first = batched is not None and int(sequence[0]) == batched
-        self.last_sequence = int(sequence[-1])
         self.following = ImuRows(following) if following is not None and following.num_rows else None
         self.run: list[d.MotionData] = []
         self.run_start = 0

@@ -20,10 +20,10 @@ from .delivery import Delivery, ErrorHandler
 from .interface import StreamDataInterface
 from .rows import KINDS_OF, Rows
 from .stored import StoredStream
-from .streams import message_of
+from .streams import AUDIO, CAMERA, message_of
 
-# IMU records are never longer than this: read past a slice's end to complete the record it
-# ends in, for imu_batch (a device sends a record at least every few hundred ms).
+# Sample records are never longer than this: read past a slice's end to complete the record it
+# ends in, for imu_batch and raw_message (a device sends a record at least every few hundred ms).
 RECORD_LOOKAHEAD_NS = 2 * 10**9
 
 
@@ -37,10 +37,14 @@ class ReplayDevice:
         self.selected = list(streams)  # the timeline spans these, whichever callbacks are registered
         stored = {name: StoredStream(session, name) for name in streams}
         messages = {name: message_of(name, s.schema) for name, s in stored.items()}
+        raw = stream_data.enable_raw_stream and "raw_message" in stream_data.callbacks
         # Streams none of whose callbacks is registered are not read at all.
         self.streams = {name: s for name, s in stored.items()
-                        if any(kind in stream_data.callbacks for kind in KINDS_OF[messages[name]])}
-        self.imu = {name for name in self.streams if messages[name] == "IMU_EVENT"}
+                        if raw or any(kind in stream_data.callbacks for kind in KINDS_OF[messages[name]])}
+        # Sample streams whose records must come whole (imu_batch, raw_message): read past a
+        # slice's end for the rest of the record it ends in.
+        self.whole_records = {name for name in self.streams
+                              if messages[name] == "IMU_EVENT" or (raw and messages[name] not in (CAMERA, AUDIO))}
         self.delivery = Delivery(stream_data, self.serial, on_error=on_error)
         self.timeline_span: tuple[int, int] | None = None  # set by the replay from span()
 
@@ -89,14 +93,14 @@ class ReplayDevice:
             table = stored.with_data(first + int(inside[0]), first + int(inside[-1]) + 1)
             rows = self.delivery.prepare(name, first_batch(table))
             return (times[inside[0]:inside[-1] + 1], rows) if rows is not None else None
-        table = stored.read(lo, hi + (RECORD_LOOKAHEAD_NS if name in self.imu else 0))
+        table = stored.read(lo, hi + (RECORD_LOOKAHEAD_NS if name in self.whole_records else 0))
         times = self.clock.to_timeline(table.column("timestamp_ns").to_numpy())
         inside = np.flatnonzero((times >= start_ns) & (times < end_ns))
         if not len(inside):
             return None
         a, b = int(inside[0]), int(inside[-1]) + 1
         following = None
-        if name in self.imu and b < table.num_rows:
+        if name in self.whole_records and b < table.num_rows:
             sequence = table.column("sequence").to_numpy()
             same = (sequence[b:] == sequence[b - 1]) & (times[b:] < window_end_ns)
             stop = b + (len(same) if same.all() else int(np.argmin(same)))
