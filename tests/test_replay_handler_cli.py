@@ -124,3 +124,21 @@ def test_a_path_that_holds_no_session_is_a_clear_error(tmp_path, handlers):
     assert done.returncode == 1 and f"Error: {tmp_path} is not a session" in done.stderr
     done = recorder_replay(tmp_path / "gone", "--handler", "my_handlers:make_handler", handlers=handlers)
     assert done.returncode == 1 and f"Error: {tmp_path / 'gone'}: no such session folder" in done.stderr
+
+
+def test_on_a_terminal_a_progress_bar_shows_position_rate_and_percent(data_dir, handlers, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from recorder.sdk.command import replay_to_handler
+
+    monkeypatch.syspath_prepend(str(handlers))
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    code = replay_to_handler([data_dir / "1M0YDA9HNM2419"], "my_handlers:make_handler", streams=["eye-gaze"],
+                             end=1.0, console=console)
+    shown = screen.getvalue()
+    assert code == 0
+    assert "replay" in shown and "%" in shown and "/1.0 s" in shown and "callbacks/s" in shown
+    assert "1M0YDA9HNM2419: 30 callbacks" in shown

@@ -73,7 +73,7 @@ def replay_to_handler(paths: list[str | Path], handler: str, *, speed: float = 1
     except KeyboardInterrupt:
         interrupted = True
         source.stop()
-    console.print(summary(source, time.monotonic() - began, interrupted), soft_wrap=True, markup=False)
+    console.print(summary(source, time.monotonic() - began, interrupted), soft_wrap=True, markup=False, highlight=False)
     if interrupted:
         return 130
     return 1 if source.error is not None else 0
