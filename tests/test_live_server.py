@@ -15,7 +15,7 @@ import pytest
 import trio
 from server_support import PERIOD, get, make_windows, post_windows, stored_sequences
 
-from recorder import open_session
+from recorder import certs, open_session
 from recorder.process import ConfigurationError
 from recorder.sdk import StreamDataInterface
 from recorder.sdk.live import LiveSource
@@ -120,7 +120,7 @@ async def test_handlers_see_what_three_devices_store_and_feed_readers_see_it_too
     fleet = make_fleet(3, seed=SEED, profile="profile9")
     server = server_for(watcher, tmp_path, certs_dir, **LARGE)
     await trio.to_thread.run_sync(server.start)
-    ca_file = str(certs_dir / "root_ca.pem")
+    ca_file = str(certs_dir / certs.CA)
     readers = [LiveSource(server.url, everything.factory, ca_file=ca_file, **LARGE),
                LiveSource(server.url, one_device.factory, ca_file=ca_file, serials=[fleet[1].serial], **LARGE)]
     try:
@@ -246,3 +246,23 @@ def test_a_server_that_cannot_start_says_why(tmp_path, certs_dir):
         with pytest.raises(OSError):
             server.start()
         assert server.stop()  # nothing to stop: it says so without raising again
+
+
+async def test_feed_readers_of_a_recorder_that_verifies_clients_need_a_certificate(tmp_path, certs_dir):
+    server = RecorderServer(Watcher().factory, host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+                            certs_dir=certs_dir, verify_clients=True)
+    await trio.to_thread.run_sync(server.start)
+    ca_file = str(certs_dir / certs.CA)
+    try:
+        without = LiveSource(server.url, Watcher().factory, ca_file=ca_file).start()
+        assert await trio.to_thread.run_sync(without.join, 20)
+        assert "cert_file" in without.error and without.is_finished()
+        with_certificate = LiveSource(server.url, Watcher().factory, ca_file=ca_file,
+                                      cert_file=str(certs_dir / certs.DEVICE),
+                                      key_file=str(certs_dir / certs.DEVICE_KEY)).start()
+        assert await trio.to_thread.run_sync(with_certificate.wait_connected, 20)
+        assert with_certificate.error is None
+    finally:
+        await trio.to_thread.run_sync(server.stop)
+    assert await trio.to_thread.run_sync(with_certificate.join, 20)
+    assert with_certificate.error is None  # the recorder's stop ended the feed in good order

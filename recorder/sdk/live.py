@@ -217,6 +217,7 @@ class LiveSource:
         self._path = (parts.path if parts.path.rstrip("/") else FEED_PATH) + (
             "?" + urlencode([("serial", s) for s in serials]) if serials else "")
         self._context = None
+        self._presents_certificate = bool(cert_file)
         if parts.scheme == "https":
             self._context = ssl.create_default_context(cafile=ca_file)
             if not verify:
@@ -289,6 +290,12 @@ class LiveSource:
         except (OSError, http.client.HTTPException, ValueError, EOFError) as exc:
             if not self._stopping:
                 self.error = f"{type(exc).__name__}: {exc}"
+                refused = isinstance(exc, (http.client.RemoteDisconnected, ssl.SSLError, ConnectionResetError))
+                if refused and self._context is not None and not self._presents_certificate \
+                        and not self.connected.is_set():
+                    # TLS 1.3 tells a client without the certificate a server requires only by
+                    # closing the connection once the request is sent.
+                    self.error += " (a recorder that verifies clients needs cert_file and key_file)"
         finally:
             self.connected.set()
             self.handlers.close()
