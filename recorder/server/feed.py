@@ -14,6 +14,15 @@ a non-blocking put: a full queue drops that batch for that subscriber alone, cou
 subscriber and device (/status "feed", /metrics recorder_feed_*). The writer's thread never
 waits for a reader, and no reader's code runs on it.
 
+On the wire. GET /feed (every device) or /feed?serial=A&serial=B answers 200 with a chunked
+body that lasts while the recorder runs: frames of `RFD1`, the head's length (u32 LE), the
+body's length (u64 LE), a JSON head, the body. Heads have a "type": "hello" first; "session"
+(a device session this reader has not seen, with "device" and "session_id"); "calibration"
+(its body the session's calibration header as stored); "rows" ("stream", "rows"; its body an
+Arrow IPC stream of one batch); "ended" (the session was finalised); "dropped" ("device",
+"batches", "rows" this reader's queue could not take since the last such frame); "heartbeat"
+every few seconds of quiet; "end" last, when the recorder stops.
+
 Several processes. The hub is per process, and what it carries is self-contained: a FeedItem
 encodes to one frame (a JSON head naming the device, session and stream, then the rows as an
 Arrow IPC stream) and decodes back, so a frame can cross a process boundary as bytes. When
