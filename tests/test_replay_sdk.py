@@ -108,12 +108,10 @@ def test_three_devices_replay_in_broadcaster_time_order_near_the_true_clock(samp
             assert np.abs(device_t - truth).min() > 10**9
     assert np.all(np.diff(mapped) >= 0), "rows were not delivered in broadcaster-time order"
     for path, serial in zip(sample_sessions, serials, strict=True):  # and every row was delivered
-        for stream, kind in (("imu-left", "imu"), ("eye-gaze", "eye_gaze"), ("camera-rgb", "rgb")):
-            device_t, _ = timeline(path, stream)
-            left = log.times(kind, serial) if kind != "imu" else None
-            if left is not None:
-                assert left == device_t.tolist()
-        assert len(log.times("imu", serial)) == 3200
+        for stream, kind in (("eye-gaze", "eye_gaze"), ("camera-rgb", "rgb"), ("vio", "vio")):
+            assert log.times(kind, serial) == timeline(path, stream)[0].tolist()
+        both_imus = timeline(path, "imu-left")[0].tolist() + timeline(path, "imu-right")[0].tolist()
+        assert sorted(log.times("imu", serial)) == sorted(both_imus)
 
 
 def test_a_device_without_a_mapping_stays_on_its_clock_and_the_replay_says_so(sample_sessions, tmp_path):
@@ -192,12 +190,15 @@ def test_a_window_in_seconds_delivers_exactly_the_rows_inside_it(sample_sessions
     serial = recorder.open_session(receiver).serial
     first = min(timeline(p, "battery")[1].min() for p in sample_sessions)  # battery: the first row of each
     assert source.start_ns == first + 500_000_000 and source.end_ns == first + 1_250_000_000
-    for stream, kind in (("imu-left", None), ("eye-gaze", "eye_gaze"), ("camera-rgb", "rgb"), ("vio", "vio")):
+    def inside(stream: str) -> list[int]:
         device_t, mapped = timeline(receiver, stream)
-        inside = device_t[(mapped >= source.start_ns) & (mapped < source.end_ns)]
-        assert 0 < len(inside) < len(device_t)
-        if kind:
-            assert log.times(kind, serial) == inside.tolist()
+        kept = device_t[(mapped >= source.start_ns) & (mapped < source.end_ns)]
+        assert 0 < len(kept) < len(device_t)
+        return kept.tolist()
+
+    for stream, kind in (("eye-gaze", "eye_gaze"), ("camera-rgb", "rgb"), ("vio", "vio")):
+        assert log.times(kind, serial) == inside(stream)
+    assert sorted(log.times("imu", serial)) == sorted(inside("imu-left") + inside("imu-right"))
 
 
 def test_a_window_in_absolute_broadcaster_time(receiver):
@@ -375,3 +376,23 @@ def test_a_replay_gives_each_record_once_whole_as_sent(receiver):
     run(ReplaySourceConfig(receiver, speed_multiplier=0), sdi)  # slices cut records: they still come whole
     assert sorted(sequences) == sorted(sent) and got == sent
     assert len(ids) > 8
+
+
+def test_sessions_of_different_recordings_replay_without_their_gap(receiver, tmp_path):
+    from recorder.sim import sender
+
+    (other,) = make_fleet(1, seed=2, profile="mp_streaming_demo")
+    sender.write_fleet([other], tmp_path / "bodies", duration_s=1.0, batch_period_s=0.2)
+    lone = store_body(Store(tmp_path / "data", sync=False),
+                      json.loads((tmp_path / "bodies" / other.serial / "headers.json").read_text()),
+                      (tmp_path / "bodies" / other.serial / "body.srf").read_bytes())
+    log = Log()
+    began = time.monotonic()
+    source = run(ReplaySourceConfig([receiver, lone], speed_multiplier=1.0, streams=["eye-gaze"]), log.interface)
+    took = time.monotonic() - began
+    gap_s = (source.end_ns - source.start_ns) / 1e9
+    assert gap_s > 60  # the two clocks are minutes to hours apart
+    assert took < 4.5  # 2 s and 1 s of data, the time between them skipped
+    assert sorted(log.times("eye_gaze")) == sorted(timeline(receiver, "eye-gaze")[0].tolist()
+                                                   + timeline(lone, "eye-gaze")[0].tolist())
+    assert [w.split(" ")[0] for w in source.warnings] == [other.serial]

@@ -268,6 +268,14 @@ class ReplaySource:
             length = FIRST_SLICE_NS if slice_start == position else SLICE_NS
             slice_end = min(slice_start + length, self.end_ns)
             rows = read_slice(self.devices, slice_start, slice_end, self.end_ns)
+            if not len(rows.times):
+                # A gap: time when no device has data (sessions of different recordings) is
+                # skipped, by reading and by pacing alike.
+                following = self._next_active(slice_end)
+                if following > slice_end:
+                    anchor = (anchor[0], anchor[1] + following - slice_end)
+                slice_start = following
+                continue
             times = rows.times.tolist()
             for k, t in enumerate(times):
                 while True:  # until row k is due, or the replay is told otherwise
@@ -288,6 +296,13 @@ class ReplaySource:
             device.delivery.finish()
         self.position_ns = self.end_ns
         return None
+
+    def _next_active(self, t: int) -> int:
+        """t if a device's session spans it, else the next start of one (or the window's end)."""
+        spans = [d.timeline_span for d in self.devices if d.timeline_span is not None]
+        if any(first <= t <= last for first, last in spans):
+            return t
+        return min([first for first, _ in spans if first > t] + [self.end_ns])
 
     def _control(self) -> int | None:
         """Wait while paused; a seek's target, if one was asked for."""
