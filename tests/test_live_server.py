@@ -266,3 +266,26 @@ async def test_feed_readers_of_a_recorder_that_verifies_clients_need_a_certifica
         await trio.to_thread.run_sync(server.stop)
     assert await trio.to_thread.run_sync(with_certificate.join, 20)
     assert with_certificate.error is None  # the recorder's stop ended the feed in good order
+
+
+async def test_a_factory_that_fails_loses_the_handlers_data_not_the_recording(tmp_path, certs_dir, client_ssl, capfd):
+    def factory():
+        raise RuntimeError("no handler today")
+
+    fleet = make_fleet(2, seed=SEED + 3, profile="profile9")
+    server = RecorderServer(factory, host="127.0.0.1", port=0, data_dir=tmp_path / "data", certs_dir=certs_dir)
+    await trio.to_thread.run_sync(server.start)
+    try:
+        reports = await sender.stream_fleet(fleet, server.url, client_ssl, duration_s=1.0, batch_period_s=PERIOD,
+                                            fast=True)
+        assert [r.error for r in reports] == [None, None]
+    finally:
+        assert await trio.to_thread.run_sync(server.stop)
+    for device in fleet:
+        assert server.devices[device.serial]["errors"] > 0
+        assert server.devices[device.serial]["delivered_rows"] == 0
+        _, _, records = stored_counts(tmp_path / "data" / device.serial / device.session_id)
+        assert records == device.records_sent
+    err = capfd.readouterr().err
+    assert all(f"the handler factory failed for device {d.serial}" in err for d in fleet)
+    assert "no handler today" in err

@@ -97,7 +97,7 @@ class SessionHandler:
     def _deliver(self, item: FeedItem) -> None:
         delivery = self._delivery()
         if delivery is None:
-            self.queue.delivered(item, errors=1 if item.kind == ROWS else 0)
+            self.queue.undeliverable(item)
             return
         errors = delivery.errors
         if item.kind == ROWS:
@@ -112,10 +112,10 @@ class SessionHandler:
         if self.delivery is None and self.failed is None:
             try:
                 self.delivery = Delivery(self.factory(), self.serial, on_error=self.on_error)
-            except Exception as exc:  # user code: this session's data goes undelivered, counted
+            except Exception as exc:  # user code: this session's data goes undelivered, counted as errors
                 self.failed = f"{type(exc).__name__}: {exc}"
-                print(f"handler factory raised for device {self.serial}, session {self.session_id}; its data "
-                      f"is not delivered:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+                print(f"the handler factory failed for device {self.serial}, session {self.session_id}, so its "
+                      f"data is not delivered:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         return self.delivery
 
     def _finish(self) -> None:
@@ -184,8 +184,8 @@ class Handlers:
         return [handler.queue for handler in list(self.sessions.values())]
 
     def devices(self) -> dict[str, dict]:
-        """Per device serial: batches and rows delivered and dropped, callback errors (summed over
-        its sessions)."""
+        """Per device serial, summed over its sessions: batches and rows delivered and dropped;
+        errors: callbacks that raised, and batches lost to a factory that failed."""
         totals: dict[str, DeviceCounts] = {}
         for handler in list(self.sessions.values()):
             for serial, counts in list(handler.queue.devices.items()):

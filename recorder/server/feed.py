@@ -239,6 +239,12 @@ class FeedQueue:
                 counts.delivered_rows += item.rows
             counts.errors += errors
 
+    def undeliverable(self, item: FeedItem) -> None:
+        """A batch the reader took but had no handler for (its factory failed): an error."""
+        with self._ready:
+            if item.kind == ROWS:
+                self.counts(item.serial).errors += 1
+
     def unreported_drops(self) -> dict[str, DeviceCounts]:
         with self._ready:
             drops, self._unreported = self._unreported, {}
