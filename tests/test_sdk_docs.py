@@ -35,7 +35,7 @@ def test_the_replay_example_runs_as_written(tmp_path, capsys):
         os.chdir(before)
     assert namespace["source"].is_finished() and namespace["source"].error is None
     assert namespace["counts"] == {fleet[0].serial: 5, fleet[1].serial: 5, "1M0YDA9HNM2419": 10}
-    stored = {label: sum(recorder.open_session(p).table(label).num_rows for p in namespace["sessions"])
+    stored = {label: sum(recorder.open_session(tmp_path / p).table(label).num_rows for p in namespace["sessions"])
               for label in ("imu-left", "imu-right")}
     assert namespace["samples"] == stored and stored["imu-left"] > 0
     assert str(namespace["counts"]) in capsys.readouterr().out
