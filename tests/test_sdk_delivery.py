@@ -428,3 +428,21 @@ def test_raw_message_needs_enable_raw_stream(sample_receiver):
     interface.register_raw_message_callback(lambda message, offset: messages.append(message))
     deliver(sample_receiver, interface)
     assert messages == []
+
+
+def test_verbatim_records_and_raw_bodies_feed_no_callback(tmp_path):
+    encoder = Encoder()
+    body = encoder.opaque(0x9999, b"vendor-private bytes", 5_000) + encoder.samples(
+        "BARO", 0, {"timestamp_ns": np.array([6_000]), "pressure_pa": np.array([101_325.0]),
+                    "temperature_c": np.array([21.5])})
+    headers = {"device-serial": "1M0YTESTOPAQUE", "session-id": "0f0e0d0c-0b0a-4998-8776-655443322110"}
+    path = store_body(Store(tmp_path / "data", sync=False), headers, body)
+    recorded = Recorded(enable_raw_stream=True)
+    raw = []
+    recorded.interface.register_raw_message_callback(lambda message, offset: raw.append(message))
+    with recorder.open_session(path) as s:
+        assert "verbatim" in s.streams()
+    delivery = deliver(path, recorded.interface)
+    assert [(b.pressure, b.temperature) for (b,) in recorded.calls["barometer"]] == [(101_325.0, 21.5)]
+    assert [m.data for m in raw] == [body[len(body) - len(raw[0].data):]]  # the BARO record only
+    assert "verbatim" not in delivery.delivered

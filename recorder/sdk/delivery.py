@@ -8,14 +8,17 @@
 `batch` holds the stream's stored columns (Session.schema(stream).names, as storage writes
 them); camera and audio batches also hold a binary `data` column with each row's bytes (the
 decompressed blob). Replay and the live feed both deliver through this class. A batch is taken
-to hold whole records (as the decoder gives them): an IMU record split over two batches gives
-one imu_batch call, with the samples of the first (replay passes the rest as `following`).
+to hold whole records (as the decoder gives them): a sample record split over two batches gives
+one imu_batch call and one raw_message, with the samples of the first (replay passes the rest of
+a record its read cut as `following`).
 
 A callback that raises is reported through on_error(device_id, stream, timestamp_ns, exception)
 (by default one line on stderr) and delivery goes on, with that callback and every other: the
 vendor's SDK silently stops calling all of them instead. `delivered` counts callback calls per
 stream, `errors` the calls that raised, `skipped` camera frames that could not be decoded (see
-recorder.sdk.cameras). Not thread-safe: one Delivery is fed from one thread.
+recorder.sdk.cameras). Batches of verbatim records and raw bodies feed no callback and are
+ignored; a batch of any other columns no message has is a ValueError. Not thread-safe: one
+Delivery is fed from one thread.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .data import DeviceCalibration
 from .interface import StreamDataInterface
 from .raw import RawMessages
 from .rows import KINDS_OF, SAMPLE_ROWS, AudioRows, CameraRows, Event, ImuRows, Rows
-from .streams import AUDIO, CAMERA, message_of
+from .streams import AUDIO, CAMERA, UNDECODED, message_of
 
 CALIBRATION_STREAM = "calibration"  # the `stream` on_error names for device_calib
 
@@ -73,8 +76,11 @@ class Delivery:
         for i in range(len(prepared)):
             self.fire(stream, prepared.deliver(i))
 
-    def calibration(self, data: bytes) -> None:
-        """Fire device_calib with the calibration header's bytes."""
+    def calibration(self, data: bytes | None) -> None:
+        """Fire device_calib with the calibration header's bytes (None: the device sent none,
+        nothing fires)."""
+        if data is None:
+            return
         self._call("device_calib", (DeviceCalibration(bytes(data)),), CALIBRATION_STREAM, None)
 
     def finish(self) -> None:
@@ -91,6 +97,8 @@ class Delivery:
         if not batch.num_rows:
             return None
         message = self._message(stream, batch.schema)
+        if message == UNDECODED:  # verbatim records, raw bodies: no callback takes them
+            return None
         wanted = {k for k in KINDS_OF[message] if k in self.stream_data.callbacks}
         if not wanted and not self.wants_raw:
             return None

@@ -38,7 +38,7 @@ from ..reading import Session, open_session
 from .delivery import ErrorHandler
 from .interface import StreamDataInterface
 from .slices import ReplayDevice, read_slice
-from .streams import message_of
+from .streams import UNDECODED, message_of
 
 SLICE_NS = 10**9  # timeline read and merged at a time
 FIRST_SLICE_NS = SLICE_NS // 8  # shorter at a (re)start, so that the first rows come sooner
@@ -78,7 +78,8 @@ def _deliverable(session: Session) -> list[str]:
         except (pa.ArrowException, OSError, KeyError) as exc:
             raise ReplayError(f"cannot replay {session.path}: a stored stream cannot be read ({name}: {exc})") from None
         try:
-            message_of(name, schema)
+            if message_of(name, schema) == UNDECODED:
+                continue
         except ValueError:
             continue
         found.append(name)

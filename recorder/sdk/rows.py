@@ -14,7 +14,7 @@ import pyarrow as pa
 from . import data as d
 from .cameras import CameraImages
 from .raw import RawMessages
-from .streams import AUDIO, CAMERA, CAMERA_ID_KINDS, CAMERA_KINDS
+from .streams import AUDIO, CAMERA, CAMERA_ID_KINDS, CAMERA_KINDS, UNDECODED
 from .transforms import SE3
 
 Event = tuple[str, tuple, int]  # callback kind, its arguments, the row's timestamp_ns
@@ -315,5 +315,5 @@ KINDS_OF = {
     "TEMP": ("temperature",), "PPG": ("ppg",), "GNSS": ("gps",), "TIME_DOMAIN_MAPPING_EVENT": ("time_domain_mapping",),
     "BATTERY_STATUS": ("battery",), "MP_ET_RESULT": ("eye_gaze",), "MP_HT_RESULT": ("hand_pose",),
     "MP_VIO_RESULT": ("vio",), "MP_VIO_HIGH_FREQUENCY_POSE": ("vio_high_frequency",),
-    AUDIO: ("audio",), CAMERA: ("rgb", "slam", "et"),
+    AUDIO: ("audio",), CAMERA: ("rgb", "slam", "et"), UNDECODED: (),
 }

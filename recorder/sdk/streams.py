@@ -14,6 +14,7 @@ from ..storage.tables import MESSAGE_KEY
 
 CAMERA = "camera"
 AUDIO = "audio"
+UNDECODED = "undecoded"  # verbatim records and raw bodies: bytes kept as received, no callback
 _SCHEMA = load()
 CAMERA_KINDS = {  # message id of a frame -> the callback it feeds
     _SCHEMA.message("SLAM_CAMERA_FRAME").id: "slam",
@@ -25,8 +26,10 @@ _SAMPLE_FIELDS = {spec.name: {f.name for f in spec.fields} for spec in _SCHEMA.m
 
 
 def message_of(stream: str, schema: pa.Schema) -> str:
-    """CAMERA, AUDIO, or the name of the sample message (IMU_EVENT, MP_VIO_RESULT, ...)."""
+    """CAMERA, AUDIO, UNDECODED, or the name of the sample message (IMU_EVENT, MP_VIO_RESULT, ...)."""
     names = set(schema.names)
+    if {"reason", "body_offset"} <= names or {"chunk", "wall_time_ns"} <= names:
+        return UNDECODED
     if "camera_id" in names and "frame_number" in names:
         return CAMERA
     if "sample_rate_hz" in names and "channels" in names:
