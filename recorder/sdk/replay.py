@@ -105,8 +105,20 @@ class ReplaySource:
         self.speed = float(config.speed_multiplier)
         self.warnings: list[str] = []
         self._available: set[str] = set()
-        self.devices = [self._device(_open(p), stream_data) for p in paths]
-        self.start_ns, self.end_ns = self._window()
+        self.devices: list[ReplayDevice] = []
+        try:
+            for path in paths:
+                session = _open(path)
+                try:
+                    self.devices.append(self._device(session, stream_data))
+                except BaseException:
+                    session.close()
+                    raise
+            self.start_ns, self.end_ns = self._window()
+        except BaseException:
+            for device in self.devices:
+                device.session.close()
+            raise
         self.position_ns = self.start_ns
         self.loops = 0
         self.error: BaseException | None = None
