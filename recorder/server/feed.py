@@ -16,21 +16,23 @@ waits for a reader, and no reader's code runs on it.
 
 On the wire. GET /feed (every device) or /feed?serial=A&serial=B answers 200 with a chunked
 body that lasts while the recorder runs: frames of `RFD1`, the head's length (u32 LE), the
-body's length (u64 LE), a JSON head, the body. Heads have a "type": "hello" first; "session"
-(a device session this reader has not seen, with "device" and "session_id"); "calibration"
-(its body the session's calibration header as stored); "rows" ("stream", "rows"; its body an
-Arrow IPC stream of one batch); "ended" (the session was finalised); "dropped" ("device",
-"batches", "rows" this reader's queue could not take since the last such frame); "heartbeat"
-every few seconds of quiet; "end" last, when the recorder stops.
+body's length (u64 LE), a JSON head, the body. Heads have a "type": "hello" first; "session" (a
+device session begins or resumes, or was open when the reader came; "device", "session_id" name
+the session in this and the next three); "calibration" (its body the session's calibration
+header as stored); "rows" ("stream", "rows"; its body an Arrow IPC stream of one batch);
+"ended" (the session was finalised); "dropped" ("device", "batches", "rows" this reader's queue
+could not take since the last such frame); "heartbeat" every few seconds of quiet; "end" last,
+when the recorder stops.
 
 Several processes. The hub is per process, and what it carries is self-contained: a FeedItem
 encodes to one frame (a JSON head naming the device, session and stream, then the rows as an
 Arrow IPC stream) and decodes back, so a frame can cross a process boundary as bytes. When
-ingest runs in several worker processes, each owning whole sessions, each worker keeps its hub
-and forwards frames to the process that serves /feed, whose hub takes them with publish() of
-FeedItem.from_frame(): the endpoint merges the workers' feeds, subscribers and their counts stay
-in one place, and a worker's forwarding is one more bounded subscriber of its own hub, so a
-stalled endpoint drops frames instead of stalling a worker.
+ingest runs in several worker processes (not yet: today one process does it all), each owning
+whole sessions, each worker keeps its hub and forwards frames to the process that serves /feed,
+whose hub takes them with publish() of FeedItem.from_frame(): the endpoint merges the workers'
+feeds, subscribers and their counts stay in one place, and a worker's forwarding is one more
+bounded subscriber of its own hub, so a stalled endpoint drops frames instead of stalling a
+worker.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ CONTENT_TYPE = "application/vnd.recorder.feed"
 MAGIC = b"RFD1"
 PREFIX = struct.Struct("<4sIQ")
 # Kinds of items: stored rows; a session's calibration header (as stored, byte for byte); a
-# session seen for the first time by this subscriber; a session finalised. Only rows are ever
+# session that begins or resumes (or is open when a subscriber comes); a session finalised. Only rows are ever
 # dropped: the others are rare and tiny, and a reader needs them to know where data belongs.
 ROWS, CALIBRATION, SESSION, ENDED = "rows", "calibration", "session", "ended"
 # Frames a GET /feed connection gets besides items: the first one, periodic ones while nothing
