@@ -289,7 +289,7 @@ def recover(path):
               help="Give up on a server that takes no data, or gives no answer, for this many seconds.")
 @click.option("--handler", metavar="MODULE:FACTORY",
               help="Replay into the SDK callbacks of FACTORY(), called once per device to make its "
-                   "StreamDataInterface (MODULE importable, e.g. from PYTHONPATH).")
+                   "StreamDataInterface (MODULE in the current folder or on PYTHONPATH).")
 @click.option("--start", type=float, metavar="S", help="With --handler: start S seconds into the timeline.")
 @click.option("--end", type=float, metavar="S", help="With --handler: end S seconds into the timeline.")
 @click.option("--streams", metavar="A,B", help="With --handler: only these streams (e.g. camera-rgb,imu-left).")

@@ -96,6 +96,15 @@ def test_the_dataset_example_runs(workspace, capsys):
         assert path.parent.name in printed and path.name in printed
 
 
+def test_the_replay_example_runs(workspace):
+    folder, sessions = workspace
+    (block,) = [b for b in python_blocks() if "create_replay_source(" in b]
+    namespace = run_block(block, folder)
+    rgb_frames = {path.parent.name: 5 for path in sessions}  # profile9: 5 fps, 1 s per device
+    assert namespace["counts"] == rgb_frames
+    assert namespace["samples"]["imu-left"] == namespace["samples"]["imu-right"] == 800 * len(sessions)
+
+
 def test_the_decoding_example_runs(capsys):
     (block,) = [b for b in python_blocks() if "Decoder()" in b]
     namespace = run_block(block, ROOT)
@@ -193,7 +202,7 @@ def test_every_command_line_of_the_readme_runs(tmp_path):
     assert {line.split()[1] for line in lines} >= {"certs", "serve", "simulate", "ls", "info", "recover"}
     env = {**os.environ, "HOME": str(tmp_path), "SECRET": "s3cret",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    ports = {name: str(free_port()) for name in ("6768", "1935", "1936", "8080")}
+    ports = {name: str(free_port()) for name in ("6768", "6769", "1935", "1936", "8080")}
     device = ROOT / "sample_data" / "1M0YDA9HNM2419"
     headers = json.loads((device / "headers.json").read_text())
     store_body_of(tmp_path / "data", headers, (device / "body.srf").read_bytes())
@@ -224,13 +233,16 @@ def test_every_command_line_of_the_readme_runs(tmp_path):
         console = server.communicate(timeout=120)[0]
         assert server.returncode == 0, console
 
-    for line in [concrete(line) for line in lines if not line.startswith("recorder simulate")]:
+    (tmp_path / "my_handlers.py").write_text(HANDLERS)
+    needs_servers = ("recorder simulate", "recorder replay")
+    for line in [concrete(line) for line in lines if not line.startswith(needs_servers)]:
         if line.startswith("recorder serve"):
             stop(start(line))
         else:
             run(line)
     servers = [start(f"recorder serve --port {ports['6768']} --rtmp-port 0"),
-               start(f"recorder serve --plain-http --port {ports['8080']} --rtmp-port 0 --data-dir plain")]
+               start(f"recorder serve --plain-http --port {ports['8080']} --rtmp-port 0 --data-dir plain"),
+               start(f"recorder serve --port {ports['6769']} --rtmp-port 0 --data-dir copy")]
     try:
         simulations = [subprocess.Popen(["bash", "-c", concrete(line)], cwd=tmp_path, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -238,12 +250,26 @@ def test_every_command_line_of_the_readme_runs(tmp_path):
         for simulation in simulations:
             output = simulation.communicate(timeout=180)[0]
             assert simulation.returncode == 0, output
+        replays = [run(concrete(line)) for line in lines if line.startswith("recorder replay")]
     finally:
         for server in servers:
             stop(server)
     assert len(list((tmp_path / "capture").iterdir())) == 2
     assert "4 sessions of 4 devices" in run("recorder ls data")
     assert "2 sessions of 1 device " in run("recorder ls plain")  # seed 0 twice: one device, two runs
+    assert "4 sessions of 4 devices" in run("recorder ls copy")  # replayed --to the second recorder
+    assert len(replays) == 3 and "imu-left" in replays[0]
+
+
+# The factory the README's replay commands name, as a user would save it beside the data.
+HANDLERS = """
+from recorder.sdk import StreamDataInterface
+
+def make_handler():
+    handler = StreamDataInterface()
+    handler.register_imu_callback(lambda motion, label: None)
+    return handler
+"""
 
 
 def store_body_of(data_dir: Path, headers: dict, body: bytes) -> Path:

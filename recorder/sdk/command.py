@@ -10,6 +10,8 @@ device's folder).
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +30,15 @@ def load_factory(spec: str) -> Callable:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ReplayError(f"--handler {spec!r}: expected MODULE:FACTORY, e.g. my_handlers:make_handler")
+    # The current folder is searched first, as `python -m` and uvicorn do: a handler saved
+    # beside the data is found without setting PYTHONPATH.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         value = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ReplayError(f"--handler {spec!r}: cannot import {module_name} ({exc}); is its folder on PYTHONPATH?") from None
+        raise ReplayError(f"--handler {spec!r}: cannot import {module_name} ({exc}); is it in the current folder "
+                          f"or its folder on PYTHONPATH?") from None
     for part in attribute.split("."):
         if not hasattr(value, part):
             raise ReplayError(f"--handler {spec!r}: {module_name} has no {attribute}")
