@@ -56,7 +56,7 @@ def workspace(tmp_path_factory) -> tuple[Path, list[Path]]:
 
 
 def run_block(block: str, cwd: Path, namespace: dict | None = None) -> dict:
-    namespace = dict(namespace or {})
+    namespace = {} if namespace is None else namespace
     before = Path.cwd()
     os.chdir(cwd)
     try:
@@ -282,3 +282,58 @@ def store_body_of(data_dir: Path, headers: dict, body: bytes) -> Path:
     writer.end_request(decoder.counters, time.time_ns())
     writer.close()
     return store.session_path(headers["device-serial"], headers["session-id"])
+
+
+def test_the_live_examples_run(tmp_path):
+    """Both blocks as scripts a user would run, in a fresh home (a free port for 6768): the
+    RecorderServer block as written; then the LiveSource block, with the first block's factory,
+    against a `recorder serve` while the simulator streams to it, until the recorder stops."""
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(BIN / "recorder"), "certs", "init"], check=True, capture_output=True, env=env)
+    server_block, source_block = [b for b in python_blocks() if "RecorderServer(" in b or "LiveSource(" in b]
+    report = "\nimport json\nprint('FRAMES=' + json.dumps(frames))\n"
+
+    def frames_of(output: str) -> dict:
+        return json.loads(re.search(r"^FRAMES=(.*)$", output, flags=re.M).group(1))
+
+    port = str(free_port())
+    done = subprocess.run([sys.executable, "-c", server_block.replace("6768", port) + report], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    serials = {path.parent.name for path in (tmp_path / "data").glob("*/*")}
+    assert len(serials) == 2 and frames_of(done.stdout) == {serial: 10 for serial in serials}  # 5 fps, 2 s
+
+    port = str(free_port())
+    definitions = server_block[:server_block.index("with RecorderServer(")]
+    server = subprocess.Popen([str(BIN / "recorder"), "serve", "--port", port, "--rtmp-port", "0", "--data-dir",
+                               "feed"], cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(int(port), server)
+        reader = subprocess.Popen([sys.executable, "-c", definitions + source_block.replace("6768", port) + report],
+                                  cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not feed_subscribers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        subprocess.run([str(BIN / "recorder"), "simulate", "--duration", "2", "--url", f"https://localhost:{port}",
+                        "--no-verify-server-certs"], check=True, capture_output=True, timeout=120, env=env)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=120)
+    output, errors = reader.communicate(timeout=120)
+    assert reader.returncode == 0, errors
+    (serial,) = {path.parent.name for path in (tmp_path / "feed").glob("*/*")}
+    assert frames_of(output) == {serial: 10}
+
+
+def feed_subscribers(port: str) -> list:
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/status", context=context, timeout=5) as answer:
+            return json.loads(answer.read()).get("feed", {}).get("subscribers", [])
+    except OSError:
+        return []
