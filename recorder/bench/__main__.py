@@ -6,9 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder, ingest, rtmp, storage
+from . import decoder, ingest, replay, rtmp, storage
 
-SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run}
+SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run,
+            "replay": replay.run}
 
 
 def main(argv: list[str]) -> int:
