@@ -13,6 +13,7 @@ back through TCP, and the lag shows it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -117,6 +118,52 @@ async def replay(device: Replayed, url: str, paced: bool, ssl_context=None) -> N
         await conn.aclose()
 
 
+def profile9_windows(seconds: float = SECONDS) -> tuple[list[bytes], int, dict[str, str]]:
+    """One simulated profile9 device (one sample per message): its bodies, one per PERIOD, the
+    records they carry and its headers, for Replayed devices to send under their own identities."""
+    device = make_fleet(1, seed=2, profile="profile9", one_sample_per_message=True)[0]
+    windows = [device.window(k * PERIOD, (k + 1) * PERIOD) for k in range(round(seconds / PERIOD))]
+    return windows, device.records_sent, device.headers()
+
+
+def stream_devices(devices: list[Replayed], url: str, paced: bool, ssl_context=None) -> None:
+    """Every device at once, each on its own connection; returns when all have been answered."""
+    async def all_devices():
+        async with trio.open_nursery() as nursery:
+            for d in devices:
+                nursery.start_soon(replay, d, url, paced, ssl_context)
+
+    trio.run(all_devices)
+
+
+@contextlib.contextmanager
+def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = None):
+    """`recorder serve` as a subprocess on a free loopback port, its data (and certificates) under
+    folder. Yields (the process, its base URL, the client's SSL context or None) once /healthz
+    answers; stopped (SIGTERM: every session is finalised) on the way out."""
+    port = free_port()
+    args = [sys.executable, "-m", "recorder.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--data-dir", f"{folder}/data", "--session-grace", "3600", "--rtmp-port", "0"]
+    ssl_context = None
+    if tls:
+        certs.init(folder / "certs")
+        args += ["--certs-dir", f"{folder}/certs"]
+        ssl_context = sender.client_ssl_context(f"{folder}/certs/{certs.CA}")
+    else:
+        args.append("--plain-http")
+    if blob_level is not None:
+        args += ["--blob-level", str(blob_level)]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    try:
+        wait_for("the server's /healthz", lambda: urllib.request.urlopen(
+            f"{base}/healthz", timeout=1, context=ssl_context), 30, server=server)
+        yield server, base, ssl_context
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+
+
 def stored_records(base: str, ssl_context) -> dict[str, int]:
     with urllib.request.urlopen(f"{base}/status", timeout=30, context=ssl_context) as r:
         return {s["device"]: s["records"] for s in json.load(r)["sessions"]}
@@ -124,41 +171,16 @@ def stored_records(base: str, ssl_context) -> dict[str, int]:
 
 def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced: bool, *,
                 tls: bool = False, blob_level: int | None = None) -> dict:
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
-        port = free_port()
-        args = [sys.executable, "-m", "recorder.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--data-dir", f"{tmp}/data", "--session-grace", "3600", "--rtmp-port", "0"]
-        ssl_context = None
-        if tls:
-            certs.init(Path(tmp) / "certs")
-            args += ["--certs-dir", f"{tmp}/certs"]
-            ssl_context = sender.client_ssl_context(f"{tmp}/certs/{certs.CA}")
-        else:
-            args.append("--plain-http")
-        if blob_level is not None:
-            args += ["--blob-level", str(blob_level)]
-        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        scheme = "https" if tls else "http"
-        try:
-            wait_for("the server's /healthz", lambda: urllib.request.urlopen(
-                f"{scheme}://127.0.0.1:{port}/healthz", timeout=1, context=ssl_context), 30, server=server)
-            devices = [Replayed(windows, records, headers, i) for i in range(n)]
-            cpu_before = _cpu_seconds(server.pid)
-
-            async def all_devices():
-                async with trio.open_nursery() as nursery:
-                    for d in devices:
-                        nursery.start_soon(replay, d, f"{scheme}://127.0.0.1:{port}/", paced, ssl_context)
-
-            started, sender_before = time.perf_counter(), time.process_time()
-            trio.run(all_devices)
-            elapsed = time.perf_counter() - started
-            cpu = _cpu_seconds(server.pid) - cpu_before
-            sender_cpu = time.process_time() - sender_before
-            stored = stored_records(f"{scheme}://127.0.0.1:{port}", ssl_context)
-        finally:
-            server.terminate()
-            server.wait(timeout=120)
+    with tempfile.TemporaryDirectory(dir=".") as tmp, \
+            recorder_serve(Path(tmp), tls=tls, blob_level=blob_level) as (server, base, ssl_context):
+        devices = [Replayed(windows, records, headers, i) for i in range(n)]
+        cpu_before = cpu_seconds(server.pid)
+        started, sender_before = time.perf_counter(), time.process_time()
+        stream_devices(devices, f"{base}/", paced, ssl_context)
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(server.pid) - cpu_before
+        sender_cpu = time.process_time() - sender_before
+        stored = stored_records(base, ssl_context)
     sent_bytes = n * sum(map(len, windows))
     lost = sum(max(0, records - stored.get(d.serial, 0)) for d in devices)
     lag = max(d.lag for d in devices)
@@ -186,7 +208,8 @@ def wait_for(what: str, check, timeout: float, **processes: subprocess.Popen):
         time.sleep(0.1)
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, every thread) a process has used so far, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -213,9 +236,7 @@ def sustained_devices(windows, records, headers, label: str, *, start: int = 1, 
 
 
 def run() -> dict:
-    device = make_fleet(1, seed=2, profile="profile9", one_sample_per_message=True)[0]
-    windows = [device.window(k * PERIOD, (k + 1) * PERIOD) for k in range(int(SECONDS / PERIOD))]
-    records, headers = device.records_sent, device.headers()
+    windows, records, headers = profile9_windows()
     per_device = sum(map(len, windows)) / SECONDS / 1e6
     print(f"one profile9 device, one sample per message: {records / SECONDS:.0f} records/s, {per_device:.1f} MB/s")
     ceiling = loopback_ceiling()
