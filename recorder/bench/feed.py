@@ -1,0 +1,281 @@
+"""The live feed's cost to the recorder: `recorder serve`'s own CPU while simulated profile9
+devices stream at real-time pace (as in the ingest section), without a subscriber and with one
+reading GET /feed, in the same run, with the same devices and bytes.
+
+    python -m recorder.bench.feed [--devices 3] [--seconds 4] [--repeats 3]   (or `python -m recorder.bench feed`)
+
+Method. Each run starts a fresh recorder (TLS, as devices and feed readers use by default) and
+replays the same pre-generated bodies under the same serials and sessions. The recorder's CPU
+is read from its own /proc entry (every thread) from just before the devices start until
+SETTLE_S after the last one was answered: by then every session has flushed and its last
+batches have gone out on the feed, so the window holds all the work the data caused in both
+conditions. Runs alternate (without, with; then with, without; ...) so that a drift of the
+machine weighs on both; the figures are medians over the repeats.
+
+The subscriber is a separate process reading GET /feed raw: it parses every frame and counts
+rows from the frame heads, without decoding the Arrow batches or calling handlers. What the
+recorder does for a subscriber (encode each batch once, queue it, write it to the connection)
+does not depend on what the reader does with the bytes, so the lightest reader measures that
+cost best: on two shared cores, a LiveSource whose handler turns every row into the vendor's
+objects would compete with the recorder for CPU, and a reader that falls behind makes the
+recorder drop batches for it, which would make the feed look cheaper than it is. The reader's
+CPU is measured from its own /proc entry and shown apart, never counted as the recorder's.
+"Dropped" is what the recorder reports it could not queue for the subscriber (/status "feed")
+and what the reader was told in `dropped` frames; "complete" is the reader having received
+every row the recorder published and the feed's end frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .. import certs
+from ..server.feed import DROPPED, END, FEED_PATH, HELLO, ROWS, read_frame
+from .ingest import PERIOD, Replayed, cpu_seconds, profile9_windows, recorder_serve, stream_devices
+
+DEVICES = 3
+SECONDS = 4.0
+REPEATS = 3
+# After the last device was answered: time for the feed to send the batches of the last flush.
+SETTLE_S = 1.0
+AIM = 0.10  # the feed should cost the recorder under 10 % more CPU per device
+READER_TIMEOUT_S = 30.0
+
+
+# -- the subscriber (a process of its own) -------------------------------------------------------
+
+
+def read_feed(url: str, ca_file: str | None) -> dict:
+    """Read a recorder's GET /feed until its end frame, counting what came. Prints `subscribed`
+    once the recorder has answered (it subscribes the reader before its hello frame)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=READER_TIMEOUT_S,
+                                                 context=ssl.create_default_context(cafile=ca_file))
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=READER_TIMEOUT_S)
+    counts = {"frames": 0, "bytes": 0, "batches": 0, "rows": 0, "rows_per_device": {},
+              "dropped_batches": 0, "dropped_rows": 0, "ended": False, "error": None}
+    try:
+        connection.request("GET", FEED_PATH)
+        response = connection.getresponse()
+        if response.status != 200:
+            raise ConnectionError(f"GET {FEED_PATH} answered {response.status} {response.reason}")
+
+        def read_exactly(n: int) -> bytes:
+            pieces, left = [], n
+            while left and (piece := response.read(left)):
+                pieces.append(piece)
+                left -= len(piece)
+            counts["bytes"] += n - left
+            return b"".join(pieces)
+
+        while (frame := read_frame(read_exactly)) is not None:
+            head, _ = frame
+            counts["frames"] += 1
+            kind = head["type"]
+            if kind == HELLO:
+                print("subscribed", flush=True)
+            elif kind == ROWS:
+                counts["batches"] += 1
+                counts["rows"] += head["rows"]
+                per_device = counts["rows_per_device"]
+                per_device[head["device"]] = per_device.get(head["device"], 0) + head["rows"]
+            elif kind == DROPPED:
+                counts["dropped_batches"] += head["batches"]
+                counts["dropped_rows"] += head["rows"]
+            elif kind == END:
+                counts["ended"] = True
+                break
+    except (OSError, http.client.HTTPException, ValueError, EOFError) as exc:
+        counts["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+    return counts
+
+
+class FeedReader:
+    """read_feed() in a subprocess, subscribed once start() returns."""
+
+    def __init__(self, base: str, ca_file: Path | None):
+        args = [sys.executable, "-m", "recorder.bench.feed", "--read", base]
+        if ca_file is not None:
+            args += ["--ca-file", str(ca_file)]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def start(self) -> FeedReader:
+        line = self.process.stdout.readline()  # "subscribed", or nothing if it failed
+        if line.strip() != "subscribed":
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise RuntimeError(f"the feed reader did not subscribe: {line.strip()} {err.strip()}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def result(self) -> dict:
+        """Its counts, once the recorder has stopped (which ends the feed)."""
+        out, err = self.process.communicate(timeout=READER_TIMEOUT_S)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"the feed reader exited with {self.process.returncode}: {err.strip()}")
+        return json.loads(out)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def feed_status(base: str, ssl_context) -> tuple[dict[str, int], dict]:
+    """Records stored per device, and the /status "feed" section."""
+    with urllib.request.urlopen(f"{base}/status", timeout=30, context=ssl_context) as r:
+        status = json.load(r)
+    return {s["device"]: s["records"] for s in status["sessions"]}, status["feed"]
+
+
+def run_once(n: int, windows: list[bytes], records: int, headers: dict, *, subscribed: bool) -> dict:
+    """n devices at real-time pace into a fresh recorder, with one feed subscriber or none."""
+    data_seconds = len(windows) * PERIOD
+    reader = None
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        try:
+            with recorder_serve(Path(tmp), tls=True) as (server, base, ssl_context):
+                if subscribed:
+                    # recorder_serve keeps the certificates it made under the folder's certs/.
+                    reader = FeedReader(base, Path(tmp) / "certs" / certs.CA).start()
+                devices = [Replayed(windows, records, headers, i) for i in range(n)]
+                server_before = cpu_seconds(server.pid)
+                reader_before = cpu_seconds(reader.pid) if reader else 0.0
+                stream_devices(devices, f"{base}/", True, ssl_context)
+                time.sleep(SETTLE_S)
+                server_cpu = cpu_seconds(server.pid) - server_before
+                reader_cpu = cpu_seconds(reader.pid) - reader_before if reader else 0.0
+                stored, feed = feed_status(base, ssl_context)
+            received = reader.result() if reader else None
+        finally:
+            if reader:
+                reader.kill()
+    published_rows = sum(c["rows"] for c in feed["published"].values())
+    gigabytes = n * sum(map(len, windows)) / 1e9
+    result = {
+        "subscribed": subscribed, "devices": n, "device_seconds": n * data_seconds, "gigabytes": gigabytes,
+        "server_cpu_s": server_cpu, "cpu_per_device_second": server_cpu / (n * data_seconds),
+        "cpu_per_gb": server_cpu / gigabytes, "max_lag_s": max(d.lag for d in devices),
+        "lost_records": sum(max(0, records - stored.get(d.serial, 0)) for d in devices),
+        "published_rows": published_rows,
+    }
+    if received is not None:
+        # Only a subscriber makes the recorder hold rows for the feed, so drops exist only here.
+        recorder_dropped = sum(counts["dropped_rows"] for s in feed["subscribers"] for counts in s["devices"].values())
+        recorder_dropped += sum(c["rows"] for c in feed["dropped_before_publishing"].values())
+        result.update({
+            "reader_cpu_s": reader_cpu, "feed_mb": received["bytes"] / 1e6, "received_rows": received["rows"],
+            "dropped_rows": max(recorder_dropped, received["dropped_rows"]),
+            "complete": received["ended"] and received["error"] is None and received["rows"] >= published_rows,
+            "reader_error": received["error"],
+        })
+    return result
+
+
+def measure(devices: int = DEVICES, seconds: float = SECONDS, repeats: int = REPEATS,
+            on_run=None) -> dict:
+    """`repeats` runs each way, alternating which comes first; medians and the ratio."""
+    windows, records, headers = profile9_windows(seconds)
+    runs = []
+    for k in range(repeats):
+        for subscribed in ((False, True) if k % 2 == 0 else (True, False)):
+            runs.append(run_once(devices, windows, records, headers, subscribed=subscribed))
+            if on_run:
+                on_run(runs[-1])
+    without = [r for r in runs if not r["subscribed"]]
+    with_one = [r for r in runs if r["subscribed"]]
+
+    def median(group, key):
+        return statistics.median(r[key] for r in group)
+
+    figures = {
+        "devices": devices, "seconds": len(windows) * PERIOD, "repeats": repeats, "tls": True,
+        "per_device_mb_per_s": sum(map(len, windows)) / (len(windows) * PERIOD) / 1e6,
+        "subscriber": "separate process, raw GET /feed reader (frames parsed, rows counted from heads)",
+        "runs": runs,
+        "without": {"cpu_per_device_second": median(without, "cpu_per_device_second"),
+                    "cpu_per_gb": median(without, "cpu_per_gb")},
+        "with_one_subscriber": {"cpu_per_device_second": median(with_one, "cpu_per_device_second"),
+                                "cpu_per_gb": median(with_one, "cpu_per_gb"),
+                                "reader_cpu_per_device_second": statistics.median(
+                                    r["reader_cpu_s"] / r["device_seconds"] for r in with_one)},
+        "dropped_rows": sum(r["dropped_rows"] for r in with_one),
+        "complete": all(r["complete"] for r in with_one),
+        "sustained": all(r["lost_records"] == 0 and r["max_lag_s"] < 1.0 for r in runs),
+        "aim": AIM,
+    }
+    base = figures["without"]["cpu_per_device_second"]
+    figures["extra_cpu_ratio"] = figures["with_one_subscriber"]["cpu_per_device_second"] / base - 1 if base else None
+    return figures
+
+
+def describe(run: dict) -> str:
+    line = (f"{'with one subscriber' if run['subscribed'] else 'no subscriber      '}: "
+            f"recorder {run['server_cpu_s']:6.2f} CPU s = {run['cpu_per_device_second']:.3f} s per device-second, "
+            f"{run['cpu_per_gb']:5.1f} s per GB; max lag {run['max_lag_s']:.2f} s, lost {run['lost_records']}")
+    if run["subscribed"]:
+        line += (f"; reader {run['reader_cpu_s']:.2f} CPU s (not counted), {run['feed_mb']:.0f} MB, "
+                 f"{run['received_rows']} of {run['published_rows']} rows, dropped {run['dropped_rows']}")
+    return line
+
+
+def run(devices: int = DEVICES, seconds: float = SECONDS, repeats: int = REPEATS) -> dict:
+    print(f"{devices} profile9 devices (one sample per message) over TLS, {seconds:g} s at real-time pace, "
+          f"{repeats} runs each way, a fresh recorder per run; the subscriber is a separate process reading "
+          f"GET /feed raw, its CPU shown apart")
+    figures = measure(devices, seconds, repeats, on_run=lambda r: print("  " + describe(r), flush=True))
+    without, with_one = figures["without"], figures["with_one_subscriber"]
+    ratio = figures["extra_cpu_ratio"]
+    print(f"recorder CPU per device-second (median): {without['cpu_per_device_second']:.3f} s without a subscriber, "
+          f"{with_one['cpu_per_device_second']:.3f} s with one: {ratio:+.1%} "
+          f"(aim: under {AIM:.0%} more) -> {'met' if ratio < AIM else 'NOT met'}")
+    print(f"recorder CPU per GB received (median): {without['cpu_per_gb']:.1f} s without, "
+          f"{with_one['cpu_per_gb']:.1f} s with one subscriber")
+    print(f"the subscriber: {'received every published row' if figures['complete'] else 'did NOT receive every row'}, "
+          f"dropped {figures['dropped_rows']} rows; its own CPU {with_one['reader_cpu_per_device_second']:.3f} s per "
+          f"device-second (not counted above)")
+    if not figures["sustained"]:
+        print("warning: some run lost records or lagged over 1 s: the machine could not keep up, so the CPU "
+              "figures are not those of a recorder keeping pace")
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recorder.bench.feed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=DEVICES)
+    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--read", metavar="URL", help="be the subscriber: read URL's feed, print counts as JSON")
+    parser.add_argument("--ca-file", help="with --read: the recorder's CA certificate")
+    args = parser.parse_args(argv)
+    if args.read:
+        counts = read_feed(args.read, args.ca_file)
+        print(json.dumps(counts), flush=True)
+        return 0
+    run(args.devices, args.seconds, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

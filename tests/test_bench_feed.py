@@ -1,0 +1,28 @@
+"""The feed section in its shortest form: one device for one second, once without a subscriber
+and once with one. Figures are checked for presence and sense, never against a time."""
+
+from __future__ import annotations
+
+import math
+
+from recorder.bench import feed
+
+
+def test_feed_section_measures_the_recorder_with_and_without_a_subscriber(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # each run's data folder is made in the current folder
+    figures = feed.run(devices=1, seconds=1, repeats=1)
+    out = capsys.readouterr().out
+
+    without, subscribed = figures["runs"]
+    assert (without["subscribed"], subscribed["subscribed"]) == (False, True)
+    for run in (without, subscribed):
+        assert run["device_seconds"] == 1 and run["lost_records"] == 0
+        assert run["server_cpu_s"] > 0 and math.isfinite(run["cpu_per_device_second"]) and run["cpu_per_gb"] > 0
+        assert run["published_rows"] > 0 or not run["subscribed"]
+    assert subscribed["complete"] and subscribed["reader_error"] is None
+    assert subscribed["received_rows"] == subscribed["published_rows"]
+    assert subscribed["dropped_rows"] == 0 and figures["dropped_rows"] == 0
+    assert subscribed["feed_mb"] > 0 and subscribed["reader_cpu_s"] >= 0
+    assert math.isfinite(figures["extra_cpu_ratio"])
+    assert "aim: under 10% more" in out and "received every published row" in out
+    assert list(tmp_path.iterdir()) == []  # the runs clean up after themselves
