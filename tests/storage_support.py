@@ -195,3 +195,15 @@ def sequences(expected: Expected) -> np.ndarray:
     seqs = [p[2] for parts in expected.samples.values() for p in parts]
     seqs += [np.array([b.sequence for b, _ in items], np.uint64) for items in expected.blobs.values()]
     return np.unique(np.concatenate(seqs))
+
+
+def store_body(store, headers: dict, body: bytes):
+    """One whole body as one request of a session, stored as the server stores it; its folder."""
+    writer = store.open_writer(headers["device-serial"], headers["session-id"])
+    writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
+    decoder = Decoder()
+    writer.write(decoder.feed(body))
+    writer.write(decoder.close())
+    writer.end_request(decoder.counters, time.time_ns())
+    writer.close()
+    return store.session_path(headers["device-serial"], headers["session-id"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -17,25 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from storage_support import store_body
 
 import recorder
 from recorder.storage import Store
-from recorder.wire import Decoder
 from recorder.wire.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample_data").glob("1M0Y*"))
-
-
-def store_body(store: Store, headers: dict, body: bytes) -> Path:
-    writer = store.open_writer(headers["device-serial"], headers["session-id"])
-    writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
-    decoder = Decoder()
-    writer.write(decoder.feed(body))
-    writer.write(decoder.close())
-    writer.end_request(decoder.counters, time.time_ns())
-    writer.close()
-    return store.session_path(headers["device-serial"], headers["session-id"])
 
 
 @pytest.fixture(scope="module")

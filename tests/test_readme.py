@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from storage_support import store_body
 
 import recorder
 from recorder.sim import sender
@@ -43,7 +44,7 @@ def store_sessions(data_dir: Path, devices: int = 2, duration_s: float = 1.0) ->
     fleet = make_fleet(devices, seed=5, profile="profile9")
     bodies = data_dir.parent / "bodies"
     sender.write_fleet(fleet, bodies, duration_s=duration_s, batch_period_s=0.2)
-    return [store_body_of(data_dir, json.loads((bodies / device.serial / "headers.json").read_text()),
+    return [store_body(Store(data_dir, sync=False), json.loads((bodies / device.serial / "headers.json").read_text()),
                           (bodies / device.serial / "body.srf").read_bytes()) for device in fleet]
 
 
@@ -205,7 +206,7 @@ def test_every_command_line_of_the_readme_runs(tmp_path):
     ports = {name: str(free_port()) for name in ("6768", "6769", "1935", "1936", "8080")}
     device = ROOT / "sample_data" / "1M0YDA9HNM2419"
     headers = json.loads((device / "headers.json").read_text())
-    store_body_of(tmp_path / "data", headers, (device / "body.srf").read_bytes())
+    store_body(Store(tmp_path / "data", sync=False), headers, (device / "body.srf").read_bytes())
 
     def concrete(line: str) -> str:
         for port, free in ports.items():
@@ -270,18 +271,6 @@ def make_handler():
     handler.register_imu_callback(lambda motion, label: None)
     return handler
 """
-
-
-def store_body_of(data_dir: Path, headers: dict, body: bytes) -> Path:
-    store = Store(data_dir, sync=False)
-    writer = store.open_writer(headers["device-serial"], headers["session-id"])
-    writer.begin_request(headers, "127.0.0.1:1", time.time_ns())
-    decoder = Decoder()
-    writer.write(decoder.feed(body))
-    writer.write(decoder.close())
-    writer.end_request(decoder.counters, time.time_ns())
-    writer.close()
-    return store.session_path(headers["device-serial"], headers["session-id"])
 
 
 def test_the_live_examples_run(tmp_path):

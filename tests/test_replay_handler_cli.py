@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_reading import store_body
+from storage_support import store_body
 
 import recorder
 from recorder.storage import Store

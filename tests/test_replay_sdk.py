@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reading import store_body
+from storage_support import store_body
 
 import recorder
 from recorder.sdk import ReplayError, ReplaySourceConfig, StreamDataInterface, create_replay_source
