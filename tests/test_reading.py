@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from storage_support import store_body
+from storage_support import send, store_body
 
 import recorder
 from recorder.storage import Store
@@ -242,3 +242,31 @@ def test_a_dataset_of_a_folder_without_sessions_says_what_was_expected(tmp_path)
     (tmp_path / "photos").mkdir()
     with pytest.raises(FileNotFoundError, match="expected a data folder"):
         recorder.open_dataset(tmp_path, "imu-left")
+
+
+def test_consecutive_ranges_give_every_row_once_across_parts(tmp_path, receiver):
+    """A replay reads a stream range after range: the ranges together are the whole table, also
+    when the stream is stored in several parts (one still live)."""
+    headers = json.loads((ROOT / "sample_data" / receiver.parent.name / "headers.json").read_text())
+    body = (ROOT / "sample_data" / receiver.parent.name / "body.srf").read_bytes()
+    writer = Store(tmp_path, roll_bytes=20_000, sync=False).open_writer(headers["device-serial"],
+                                                                         headers["session-id"])
+    send(writer, body, headers, flush_every=1)  # parts roll by size while it is written; the last stays live
+    with recorder.open_session(writer.path) as s:
+        assert len(list((writer.path / "imu-left").glob("part-*.parquet"))) > 1
+        whole = s.table("imu-left", columns=s.schema("imu-left").names)
+        times = whole.column("timestamp_ns").to_numpy()
+        reader = s.range_reader("imu-left")
+        edges = np.linspace(times[0], times[-1] + 1, 23).astype(np.int64)
+        ranges = [reader.read(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        assert pa.concat_tables(ranges).equals(whole)
+        assert reader.read(int(times[-1]) + 1, None).num_rows == 0
+
+
+def test_blobs_read_together_equal_blobs_read_one_by_one(receiver):
+    with recorder.open_session(receiver) as s:
+        n = s.table("camera-rgb", columns=["timestamp_ns"]).num_rows
+        assert s.blobs("camera-rgb", 1, n) == [s.blob("camera-rgb", i) for i in range(1, n)]
+        assert s.blobs("camera-rgb", 2, 2) == []
+        with pytest.raises(IndexError):
+            s.blobs("camera-rgb", 0, n + 1)

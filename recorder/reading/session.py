@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..storage import layout, requestlog
-from ..storage.blobfile import read_all, read_frame
+from ..storage.blobfile import read_all, read_frame, read_frames
 from ..storage.calibration import parse as parse_calibration
 from ..storage.manifest import TDM_STREAM
 from ..storage.parts import sort_rows
@@ -38,7 +38,7 @@ from ..storage.timemap import to_broadcaster_time
 from ..wire.rules import PCM_BYTES_PER_SAMPLE
 from . import columns as column_choice
 from . import images
-from .streams import read_batches, stream_schema
+from .streams import RangeReader, read_batches, stream_schema
 from .timedomain import Broadcaster, find_broadcaster
 
 LOCATION = ("file", "offset", "length", "size")
@@ -171,6 +171,13 @@ class Session:
         for batch in read_batches(self._folder(stream), schema, stored, start_ns, end_ns, batch_rows):
             yield from column_choice.finish(pa.Table.from_batches([batch]), wanted).to_batches()
 
+    def range_reader(self, stream: str, columns: list[str] | None = None) -> RangeReader:
+        """A reader of consecutive time ranges of a stream (`read(start_ns, end_ns)`, stored
+        columns only) that decodes each stored row group once while the ranges move forward:
+        what a replay reads with. The stream's files are listed when it is made."""
+        schema = self.schema(stream)
+        return RangeReader(self._folder(stream), schema, schema.names if columns is None else list(columns))
+
     def _folder(self, stream: str) -> Path:
         folder = self.path / stream
         if stream.startswith((".", "_")) or not folder.is_dir():
@@ -223,6 +230,23 @@ class Session:
             raise IndexError(f"{stream} has {index.num_rows} rows, no row {i}")
         row = index.slice(i, 1).select(list(LOCATION)).to_pylist()[0]
         return read_frame(self._open(self.path / stream / row["file"]), row["offset"], row["length"])
+
+    def blobs(self, stream: str, first: int, stop: int) -> list[bytes]:
+        """The stored bytes of rows first to stop - 1, as blob() gives them one by one: rows
+        next to each other in a file are read with one read."""
+        index = self._index(stream)
+        if not 0 <= first <= stop <= index.num_rows:
+            raise IndexError(f"{stream} has {index.num_rows} rows, not rows {first} to {stop - 1}")
+        rows = index.slice(first, stop - first)
+        files = rows.column("file").to_pylist()
+        offsets, lengths = rows.column("offset").to_numpy(), rows.column("length").to_numpy()
+        out: list[bytes] = [b""] * len(files)
+        for name in dict.fromkeys(files):
+            where = np.flatnonzero(np.array(files, dtype=object) == name)
+            for k, data in zip(where, read_frames(self._open(self.path / stream / name), offsets[where],
+                                                  lengths[where]), strict=True):
+                out[k] = data
+        return out
 
     def frame(self, stream: str, i: int) -> tuple[dict, np.ndarray]:
         """Camera frame i: its prefix fields (and time, sequence, label) and its image, decoded

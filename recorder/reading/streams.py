@@ -77,3 +77,67 @@ def read_batches(folder: Path, schema: pa.Schema, columns: list[str], start_ns: 
         if condition is not None:
             table = table.filter(condition)
         yield from table.select(columns).to_batches(max_chunksize=batch_rows)
+
+
+class RangeReader:
+    """Time ranges of one stream, read one after another as a replay moves forward.
+
+    table() with a time range decodes every row group the range touches, and a row group holds
+    minutes of a stream: reading a long session second by second would decode each row group
+    hundreds of times. This reader finds the row groups a range needs from their timestamp
+    statistics and keeps the last few it decoded, so that ranges moving forward decode each
+    row group once. Rows of every part that overlaps a range are returned, so a resend stored
+    in a later part is not missed. The files are listed when the reader is made.
+    """
+
+    def __init__(self, folder: Path, schema: pa.Schema, columns: list[str], keep: int = 4):
+        self.columns = columns
+        self.empty = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata).empty_table()
+        self.time = time_column(schema)
+        self.keep = keep
+        self._decoded: dict[tuple[Path, int], pa.Table] = {}
+        self._units: list[tuple[Path, int, int | None, int | None]] = []  # file, row group (-1: live), span
+        parts = layout.parts(folder)
+        for path in parts.values():
+            metadata = pq.ParquetFile(path).metadata
+            column = metadata.schema.to_arrow_schema().get_field_index(self.time)
+            for group in range(metadata.num_row_groups):
+                stats = metadata.row_group(group).column(column).statistics if column >= 0 else None
+                span = (stats.min, stats.max) if stats is not None and stats.has_min_max else (None, None)
+                self._units.append((path, group, *span))
+        for number, path in layout.lives(folder).items():
+            if number not in parts:
+                self._units.append((path, -1, None, None))
+
+    def read(self, start_ns: int | None, end_ns: int | None) -> pa.Table:
+        """Rows with start_ns <= time < end_ns, in capture order."""
+        pieces = []
+        for path, group, first, last in self._units:
+            if first is not None and ((end_ns is not None and first >= end_ns)
+                                      or (start_ns is not None and last < start_ns)):
+                continue
+            table = self._table(path, group)
+            times = table.column(self.time)
+            mask = None
+            if start_ns is not None:
+                mask = pc.greater_equal(times, start_ns)
+            if end_ns is not None:
+                below = pc.less(times, end_ns)
+                mask = below if mask is None else pc.and_(mask, below)
+            pieces.append(table if mask is None else table.filter(mask))
+        if not pieces:
+            return self.empty
+        return sort_rows(pa.concat_tables(pieces))
+
+    def _table(self, path: Path, group: int) -> pa.Table:
+        key = (path, group)
+        if key not in self._decoded:
+            if group < 0:
+                table = read_complete(path, EMPTY)
+                table = table.select([c for c in self.columns if c in table.column_names])
+            else:
+                table = pq.ParquetFile(path).read_row_group(group, columns=self.columns)
+            if len(self._decoded) >= self.keep:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[key] = table
+        return self._decoded[key]

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from ..reading import Session
 from ..reading.images import is_keyframe
+from ..reading.streams import RangeReader
 from .rows import BLOB_COLUMN
 
 
@@ -25,6 +26,7 @@ class StoredStream:
         self.is_blob = "file" in self.names
         self._index: pa.Table | None = None
         self._times: np.ndarray | None = None
+        self._ranges: RangeReader | None = None  # sample streams: read slice after slice
 
     @property
     def index(self) -> pa.Table:
@@ -36,7 +38,9 @@ class StoredStream:
     def read(self, start_ns: int | None = None, end_ns: int | None = None) -> pa.Table:
         """Rows with start_ns <= timestamp_ns < end_ns, in stored order (timestamp, sequence)."""
         if not self.is_blob:
-            return self.session.table(self.stream, columns=self.names, start_ns=start_ns, end_ns=end_ns)
+            if self._ranges is None:
+                self._ranges = self.session.range_reader(self.stream, self.names)
+            return self._ranges.read(start_ns, end_ns)
         first, stop = self.rows_between(start_ns, end_ns)
         return self.with_data(first, stop)
 
@@ -49,7 +53,7 @@ class StoredStream:
 
     def with_data(self, first: int, stop: int) -> pa.Table:
         rows = self.index.slice(first, stop - first)
-        data = pa.array([self.session.blob(self.stream, i) for i in range(first, stop)], pa.binary())
+        data = pa.array(self.session.blobs(self.stream, first, stop), pa.binary())
         return rows.append_column(BLOB_COLUMN, data)
 
     def keyframe_before(self, row: int) -> int:

@@ -57,6 +57,22 @@ def read_frame(file, offset: int, length: int) -> bytes:
     return zstandard.ZstdDecompressor().decompress(frame)
 
 
+def read_frames(file, offsets, lengths) -> list[bytes]:
+    """Several blobs of one open file, in the order given: the span that holds them is read
+    once and each frame decompressed from it, so that consecutive frames cost one read."""
+    if not len(offsets):
+        return []
+    start = min(int(o) for o in offsets)
+    end = max(int(o) + int(n) for o, n in zip(offsets, lengths, strict=True))
+    file.seek(start)
+    span = memoryview(file.read(end - start))
+    if len(span) != end - start:
+        raise EOFError(f"blob frames up to {end} want {end - start} bytes from {start}, the file has {len(span)}")
+    decompressor = zstandard.ZstdDecompressor()
+    return [decompressor.decompress(span[int(o) - start:int(o) - start + int(n)])
+            for o, n in zip(offsets, lengths, strict=True)]
+
+
 def read_all(path: Path) -> bytes:
     """Every frame of a file, back to back (one pass, no per-frame seeks)."""
     with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as reader:
