@@ -36,7 +36,7 @@ import trio
 from ..rtmp import amf0, flv
 from ..rtmp import messages as M
 from ..rtmp.client import DATA_CHUNK_STREAM, ClientConnection
-from .ingest import _cpu_seconds, free_port, wait_for
+from .ingest import cpu_seconds, free_port, wait_for
 
 SIZE, FPS, SOURCE_S = (1280, 720), 30, 10
 VIDEO_KBPS, AUDIO_KBPS, SAMPLE_RATE = 2500, 128, 44100
@@ -285,9 +285,9 @@ def run_step(n: int, source_path: Path, source: Source) -> dict:
                      "--rtmp-grace", "3600"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             wait_for("the server", lambda: _get_json(f"{base}/healthz") is not None, 30, server=server)
-            idle_cpu, idle_started = _cpu_seconds(server.pid), time.perf_counter()
+            idle_cpu, idle_started = cpu_seconds(server.pid), time.perf_counter()
             time.sleep(IDLE_S)
-            idle_cores = (_cpu_seconds(server.pid) - idle_cpu) / (time.perf_counter() - idle_started)
+            idle_cores = (cpu_seconds(server.pid) - idle_cpu) / (time.perf_counter() - idle_started)
             with open(publishers_log, "wb") as log:
                 publishers = subprocess.Popen(
                     [sys.executable, "-m", "recorder.bench.rtmp", "publish", str(source_path), "--port",
@@ -304,12 +304,12 @@ def run_step(n: int, source_path: Path, source: Source) -> dict:
             streams = wait_for(f"{n} active streams", when({"active"}), 30 + n, server=server,
                                 publishers=publishers)
             started = time.perf_counter()
-            server_cpu, publishers_cpu = _cpu_seconds(server.pid), _cpu_seconds(publishers.pid)
+            server_cpu, publishers_cpu = cpu_seconds(server.pid), cpu_seconds(publishers.pid)
             flv_before = _flv_bytes(streams)
             status_before = sum(s["bytes"] for s in streams.values())
             time.sleep(WINDOW_S)
-            server_cpu = _cpu_seconds(server.pid) - server_cpu
-            publishers_cpu = _cpu_seconds(publishers.pid) - publishers_cpu
+            server_cpu = cpu_seconds(server.pid) - server_cpu
+            publishers_cpu = cpu_seconds(publishers.pid) - publishers_cpu
             flv_after = _flv_bytes(streams)
             window = time.perf_counter() - started
             streams = _streams(base)
