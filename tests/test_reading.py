@@ -267,6 +267,7 @@ def test_blobs_read_together_equal_blobs_read_one_by_one(receiver):
     with recorder.open_session(receiver) as s:
         n = s.table("camera-rgb", columns=["timestamp_ns"]).num_rows
         assert s.blobs("camera-rgb", 1, n) == [s.blob("camera-rgb", i) for i in range(1, n)]
-        assert s.blobs("camera-rgb", 2, 2) == []
+        assert s.blob_array("camera-rgb", 1, n).to_pylist() == s.blobs("camera-rgb", 1, n)
+        assert s.blobs("camera-rgb", 2, 2) == [] and len(s.blob_array("camera-rgb", 2, 2)) == 0
         with pytest.raises(IndexError):
             s.blobs("camera-rgb", 0, n + 1)

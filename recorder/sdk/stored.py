@@ -53,7 +53,7 @@ class StoredStream:
 
     def with_data(self, first: int, stop: int) -> pa.Table:
         rows = self.index.slice(first, stop - first)
-        data = pa.array(self.session.blobs(self.stream, first, stop), pa.binary())
+        data = self.session.blob_array(self.stream, first, stop)
         return rows.append_column(BLOB_COLUMN, data)
 
     def keyframe_before(self, row: int) -> int:

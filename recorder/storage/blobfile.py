@@ -73,6 +73,17 @@ def read_frames(file, offsets, lengths) -> list[bytes]:
             for o, n in zip(offsets, lengths, strict=True)]
 
 
+def read_span(file, offset: int, length: int) -> bytes:
+    """Consecutive frames starting at offset, `length` bytes of them, decompressed back to back
+    in one call (the caller knows each blob's size)."""
+    file.seek(offset)
+    span = file.read(length)
+    if len(span) != length:
+        raise EOFError(f"blob frames at {offset} want {length} bytes, the file has {len(span)}")
+    with zstandard.ZstdDecompressor().stream_reader(span, read_across_frames=True) as reader:
+        return reader.read()
+
+
 def read_all(path: Path) -> bytes:
     """Every frame of a file, back to back (one pass, no per-frame seeks)."""
     with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as reader:
