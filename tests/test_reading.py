@@ -261,6 +261,9 @@ def test_consecutive_ranges_give_every_row_once_across_parts(tmp_path, receiver)
         ranges = [reader.read(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
         assert pa.concat_tables(ranges).equals(whole)
         assert reader.read(int(times[-1]) + 1, None).num_rows == 0
+        accel = s.range_reader("imu-left", ["accel_msec2"]).read(int(edges[3]), int(edges[9]))
+        assert accel.column_names == ["accel_msec2"]
+        assert accel.column(0).equals(pa.concat_tables(ranges[3:9]).column("accel_msec2"))
 
 
 def test_blobs_read_together_equal_blobs_read_one_by_one(receiver):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -94,6 +95,7 @@ class RangeReader:
         self.columns = columns
         self.empty = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata).empty_table()
         self.time = time_column(schema)
+        self._read_columns = columns if self.time in columns else [*columns, self.time]
         self.keep = keep
         self._decoded: dict[tuple[Path, int], pa.Table] = {}
         self._units: list[tuple[Path, int, int | None, int | None]] = []  # file, row group (-1: live), span
@@ -116,28 +118,27 @@ class RangeReader:
             if first is not None and ((end_ns is not None and first >= end_ns)
                                       or (start_ns is not None and last < start_ns)):
                 continue
-            table = self._table(path, group)
-            times = table.column(self.time)
-            mask = None
-            if start_ns is not None:
-                mask = pc.greater_equal(times, start_ns)
-            if end_ns is not None:
-                below = pc.less(times, end_ns)
-                mask = below if mask is None else pc.and_(mask, below)
-            pieces.append(table if mask is None else table.filter(mask))
+            table, times = self._table(path, group)
+            # Each decoded table is in capture order (parts are written sorted, live files are
+            # sorted when decoded): a range is a zero-copy slice found by binary search.
+            a = 0 if start_ns is None else int(np.searchsorted(times, start_ns, "left"))
+            b = len(times) if end_ns is None else int(np.searchsorted(times, end_ns, "left"))
+            if b > a:
+                pieces.append(table.slice(a, b - a))
         if not pieces:
             return self.empty
-        return sort_rows(pa.concat_tables(pieces))
+        rows = pieces[0] if len(pieces) == 1 else sort_rows(pa.concat_tables(pieces))
+        return rows if rows.column_names == self.columns else rows.select(self.columns)
 
-    def _table(self, path: Path, group: int) -> pa.Table:
+    def _table(self, path: Path, group: int) -> tuple[pa.Table, np.ndarray]:
         key = (path, group)
         if key not in self._decoded:
             if group < 0:
-                table = read_complete(path, EMPTY)
-                table = table.select([c for c in self.columns if c in table.column_names])
+                table = sort_rows(read_complete(path, EMPTY))
+                table = table.select([c for c in self._read_columns if c in table.column_names])
             else:
-                table = pq.ParquetFile(path).read_row_group(group, columns=self.columns)
+                table = pq.ParquetFile(path).read_row_group(group, columns=self._read_columns)
             if len(self._decoded) >= self.keep:
                 self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[key] = table
+            self._decoded[key] = (table, table.column(self.time).to_numpy())
         return self._decoded[key]

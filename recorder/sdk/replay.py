@@ -289,8 +289,9 @@ class ReplaySource:
                     anchor = (anchor[0], anchor[1] + following - slice_end)
                 slice_start = following
                 continue
-            times = rows.times.tolist()
-            for k, t in enumerate(times):
+            # Plain lists: indexing numpy arrays row by row costs more than the callbacks' setup.
+            parts = [rows.parts[p] for p in rows.part.tolist()]
+            for t, (device, stream, prepared), i in zip(rows.times.tolist(), parts, rows.row.tolist(), strict=True):
                 while True:  # until row k is due, or the replay is told otherwise
                     if self._seek is not None or self._stop.is_set() or not self._running.is_set():
                         moved = self._control()
@@ -301,9 +302,8 @@ class ReplaySource:
                         anchor = (time.monotonic(), self.position_ns)  # resumed: pace from here
                     if self.speed == 0 or self._due(anchor, t):
                         break
-                device, stream, prepared = rows.parts[rows.part[k]]
                 self.position_ns = t
-                device.delivery.fire(stream, prepared.deliver(int(rows.row[k])))
+                device.delivery.fire(stream, prepared.deliver(i))
             slice_start = slice_end
         for device in self.devices:
             device.delivery.finish()
