@@ -338,5 +338,39 @@ def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, ha
     if not succeeded(reports):
         sys.exit(1)
 
+
+@main.command()
+@click.argument("sessions", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "format_name", required=True, help="parquet, mp4, mcap or rerun.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="The file or folder to write (the format's suffix is added when missing).")
+@click.option("--clock", default="broadcaster", show_default=True, type=click.Choice(["device", "broadcaster", "utc"]),
+              help="The clock every row is put on: each device's own, the broadcaster's shared by all devices, "
+                   "or that clock on wall-clock time (the mapping and its uncertainty go beside the export).")
+@click.option("--start", help="Seconds from the earliest session's start, or an absolute time on the clock in ns "
+                              "(e.g. 1714000000000000000ns).")
+@click.option("--end", help="As --start; rows before it are exported.")
+@click.option("--streams", help="Only these streams, comma separated (e.g. imu-left,camera-rgb).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def export(sessions, format_name, out, clock, start, end, streams, overwrite):
+    """Export SESSION... (session, device or data folders; several devices into one export) to a
+    format other tools open."""
+    from .export import ExportError
+    from .export import export as run_export
+    from .export.progress import ExportProgress
+
+    with ExportProgress() as progress:
+        try:
+            summary = run_export(list(sessions), format_name, out, clock=clock, start=start, end=end,
+                                 streams=[s for s in streams.split(",") if s] if streams else None,
+                                 overwrite=overwrite, progress=progress.advance, on_job=progress.begin)
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written under the output's name", err=True)
+            sys.exit(130)
+    click.echo(str(summary))
+
+
 if __name__ == "__main__":
     main()
