@@ -352,18 +352,26 @@ def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, ha
 @click.option("--end", help="As --start; rows before it are exported.")
 @click.option("--streams", help="Only these streams, comma separated (e.g. imu-left,camera-rgb).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-def export(sessions, format_name, out, clock, start, end, streams, overwrite):
+@click.option("--sync-rate", type=click.FloatRange(min=0.001), default=None,
+              help="parquet: add a frames table, one row per tick at this rate (Hz), with every device's and "
+                   "stream's nearest row, and the rows since the last tick for faster streams.")
+def export(sessions, format_name, out, clock, start, end, streams, overwrite, sync_rate):
     """Export SESSION... (session, device or data folders; several devices into one export) to a
     format other tools open."""
     from .export import ExportError
     from .export import export as run_export
     from .export.progress import ExportProgress
 
+    options = {}
+    if sync_rate is not None:
+        if format_name != "parquet":
+            raise click.UsageError("--sync-rate is an option of --format parquet")
+        options["sync_rate_hz"] = sync_rate
     with ExportProgress() as progress:
         try:
             summary = run_export(list(sessions), format_name, out, clock=clock, start=start, end=end,
                                  streams=[s for s in streams.split(",") if s] if streams else None,
-                                 overwrite=overwrite, progress=progress.advance, on_job=progress.begin)
+                                 overwrite=overwrite, progress=progress.advance, on_job=progress.begin, **options)
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow.dataset as ds
 import pytest
 from storage_support import store_body
@@ -131,3 +132,26 @@ def test_the_command_exports_and_says_what_it_did(capture, tmp_path):
     bad = subprocess.run([RECORDER, "export", str(tmp_path), "--format", "nope", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "unknown format" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_sync_table_names_each_ticks_nearest_row_of_every_device_and_stream(capture, tmp_path):
+    data, fleet = capture
+    out = export([data], "parquet", tmp_path / "out", streams=["imu-left", "vio"], sync_rate_hz=10).out
+    frames = ds.dataset(out / "frames").to_table()
+    assert frames.num_rows >= 19  # 2 s at 10 Hz
+    ticks = frames.column("time_ns").to_numpy()
+    for device in fleet:
+        for stream in ("imu-left", "vio"):
+            rows = ds.dataset(out / stream / f"serial={device.serial}").to_table()
+            times = rows.column("time_ns").to_numpy()
+            picked = frames.column(f"{stream}.{device.serial}.row").to_pylist()
+            for tick, row in zip(ticks, picked, strict=True):
+                if row is None:
+                    assert tick < times.min()
+                    continue
+                assert abs(times[row] - tick) == np.abs(times - tick).min()
+        windows = frames.column(f"imu-left.{device.serial}.window").to_pylist()
+        imu_times = ds.dataset(out / "imu-left" / f"serial={device.serial}").to_table().column("time_ns").to_numpy()
+        for k in range(1, len(ticks)):
+            inside = np.flatnonzero((imu_times > ticks[k - 1]) & (imu_times <= ticks[k]))
+            assert sorted(windows[k]) == inside.tolist()
