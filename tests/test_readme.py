@@ -260,6 +260,8 @@ def test_every_command_line_of_the_readme_runs(tmp_path):
     assert "2 sessions of 1 device " in run("recorder ls plain")  # seed 0 twice: one device, two runs
     assert "4 sessions of 4 devices" in run("recorder ls copy")  # replayed --to the second recorder
     assert len(replays) == 3 and "imu-left" in replays[0]
+    (export_block,) = [b for b in python_blocks() if "read_parquet('campaign" in b]
+    run_block(export_block, tmp_path)  # the README's DuckDB query of the exported dataset
 
 
 # The factory the README's replay commands name, as a user would save it beside the data.
