@@ -1,0 +1,109 @@
+"""Export throughput per format, and the time to export ten minutes of one profile9 device.
+
+    python -m recorder.bench export [--seconds 10] [--long-minutes 10]
+
+Method. Simulated profile9 devices (make_fleet(2, seed=7): device 1 is a TDM receiver), SECONDS
+of each stored by the real storage (one sample per message, the worst case for rows). Each
+format exports every session on the broadcaster's clock into a fresh folder; the figure is MB/s
+of stored session data in (the sessions' stored bytes over the export's wall time), best of
+REPEATS. Formats with a same-run peer (mcap: the same messages written with the mcap library
+alone) report it where the format module gives one (`peer(job, out)`). Then one profile9
+device of LONG_MINUTES minutes is stored and exported to each format once: the time a user
+waits for a real field session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from ..export import export, formats
+from ..export.job import ExportJob
+from ..sim.fleet import make_fleet
+from ..storage import Store
+from ..wire import Decoder
+
+SECONDS = 10.0
+LONG_MINUTES = 10.0
+REPEATS = 2
+WINDOW_S = 10.0  # the long session is made and stored this much at a time
+
+
+def store(data_dir: Path, devices: int, seconds: float, *, one_sample_per_message: bool = True) -> list[Path]:
+    target = Store(data_dir, sync=False)
+    paths = []
+    for device in make_fleet(devices, seed=7, one_sample_per_message=one_sample_per_message):
+        writer = target.open_writer(device.serial, device.session_id)
+        writer.begin_request(device.headers(), "127.0.0.1:1", time.time_ns())
+        decoder = Decoder()
+        t = 0.0
+        while t < seconds:
+            step = min(WINDOW_S, seconds - t)
+            writer.write(decoder.feed(device.window(t, t + step)))
+            writer.flush()
+            t += step
+        writer.write(decoder.close())
+        writer.end_request(decoder.counters, time.time_ns())
+        writer.close()
+        paths.append(target.session_path(device.serial, device.session_id))
+    return paths
+
+
+def export_once(data_dir: Path, format_name: str, out: Path) -> tuple[float, int]:
+    """Seconds to export every session under data_dir, and their stored bytes; the output is
+    removed afterwards (only its size on disk matters to nobody here)."""
+    started = time.perf_counter()
+    summary = export([data_dir], format_name, out, clock="broadcaster", overwrite=True)
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(summary.out) if summary.out.is_dir() else summary.out.unlink()
+    return elapsed, summary.stored_bytes
+
+
+def run(seconds: float = SECONDS, long_minutes: float = LONG_MINUTES) -> dict:
+    results: dict = {"formats": {}, "long": {}}
+    names = formats.available()
+    with tempfile.TemporaryDirectory(dir=".") as folder:
+        root = Path(folder)
+        store(root / "data", 2, seconds)
+        print(f"2 profile9 devices x {seconds:g} s, one sample per message, broadcaster clock; best of {REPEATS}")
+        for name in names:
+            try:
+                best, stored = min(export_once(root / "data", name, root / f"out-{name}") for _ in range(REPEATS))
+            except Exception as exc:  # a format whose library is missing here: said, not fatal
+                print(f"  {name:8s} not measured: {type(exc).__name__}: {exc}")
+                continue
+            figure = {"seconds": best, "stored_mb": stored / 1e6, "mb_per_s": stored / 1e6 / best}
+            module = formats.load(name)
+            if hasattr(module, "peer"):
+                job = ExportJob.make([root / "data"], clock="broadcaster")
+                started = time.perf_counter()
+                module.peer(job, root / f"peer-{name}")
+                figure["peer_seconds"] = time.perf_counter() - started
+                figure["ratio_to_peer"] = figure["peer_seconds"] / best
+            results["formats"][name] = figure
+            peer = (f"  = {figure['ratio_to_peer']:.2f} of the library alone ({figure['peer_seconds']:.2f} s)"
+                    if "ratio_to_peer" in figure else "")
+            print(f"  {name:8s} {best:7.2f} s  {figure['mb_per_s']:7.1f} MB/s of stored data{peer}")
+        if long_minutes > 0:
+            shutil.rmtree(root / "data")
+            started = time.perf_counter()
+            store(root / "long", 1, long_minutes * 60, one_sample_per_message=False)
+            stored_s = time.perf_counter() - started
+            print(f"one profile9 device, {long_minutes:g} min (stored in {stored_s:.0f} s):")
+            for name in results["formats"]:
+                seconds_taken, stored = export_once(root / "long", name, root / f"long-{name}")
+                results["long"][name] = {"seconds": seconds_taken, "stored_mb": stored / 1e6}
+                print(f"  {name:8s} {seconds_taken:7.1f} s for {stored / 1e6:,.0f} MB stored "
+                      f"({stored / 1e6 / seconds_taken:.1f} MB/s)")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--long-minutes", type=float, default=LONG_MINUTES)
+    arguments = parser.parse_args()
+    run(arguments.seconds, arguments.long_minutes)
