@@ -355,7 +355,9 @@ def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, ha
 @click.option("--sync-rate", type=click.FloatRange(min=0.001), default=None,
               help="parquet: add a frames table, one row per tick at this rate (Hz), with every device's and "
                    "stream's nearest row, and the rows since the last tick for faster streams.")
-def export(sessions, format_name, out, clock, start, end, streams, overwrite, sync_rate):
+@click.option("--lossless", is_flag=True, help="mp4: encode RAW camera frames exactly (libx264 qp 0; players that "
+                                               "only know yuv420p refuse such files).")
+def export(sessions, format_name, out, clock, start, end, streams, overwrite, sync_rate, lossless):
     """Export SESSION... (session, device or data folders; several devices into one export) to a
     format other tools open."""
     from .export import ExportError
@@ -367,6 +369,10 @@ def export(sessions, format_name, out, clock, start, end, streams, overwrite, sy
         if format_name != "parquet":
             raise click.UsageError("--sync-rate is an option of --format parquet")
         options["sync_rate_hz"] = sync_rate
+    if lossless:
+        if format_name != "mp4":
+            raise click.UsageError("--lossless is an option of --format mp4")
+        options["lossless"] = True
     with ExportProgress() as progress:
         try:
             summary = run_export(list(sessions), format_name, out, clock=clock, start=start, end=end,

@@ -44,6 +44,11 @@ def raw_image(info: dict, data: bytes) -> np.ndarray:
 
 
 def _yuv420p_to_rgb(pixels: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
+    return yuv420p_frame(pixels, width, height, stride).to_ndarray(format="rgb24")
+
+
+def yuv420p_frame(pixels: np.ndarray, width: int, height: int, stride: int) -> av.VideoFrame:
+    """A RAW YUV420P frame's planes as a PyAV frame, the row padding (stride) cut off."""
     luma_size, chroma_stride = stride * height, stride // 2
     chroma_size = chroma_stride * (height // 2)
     if pixels.size < luma_size + 2 * chroma_size:
@@ -61,7 +66,7 @@ def _yuv420p_to_rgb(pixels: np.ndarray, width: int, height: int, stride: int) ->
             plane.update(rows.tobytes())
     else:
         frame = av.VideoFrame.from_ndarray(planar, format="yuv420p")
-    return frame.to_ndarray(format="rgb24")
+    return frame
 
 
 def is_keyframe(codec: int, data: bytes) -> bool:

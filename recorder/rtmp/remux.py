@@ -11,7 +11,7 @@ one MP4, the time between them (nothing was streamed) a gap in its timeline.
 
 MP4 needs strictly increasing DTS per track: a packet whose DTS does not increase (the FLV's
 millisecond timestamps, clamped where the sender went backwards) gets the previous DTS + 1 tick,
-and its PTS at least that; `RemuxResult.adjusted` counts them.
+and its PTS at least that (recorder.increasing_dts); `RemuxResult.adjusted` counts them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import av
 
+from ..increasing_dts import IncreasingDts
 from ..storage.files import replace_durably
 from . import flv as F
 
@@ -111,7 +112,7 @@ def remux_to_mp4(flv: Path, mp4: Path, *, segment: Segment | None = None, sync: 
             options = {"movflags": "+faststart"} if faststart else {}
             with av.open(str(temp), "w", format="mp4", options=options) as out:
                 mapping = {s.index: out.add_stream_from_template(s) for s in streams}
-                last_dts: dict[int, int] = {}
+                increasing = IncreasingDts()
                 for packet in inp.demux(streams):
                     index = packet.stream.index
                     if packet.dts is None:
@@ -120,19 +121,14 @@ def remux_to_mp4(flv: Path, mp4: Path, *, segment: Segment | None = None, sync: 
                         continue
                     dts = packet.dts - _in_stream_units(shift, packet.time_base)
                     pts = dts if packet.pts is None else packet.pts - _in_stream_units(shift, packet.time_base)
-                    if index in last_dts and dts <= last_dts[index]:
-                        dts = last_dts[index] + 1
-                        result.adjusted += 1
-                    if pts < dts:
-                        pts = dts
-                    last_dts[index] = dts
-                    packet.dts, packet.pts = dts, pts
+                    packet.dts, packet.pts = increasing(index, dts, pts)
                     packet.stream = mapping[index]
                     out.mux(packet)
                     if packet.stream.type == "video":
                         result.video_packets += 1
                     else:
                         result.audio_packets += 1
+                result.adjusted = increasing.adjusted
         replace_durably(temp, mp4, sync=sync)
     except BaseException:
         temp.unlink(missing_ok=True)
