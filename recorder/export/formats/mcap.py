@@ -1,0 +1,602 @@
+"""One MCAP file for Foxglove: every device's streams on one timeline, in Foxglove's own messages.
+
+    recorder export data/ --format mcap --out capture.mcap
+
+Topics are `/<serial>/<stream>`; each message's log and publish time is the row's `time_ns` on
+the export clock. What each stream becomes:
+
+- cameras: H.264 / H.265 frames as `foxglove.CompressedVideo`, byte for byte as stored (Annex B,
+  one access unit per frame; the devices put SPS/PPS (and VPS) on every keyframe, as Foxglove
+  needs, so nothing is re-encoded); JPEG frames as `foxglove.CompressedImage`; RAW frames as
+  `foxglove.RawImage` (GRAY8 `mono8`, RGB24 `rgb8`, step = stride_bytes, pixels as stored;
+  YUV420P, which Foxglove cannot show, repacked into `nv12`: the same samples, U and V
+  interleaved). A stream whose codec changes gets a topic per kind after the first
+  (`/<serial>/<stream>/<kind>`), as a channel has one schema.
+  `/<serial>/<stream>/calibration`: `foxglove.CameraCalibration` beside every frame, when the
+  session's calibration has a camera of that label (see below).
+- mic: PCM S16LE blocks as `foxglove.RawAudio` (`pcm-s16`); PCM S32LE as `RawAudio` with format
+  `pcm-s32` (kept as stored; Foxglove plays only pcm-s16); Opus as `foxglove.CompressedAudio`.
+- vio, vio-high-frequency: `foxglove.PoseInFrame` (T_odometry_device in frame
+  `<serial>/odometry`) and `foxglove.FrameTransform` on `/<serial>/<stream>/transform` (parent
+  `<serial>/odometry`, child `<serial>/<stream>`: the two pose streams are two frames, so they
+  never fight over one).
+- gnss: `foxglove.LocationFix`; the horizontal accuracy becomes an approximated covariance
+  (accuracy^2 east and north, 0 up).
+- every other sensor stream (imu-*, magnetometer, barometer, temperature, ppg, battery,
+  eye-gaze, hand-tracking, time-domain-mapping, any stream added later): JSON messages with a
+  JSON schema built from the stored schema (units and descriptions included).
+- streams above that have a Foxglove message also get `/<serial>/<stream>/fields`: every stored
+  field of the row as JSON (VIO quality and velocities, exposure and gain, GNSS speed and UTC
+  time...), so nothing stored is lost. Reserved fields are left out; NaN and infinity, which JSON
+  cannot hold, are null. Floats are written as the shortest text of their exact value: an f32
+  read back as a double equals the stored f32.
+
+Calibration: the Aria layout (CameraCalibrations, FisheyeRadTanThinPrism projection with params
+[f or fx fy, cx, cy, k0..k5, p0, p1, s0..s3]) becomes Foxglove's `fisheye62` model with
+D = [k0, k1, k2, k3, p0, p1], the parameters it takes: k4, k5 and the thin-prism terms are left
+out, a small error far from the image centre. Other projections (Pinhole, a linear model) give
+`plumb_bob` without distortion. The calibration JSON of each session (every version it
+received), and each session's manifest, are attachments (`<serial>/<session-id>/<file>`), byte
+for byte; one metadata record per session and one for the export (its clock) say what is where.
+
+Order: messages are written in time order across streams and devices (a merge of every
+stream's batches), so chunks cover short, non-overlapping spans and a player reads the file
+front to back; chunks are zstd-compressed with message indexes, and the summary has the chunk
+indexes and statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from foxglove_schemas_protobuf.CameraCalibration_pb2 import CameraCalibration
+from foxglove_schemas_protobuf.CompressedAudio_pb2 import CompressedAudio
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from foxglove_schemas_protobuf.CompressedVideo_pb2 import CompressedVideo
+from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
+from foxglove_schemas_protobuf.LocationFix_pb2 import LocationFix
+from foxglove_schemas_protobuf.PoseInFrame_pb2 import PoseInFrame
+from foxglove_schemas_protobuf.RawAudio_pb2 import RawAudio
+from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
+from mcap.well_known import MessageEncoding, SchemaEncoding
+from mcap.writer import CompressionType, IndexType, Writer
+from mcap_protobuf.schema import build_file_descriptor_set
+
+from ...reading import Session
+from ...reading import images as codes
+from ...storage import layout
+from ..job import DATA_COLUMN, TIME_COLUMN, ExportError, ExportJob
+
+NAME = "mcap"
+SUFFIX = ".mcap"
+
+CHUNK_BYTES = 4 * 1024 * 1024  # a few video frames or a second or two of sensor rows per chunk
+# The merge writes at most this much capture time per step, so a step's messages stay small in
+# memory even when the job's batches are long.
+STEP_NS = 500_000_000
+PROFILE = ""  # no ROS profile: Foxglove protobuf and JSON
+LIBRARY = "recorder export"
+
+AUDIO_PCM_S16, AUDIO_PCM_S32, AUDIO_OPUS = 0, 1, 2
+POSE_MESSAGES = {"MP_VIO_RESULT", "MP_VIO_HIGH_FREQUENCY_POSE"}
+GNSS_MESSAGE = "GNSS"
+
+
+# -- JSON --------------------------------------------------------------------------------------
+
+
+class _Null:
+    """Formats as JSON null through %r: where a float is NaN or infinite."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+NULL = _Null()
+
+
+def _json_type(arrow_type: pa.DataType) -> dict:
+    if pa.types.is_integer(arrow_type):
+        return {"type": "integer"}
+    if pa.types.is_floating(arrow_type):
+        return {"type": ["number", "null"]}
+    if pa.types.is_boolean(arrow_type):
+        return {"type": "boolean"}
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return {"type": "string"}
+    if pa.types.is_fixed_size_list(arrow_type):
+        size = arrow_type.list_size
+        return {"type": "array", "items": _json_type(arrow_type.value_type), "minItems": size, "maxItems": size}
+    return {}
+
+
+def _is_json_field(f: pa.Field) -> bool:
+    return not f.name.startswith("reserved") and f.name not in (TIME_COLUMN, DATA_COLUMN)
+
+
+class JsonRows:
+    """Rows of one stored schema as JSON text: a %-template per schema, filled from columns taken
+    to Python once per batch (no dict and no json.dumps per row)."""
+
+    def __init__(self, schema: pa.Schema, title: str):
+        self.fields = [f for f in schema if _is_json_field(f)]
+        pieces = []
+        for f in self.fields:
+            key = json.dumps(f.name)
+            t = f.type
+            if pa.types.is_fixed_size_list(t):
+                slot = "%d" if pa.types.is_integer(t.value_type) else "%r"
+                pieces.append(f"{key}:[{','.join([slot] * t.list_size)}]")
+            elif pa.types.is_integer(t):
+                pieces.append(f"{key}:%d")
+            else:  # floats (%r: the exact value, NULL for NaN), strings and others (json text, %s)
+                pieces.append(f"{key}:%{'r' if pa.types.is_floating(t) else 's'}")
+        self.template = "{" + ",".join(pieces) + "}"
+        properties = {}
+        for f in self.fields:
+            described = dict(_json_type(f.type))
+            meta = f.metadata or {}
+            text = meta.get(b"recorder.description", b"").decode()
+            unit = meta.get(b"recorder.unit", b"").decode()
+            if text or unit:
+                described["description"] = f"{text} [{unit}]" if unit else text
+            properties[f.name] = described
+        self.schema = json.dumps({"title": title, "type": "object", "properties": properties,
+                                  "required": [f.name for f in self.fields]}).encode()
+
+    def encode(self, table: pa.Table) -> list[bytes]:
+        columns: list[list] = []
+        for f in self.fields:
+            column = table.column(f.name).combine_chunks()
+            t = f.type
+            if pa.types.is_fixed_size_list(t):
+                values = _numbers(column.flatten(), t.value_type).reshape(len(column), t.list_size)
+                columns += [_python(values[:, k], t.value_type) for k in range(t.list_size)]
+            elif pa.types.is_integer(t) or pa.types.is_floating(t):
+                columns.append(_python(_numbers(column, t), t))
+            elif pa.types.is_string(t) or pa.types.is_large_string(t):
+                texts: dict = {}  # few distinct labels: each quoted once
+                columns.append([texts[v] if v in texts else texts.setdefault(v, json.dumps(v))
+                                for v in column.to_pylist()])
+            else:
+                columns.append([json.dumps(v, default=str) for v in column.to_pylist()])
+        template = self.template
+        return [(template % row).encode() for row in zip(*columns, strict=True)]
+
+
+def _numbers(column: pa.Array, arrow_type: pa.DataType) -> np.ndarray:
+    if column.null_count:
+        column = column.fill_null(0)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _python(values: np.ndarray, arrow_type: pa.DataType) -> list:
+    out = values.tolist()  # float32 -> Python float is exact; its repr reads back to the same value
+    if pa.types.is_floating(arrow_type):
+        bad = np.flatnonzero(~np.isfinite(values))
+        for i in bad.tolist():
+            out[i] = NULL
+    return out
+
+
+# -- channels ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Channels:
+    """Schemas and channels registered as they are first used."""
+
+    writer: Writer
+    schemas: dict[str, int] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    topic_of: dict[int, str] = field(default_factory=dict)
+
+    def protobuf(self, topic: str, message_class) -> int:
+        name = message_class.DESCRIPTOR.full_name
+        if name not in self.schemas:
+            self.schemas[name] = self.writer.register_schema(
+                name, SchemaEncoding.Protobuf, build_file_descriptor_set(message_class).SerializeToString())
+        return self._channel(topic, name, MessageEncoding.Protobuf)
+
+    def json(self, topic: str, rows: JsonRows, schema_name: str) -> int:
+        key = f"{schema_name}\0{rows.schema.decode()}"
+        if key not in self.schemas:
+            self.schemas[key] = self.writer.register_schema(schema_name, SchemaEncoding.JSONSchema, rows.schema)
+        return self._channel(topic, key, MessageEncoding.JSON)
+
+    def _channel(self, topic: str, schema_key: str, encoding: str) -> int:
+        if topic not in self.channels:
+            channel = self.writer.register_channel(topic, encoding, self.schemas[schema_key])
+            self.channels[topic] = channel
+            self.topic_of[channel] = topic
+        return self.channels[topic]
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+
+def _stamp(message, t_ns: int) -> None:
+    seconds, nanos = divmod(t_ns, 1_000_000_000)
+    message.timestamp.seconds = seconds
+    message.timestamp.nanos = nanos
+
+
+@dataclass
+class Encoded:
+    """One kind of message for rows of a batch: the channel of each row (one for all, or one per
+    row) and the message bytes, one per row (None: no message for that row)."""
+
+    channel: int | list[int]
+    data: list[bytes | None]
+
+
+class Route:
+    """How one stream of one session becomes messages."""
+
+    def __init__(self, session: Session, stream: str, schema: pa.Schema, channels: Channels):
+        self.session = session
+        self.stream = stream
+        self.schema = schema
+        self.channels = channels
+        self.topic = f"/{session.serial}/{stream}"
+        self.message = (schema.metadata or {}).get(b"recorder.message", b"").decode()
+        self.with_data = False
+        self.json = None
+
+    def fields_channel(self, table: pa.Table, suffix: str = "/fields") -> tuple[int, JsonRows]:
+        if self.json is None:
+            self.json = JsonRows(table.schema, f"recorder {self.message or self.stream}")
+        return self.channels.json(self.topic + suffix, self.json, f"recorder.{self.message or self.stream}"), self.json
+
+    def encode(self, table: pa.Table) -> list[Encoded]:
+        channel, rows = self.fields_channel(table, "")
+        return [Encoded(channel, rows.encode(table))]
+
+
+class PoseRoute(Route):
+    def encode(self, table: pa.Table) -> list[Encoded]:
+        serial = self.session.serial
+        poses = self.channels.protobuf(self.topic, PoseInFrame)
+        transforms = self.channels.protobuf(self.topic + "/transform", FrameTransform)
+        times = table.column(TIME_COLUMN).to_numpy().tolist()
+        translation = _numbers(table.column("translation_m").combine_chunks().flatten(), None).reshape(-1, 3).tolist()
+        rotation = _numbers(table.column("rotation").combine_chunks().flatten(), None).reshape(-1, 4).tolist()
+        pose = PoseInFrame(frame_id=f"{serial}/odometry")
+        transform = FrameTransform(parent_frame_id=f"{serial}/odometry", child_frame_id=f"{serial}/{self.stream}")
+        pose_bytes, transform_bytes = [], []
+        p, q = pose.pose.position, pose.pose.orientation
+        tt, tq = transform.translation, transform.rotation
+        for t, (x, y, z), (w, qx, qy, qz) in zip(times, translation, rotation, strict=True):
+            _stamp(pose, t)
+            p.x, p.y, p.z = x, y, z
+            q.w, q.x, q.y, q.z = w, qx, qy, qz
+            pose_bytes.append(pose.SerializeToString())
+            _stamp(transform, t)
+            tt.x, tt.y, tt.z = x, y, z
+            tq.w, tq.x, tq.y, tq.z = w, qx, qy, qz
+            transform_bytes.append(transform.SerializeToString())
+        channel, rows = self.fields_channel(table)
+        return [Encoded(poses, pose_bytes), Encoded(transforms, transform_bytes), Encoded(channel, rows.encode(table))]
+
+
+class GnssRoute(Route):
+    def encode(self, table: pa.Table) -> list[Encoded]:
+        channel = self.channels.protobuf(self.topic, LocationFix)
+        columns = [table.column(name).to_numpy().tolist()
+                   for name in (TIME_COLUMN, "latitude_deg", "longitude_deg", "altitude_m", "accuracy_m")]
+        fix = LocationFix(frame_id=f"{self.session.serial}/gnss",
+                          position_covariance_type=LocationFix.PositionCovarianceType.APPROXIMATED)
+        out = []
+        for t, latitude, longitude, altitude, accuracy in zip(*columns, strict=True):
+            _stamp(fix, t)
+            fix.latitude, fix.longitude, fix.altitude = latitude, longitude, altitude
+            variance = accuracy * accuracy
+            fix.ClearField("position_covariance")
+            fix.position_covariance.extend([variance, 0.0, 0.0, 0.0, variance, 0.0, 0.0, 0.0, 0.0])
+            out.append(fix.SerializeToString())
+        fields, rows = self.fields_channel(table)
+        return [Encoded(channel, out), Encoded(fields, rows.encode(table))]
+
+
+class CameraRoute(Route):
+    def __init__(self, *args, calibration: dict | None = None):
+        super().__init__(*args)
+        self.with_data = True
+        self.frame_id = f"{self.session.serial}/{self.stream}"
+        self.calibration = calibration
+        self.kinds: list[str] = []
+        self.notes: list[str] = []
+
+    def _channel(self, kind: str, message_class) -> int:
+        if kind not in self.kinds:
+            self.kinds.append(kind)
+        topic = self.topic if self.kinds[0] == kind else f"{self.topic}/{kind}"
+        return self.channels.protobuf(topic, message_class)
+
+    def encode(self, table: pa.Table) -> list[Encoded]:
+        names = (TIME_COLUMN, "codec", "pixel_format", "width", "height", "stride_bytes")
+        times, codec, pixel_format, width, height, stride = (table.column(n).to_numpy().tolist() for n in names)
+        data = table.column(DATA_COLUMN).to_pylist()
+        channels, out = [], []
+        video, jpeg, raw = CompressedVideo(frame_id=self.frame_id), CompressedImage(frame_id=self.frame_id), \
+            RawImage(frame_id=self.frame_id)
+        for i, t in enumerate(times):
+            c = codec[i]
+            if c in (codes.H264, codes.H265):
+                kind = "h264" if c == codes.H264 else "h265"
+                channels.append(self._channel(kind, CompressedVideo))
+                message = video
+                message.format, message.data = kind, data[i]
+            elif c == codes.JPEG:
+                channels.append(self._channel("jpeg", CompressedImage))
+                message = jpeg
+                message.format, message.data = "jpeg", data[i]
+            else:
+                channels.append(self._channel("raw", RawImage))
+                message = raw
+                message.width, message.height = width[i], height[i]
+                message.encoding, message.step, message.data = _raw_layout(pixel_format[i], width[i], height[i],
+                                                                           stride[i], data[i])
+            _stamp(message, t)
+            out.append(message.SerializeToString())
+        encoded = [Encoded(channels, out)]
+        if self.calibration is not None:
+            calibration = self.calibration
+            channel = self.channels.protobuf(f"{self.topic}/calibration", CameraCalibration)
+            messages = []
+            for t in times:
+                _stamp(calibration, t)
+                messages.append(calibration.SerializeToString())
+            encoded.append(Encoded(channel, messages))
+        fields, rows = self.fields_channel(table)
+        encoded.append(Encoded(fields, rows.encode(table)))
+        return encoded
+
+
+def _raw_layout(pixel_format: int, width: int, height: int, stride: int, data: bytes) -> tuple[str, int, bytes]:
+    """RawImage encoding, step and bytes of a RAW frame."""
+    if pixel_format == codes.GRAY8:
+        return "mono8", stride, data
+    if pixel_format == codes.RGB24:
+        return "rgb8", stride, data
+    # YUV420P (I420: Y, then U and V at half size with half the stride) -> NV12 (Y, then U and V
+    # interleaved in rows of `step` bytes): the same samples in a layout Foxglove shows.
+    pixels = np.frombuffer(data, np.uint8)
+    half = stride // 2
+    step = stride if stride % 2 == 0 else width
+    luma = pixels[:stride * height].reshape(height, stride)[:, :step]
+    chroma_size = half * (height // 2)
+    u = pixels[stride * height:stride * height + chroma_size].reshape(height // 2, half)
+    v = pixels[stride * height + chroma_size:stride * height + 2 * chroma_size].reshape(height // 2, half)
+    uv = np.empty((height // 2, step), np.uint8)
+    uv[:, 0::2], uv[:, 1::2] = u[:, :step // 2], v[:, :step // 2]
+    return "nv12", step, luma.tobytes() + uv.tobytes()
+
+
+class AudioRoute(CameraRoute):
+    def encode(self, table: pa.Table) -> list[Encoded]:
+        times, codec, channels_, rate = (table.column(n).to_numpy().tolist()
+                                         for n in (TIME_COLUMN, "codec", "channels", "sample_rate_hz"))
+        data = table.column(DATA_COLUMN).to_pylist()
+        raw, compressed = RawAudio(), CompressedAudio(format="opus")
+        channels, out = [], []
+        for i, t in enumerate(times):
+            if codec[i] == AUDIO_OPUS:
+                channels.append(self._channel("opus", CompressedAudio))
+                message = compressed
+                message.data = data[i]
+            else:
+                # One RawAudio channel for both PCM kinds: the format field says which.
+                channels.append(self._channel("pcm", RawAudio))
+                message = raw
+                message.format = "pcm-s16" if codec[i] == AUDIO_PCM_S16 else "pcm-s32"
+                message.sample_rate, message.number_of_channels, message.data = rate[i], channels_[i], data[i]
+            _stamp(message, t)
+            out.append(message.SerializeToString())
+        fields, rows = self.fields_channel(table)
+        return [Encoded(channels, out), Encoded(fields, rows.encode(table))]
+
+
+# -- calibration -------------------------------------------------------------------------------
+
+
+def camera_calibration(entry: dict, frame_id: str) -> CameraCalibration | None:
+    """A CameraCalibration from one Aria-layout CameraCalibrations entry (see the module doc)."""
+    projection = entry.get("Projection") or {}
+    params = [float(p) for p in projection.get("Params") or []]
+    size = entry.get("ImageSize") or {}
+    width, height = int(size.get("Width") or 0), int(size.get("Height") or 0)
+    name = projection.get("Name", "")
+    if name in ("FisheyeRadTanThinPrism", "Fisheye624") and len(params) in (15, 16):
+        if len(params) == 15:
+            fx = fy = params[0]
+            rest = params[1:]
+        else:
+            fx, fy = params[0], params[1]
+            rest = params[2:]
+        cx, cy, k, p = rest[0], rest[1], rest[2:8], rest[8:10]
+        model, distortion = "fisheye62", [k[0], k[1], k[2], k[3], p[0], p[1]]
+    elif name in ("Pinhole", "Linear") and len(params) >= 3:
+        fx, fy, cx, cy = (params[0], params[0], params[1], params[2]) if len(params) == 3 else params[:4]
+        model, distortion = "plumb_bob", [0.0] * 5
+    else:
+        return None
+    return CameraCalibration(frame_id=frame_id, width=width, height=height, distortion_model=model, D=distortion,
+                             K=[fx, 0, cx, 0, fy, cy, 0, 0, 1], R=[1, 0, 0, 0, 1, 0, 0, 0, 1],
+                             P=[fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0])
+
+
+def camera_calibrations(session: Session) -> dict[str, dict]:
+    """Camera label -> its CameraCalibrations entry, from the session's (first) calibration."""
+    calibration = session.calibration or {}
+    entries = calibration.get("CameraCalibrations") or []
+    return {e["Label"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("Label"), str)}
+
+
+# -- the merge ---------------------------------------------------------------------------------
+
+
+class Cursor:
+    """One route's batches, the current one converted lazily, slice by slice."""
+
+    def __init__(self, job: ExportJob, route: Route):
+        self.route = route
+        self.batches = job.rows(route.session, route.stream, with_data=route.with_data)
+        self.table: pa.Table | None = None
+        self.times = np.empty(0, np.int64)
+        self.latest_after = self.times  # [i]: the latest time from row i on
+        self.position = 0
+        self.done = False
+
+    def fill(self) -> bool:
+        """A batch with rows left to write, reading the next one when needed; False when done."""
+        while not self.done and self.position >= len(self.times):
+            table = next(self.batches, None)
+            if table is None:
+                self.done, self.table = True, None
+                return False
+            self.table, self.position = table, 0
+            self.times = table.column(TIME_COLUMN).to_numpy()
+            self.latest_after = np.maximum.accumulate(self.times[::-1])[::-1]
+            if len(self.times) and self.times.min() < 0:
+                raise ExportError(f"{self.route.topic}: times before 1970 on this clock cannot be MCAP log times "
+                                  f"(unsigned); choose another --clock")
+        return not self.done
+
+    def take_until(self, watermark: int) -> pa.Table | None:
+        """The rows from the current position up to the first one after `watermark`."""
+        later = np.flatnonzero(self.times[self.position:] > watermark)
+        stop = self.position + (int(later[0]) if len(later) else len(self.times) - self.position)
+        if stop == self.position:
+            return None
+        rows = self.table.slice(self.position, stop - self.position)
+        self.position = stop
+        return rows
+
+
+def _write_step(writer: Writer, parts: list[tuple[np.ndarray, list[Encoded]]]) -> int:
+    """Write one merge step's messages in time order (stable: ties keep stream order); returns
+    the messages written."""
+    times, channels, data = [], [], []
+    for row_times, encoded in parts:
+        for e in encoded:
+            keep = [i for i, d in enumerate(e.data) if d is not None] if any(d is None for d in e.data) else None
+            t = row_times if keep is None else row_times[keep]
+            times.append(t)
+            if isinstance(e.channel, int):
+                channels.append(np.full(len(t), e.channel, np.int64))
+            else:
+                channels.append(np.asarray(e.channel if keep is None else [e.channel[i] for i in keep], np.int64))
+            data += e.data if keep is None else [e.data[i] for i in keep]
+    if not data:
+        return 0
+    all_times = np.concatenate(times)
+    order = np.argsort(all_times, kind="stable")
+    sorted_times = all_times[order].tolist()
+    sorted_channels = np.concatenate(channels)[order].tolist()
+    add = writer.add_message
+    for t, channel, k in zip(sorted_times, sorted_channels, order.tolist(), strict=True):
+        add(channel, t, data[k], t)
+    return len(data)
+
+
+def _routes(job: ExportJob, channels: Channels) -> list[Route]:
+    routes = []
+    for session in job.sessions:
+        cameras = camera_calibrations(session)
+        for stream in job.streams(session):
+            schema = session.schema(stream)
+            message = (schema.metadata or {}).get(b"recorder.message", b"").decode()
+            args = (session, stream, schema, channels)
+            if message == "camera_frame":
+                entry = cameras.get(stream)
+                calibration = camera_calibration(entry, f"{session.serial}/{stream}") if entry else None
+                routes.append(CameraRoute(*args, calibration=calibration))
+            elif message == "audio_block":
+                routes.append(AudioRoute(*args))
+            elif message in POSE_MESSAGES:
+                routes.append(PoseRoute(*args))
+            elif message == GNSS_MESSAGE:
+                routes.append(GnssRoute(*args))
+            elif "file" in schema.names:
+                continue  # a blob stream of a kind this format does not know
+            else:
+                routes.append(Route(*args))
+    return routes
+
+
+def _attachments(job: ExportJob, writer: Writer) -> None:
+    for session in job.sessions:
+        prefix = f"{session.serial}/{session.session_id}"
+        first = int(job.clock.times(session, [session.manifest.get("first_device_time_ns") or 0])[0])
+        log_time = max(first, 0)
+        created = int(session.manifest.get("first_wall_time_ns") or 0)
+        for entry, data in session.calibrations() or ([({"file": "calibration.json"}, session.calibration_bytes)]
+                                                       if session.calibration_bytes is not None else []):
+            writer.add_attachment(created, log_time, f"{prefix}/{entry['file']}", "application/json", data)
+        manifest = session.path / layout.MANIFEST
+        if manifest.exists():
+            writer.add_attachment(created, log_time, f"{prefix}/{layout.MANIFEST}", "application/json",
+                                  manifest.read_bytes())
+        writer.add_metadata(f"session {prefix}", {
+            "serial": session.serial, "session_id": session.session_id,
+            "device_build": str(session.manifest.get("device_build") or ""),
+            "clock_role": session.broadcaster.role,
+            "calibration": f"attachment {prefix}/calibration.json" if session.calibration_bytes is not None else "none",
+            "manifest": f"attachment {prefix}/{layout.MANIFEST}",
+        })
+    described = job.clock.description()
+    writer.add_metadata("export", {key: value if isinstance(value, str) else json.dumps(value)
+                                   for key, value in described.items()})
+
+
+def write(job: ExportJob, out: Path, progress, time_order: bool = True) -> dict:
+    """Write the MCAP file. time_order=False writes each stream after the other (for measuring
+    what the merge costs; the file holds the same messages)."""
+    rows: dict[str, int] = {}
+    messages = 0
+    with open(out, "wb") as stream:
+        writer = Writer(stream, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD, index_types=IndexType.ALL)
+        writer.start(profile=PROFILE, library=LIBRARY)
+        _attachments(job, writer)
+        channels = Channels(writer)
+        cursors = [Cursor(job, route) for route in _routes(job, channels)]
+
+        def emit(cursor: Cursor, table: pa.Table, parts: list) -> None:
+            parts.append((table.column(TIME_COLUMN).to_numpy(), cursor.route.encode(table)))
+            rows[cursor.route.stream] = rows.get(cursor.route.stream, 0) + table.num_rows
+
+        if time_order:
+            active = [c for c in cursors if c.fill()]
+            while active:
+                # Rows at or before the watermark can go: no stream's later batches hold an
+                # earlier row (each stream's batches come in capture order). The stream whose
+                # buffered rows end first is emptied, or the one holding the earliest row moves
+                # on by a step: every pass writes something.
+                watermark = min(int(c.latest_after[c.position]) for c in active)
+                earliest = min(int(c.times[c.position]) for c in active)
+                watermark = min(watermark, earliest + STEP_NS)
+                parts: list = []
+                done_rows = 0
+                for cursor in active:
+                    table = cursor.take_until(watermark)
+                    if table is not None:
+                        emit(cursor, table, parts)
+                        done_rows += table.num_rows
+                messages += _write_step(writer, parts)
+                progress(done_rows)
+                active = [c for c in active if c.fill()]
+        else:
+            for cursor in cursors:
+                while cursor.fill():
+                    table = cursor.take_until(int(cursor.latest_after[cursor.position]))
+                    parts = []
+                    emit(cursor, table, parts)
+                    messages += _write_step(writer, parts)
+                    progress(table.num_rows)
+        writer.finish()
+    return {"rows": rows, "messages": messages, "topics": len(channels.channels)}

@@ -1,0 +1,342 @@
+"""recorder export --format mcap, read back only by the mcap library's reader and Foxglove's
+protobuf decoder (plain json for the JSON channels): a message per stored row on each topic,
+values as stored, video packets byte for byte, the summary and indexes there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_protobuf.decoder import DecoderFactory
+from storage_support import store_body
+
+import recorder
+from recorder.export import export
+from recorder.sim.fleet import make_fleet
+from recorder.storage import Store
+from recorder.wire.encoder import Encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDER = str(Path(sys.executable).with_name("recorder"))
+ODD_SERIAL = "1M0YODDKINDS01"
+T0 = 14_380_000_000_000  # near the simulated devices' clocks
+CAMERA_IDS = {"slam-front-left": 1, "slam-front-right": 2, "slam-side-left": 4, "camera-rgb": 64}
+
+
+def odd_kinds_body() -> tuple[dict, bytes]:
+    """A device with what the simulated profiles do not send: GNSS, magnetometer, barometer
+    (one NaN), temperatures, PPG, RAW RGB24 and YUV420P frames with row padding, JPEG, H.265, and
+    a microphone stream of PCM S16, PCM S32 and Opus blocks."""
+    rng = np.random.default_rng(3)
+    enc = Encoder()
+    records = []
+    times = T0 + np.arange(20, dtype=np.int64) * 50_000_000
+    records.append(enc.samples("GNSS", 0, {
+        "timestamp_ns": times, "utc_time_ms": 1_714_000_000_000 + np.arange(20) * 50,
+        "latitude_deg": 48.1 + rng.normal(0, 1e-4, 20), "longitude_deg": 11.5 + rng.normal(0, 1e-4, 20),
+        "altitude_m": 520 + rng.normal(0, 1, 20), "accuracy_m": rng.uniform(1, 5, 20).astype(np.float32),
+        "speed_mps": rng.uniform(0, 2, 20)}))
+    records.append(enc.samples("MAG", 0, {"timestamp_ns": times, "mag_tesla": rng.normal(0, 5e-5, (20, 3)),
+                                          "temperature_c": rng.normal(30, 1, 20)}))
+    pressure = rng.normal(101_000, 10, 20)
+    pressure[4] = np.nan
+    records.append(enc.samples("BARO", 0, {"timestamp_ns": times, "pressure_pa": pressure,
+                                           "temperature_c": rng.normal(30, 1, 20)}))
+    for source in (0, 1):
+        records.append(enc.samples("TEMP", source, {"timestamp_ns": times[::5] + source, "temperature_c": rng.normal(40, 2, 4)}))
+    records.append(enc.samples("PPG", 0, {"timestamp_ns": times, "value": rng.normal(0, 1, 20),
+                                          "led_current_ma": np.full(20, 5.0), "integration_time_us": np.full(20, 50.0)}))
+    for k in range(4):
+        t = int(T0 + k * 100_000_000)
+        width, height = 6, 4
+        records.append(enc.blob("SLAM_CAMERA_FRAME", {"camera_id": 1, "codec": 0, "pixel_format": 1, "frame_number": k,
+                                                      "width": width, "height": height, "stride_bytes": 20},
+                                rng.integers(0, 256, 20 * height, dtype=np.uint8).tobytes(), t))
+        records.append(enc.blob("SLAM_CAMERA_FRAME", {"camera_id": 2, "codec": 0, "pixel_format": 2, "frame_number": k,
+                                                      "width": width, "height": height, "stride_bytes": 8},
+                                rng.integers(0, 256, 8 * height * 3 // 2, dtype=np.uint8).tobytes(), t))
+        records.append(enc.blob("SLAM_CAMERA_FRAME", {"camera_id": 4, "codec": 1, "frame_number": k, "width": 64,
+                                                      "height": 48}, b"\xff\xd8\xff\xe0" + bytes([k]) * 50 + b"\xff\xd9", t))
+        records.append(enc.blob("POV_CAMERA_FRAME", {"camera_id": 64, "codec": 3, "frame_number": k, "width": 64,
+                                                     "height": 48}, b"\x00\x00\x00\x01\x40\x01" + bytes([k]) * 30, t))
+    for k, (codec, width) in enumerate([(0, 2), (0, 2), (1, 4), (2, 0)]):
+        samples = 160
+        data = rng.integers(0, 256, 2 * samples * width if width else 77, dtype=np.uint8).tobytes()
+        records.append(enc.blob("AUDIO_REC_DATA", {"channels": 2, "codec": codec, "sample_rate_hz": 16_000,
+                                                   "samples_per_channel": samples}, data, int(T0 + k * 10_000_000)))
+    calibration = {"CameraCalibrations": [{
+        "Label": "slam-front-left", "Calibrated": True, "ImageSize": {"Width": 6, "Height": 4},
+        "Projection": {"Name": "FisheyeRadTanThinPrism",
+                       "Params": [3.0, 3.1, 2.9, 0.1, -0.2, 0.03, 0.4, -0.5, 0.6, 1e-3, 2e-3, 1e-4, 2e-4, 3e-4, 4e-4]}}]}
+    headers = {"session-id": "0b1d4c9e-7d1e-4f55-9c51-0dd0000c1d5e", "device-serial": ODD_SERIAL,
+               "device-build": "1", "oatmeal-calibration": json.dumps(calibration)}
+    return headers, b"".join(records)
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    """Three simulated devices (mp_streaming_demo: GRAY8 eye cameras, H.264 RGB, IMUs, VIO,
+    hands, gaze, TDM) and the odd-kinds device, stored."""
+    data = tmp_path_factory.mktemp("capture") / "data"
+    store = Store(data, sync=False)
+    for device in make_fleet(3, seed=7, profile="mp_streaming_demo"):
+        store_body(store, device.headers(), device.window(0.0, 2.0))
+    store_body(store, *odd_kinds_body())
+    return data
+
+
+@pytest.fixture(scope="module")
+def whole(capture, tmp_path_factory):
+    return export([capture], "mcap", tmp_path_factory.mktemp("out") / "whole.mcap", clock="broadcaster")
+
+
+def sessions(data: Path) -> list:
+    return [recorder.open_session(p) for p in sorted(data.glob("*/*"))]
+
+
+def read(path: Path, topics=None):
+    """(topic, schema name, log_time, publish_time, decoded) in file order; JSON decoded with json."""
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        out = []
+        decoder = DecoderFactory()
+        decoders = {}
+        for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=False):
+            if channel.message_encoding == "json":
+                value = json.loads(message.data)
+            else:
+                if schema.id not in decoders:
+                    decoders[schema.id] = decoder.decoder_for(channel.message_encoding, schema)
+                value = decoders[schema.id](message.data)
+            out.append((channel.topic, schema.name, message.log_time, message.publish_time, value))
+        return out
+
+
+def by_topic(messages) -> dict[str, list]:
+    topics: dict[str, list] = {}
+    for topic, schema, log_time, publish_time, value in messages:
+        topics.setdefault(topic, []).append((schema, log_time, publish_time, value))
+    return topics
+
+
+@pytest.fixture(scope="module")
+def messages(whole):
+    return by_topic(read(whole.out))
+
+
+def test_every_stored_row_is_one_message_on_its_topics(capture, whole, messages):
+    expected: Counter = Counter()
+    for s in sessions(capture):
+        for stream in s.streams():
+            n = s.table(stream, columns=["timestamp_ns"]).num_rows
+            topic = f"/{s.serial}/{stream}"
+            if stream in ("vio", "vio-high-frequency"):
+                expected.update({topic: n, f"{topic}/transform": n, f"{topic}/fields": n})
+            elif stream == "gnss":
+                expected.update({topic: n, f"{topic}/fields": n})
+            elif stream == "mic":
+                codecs = s.table(stream, columns=["codec"]).column("codec").to_pylist()
+                expected.update({topic: sum(c != 2 for c in codecs), f"{topic}/opus": codecs.count(2),
+                                 f"{topic}/fields": n})
+            elif "width" in s.schema(stream).names:
+                expected.update({topic: n, f"{topic}/fields": n})
+                labels = [c["Label"] for c in (s.calibration or {}).get("CameraCalibrations", [])]
+                if stream in labels:
+                    expected[f"{topic}/calibration"] = n
+            else:
+                expected[topic] = n
+    got = Counter({topic: len(items) for topic, items in messages.items()})
+    assert got == +expected
+    assert sum(whole.written["rows"].values()) == sum(
+        s.table(st, columns=["timestamp_ns"]).num_rows for s in sessions(capture) for st in s.streams())
+
+
+def stored(s, stream: str) -> list[dict]:
+    return s.table(stream, columns=s.schema(stream).names).to_pylist()
+
+
+def same_float(a, b) -> bool:
+    return (a is None and b != b) or a == b  # NaN is written as null
+
+
+def test_json_channels_hold_every_stored_field_as_stored(capture, messages):
+    checked = 0
+    for s in sessions(capture):
+        for stream in ("imu-left", "hand-tracking", "eye-gaze", "battery", "magnetometer", "barometer",
+                       "temperature", "ppg", "time-domain-mapping"):
+            if stream not in s.streams():
+                continue
+            rows = stored(s, stream)
+            got = [value for _, _, _, value in messages[f"/{s.serial}/{stream}"]]
+            assert len(got) == len(rows)
+            for row, value in zip(rows, got, strict=True):
+                for name, want in row.items():
+                    if name.startswith("reserved"):
+                        assert name not in value
+                    elif isinstance(want, list):
+                        assert all(same_float(a, b) for a, b in zip(value[name], want, strict=True)), (stream, name)
+                    else:
+                        assert same_float(value[name], want), (stream, name, value[name], want)
+                checked += 1
+    assert checked > 5_000
+    nan_row = [v for _, _, _, v in messages[f"/{ODD_SERIAL}/barometer"]][4]
+    assert nan_row["pressure_pa"] is None
+
+
+def test_poses_and_fixes_equal_the_stored_values(capture, messages):
+    for s in sessions(capture):
+        for stream in ("vio", "vio-high-frequency"):
+            if stream not in s.streams():
+                continue
+            rows = stored(s, stream)
+            poses = messages[f"/{s.serial}/{stream}"]
+            transforms = messages[f"/{s.serial}/{stream}/transform"]
+            for row, (schema, log_time, publish_time, pose), (_, t2, _, transform) in zip(rows, poses, transforms,
+                                                                                           strict=True):
+                assert schema == "foxglove.PoseInFrame" and log_time == publish_time == t2
+                assert pose.timestamp.seconds * 10**9 + pose.timestamp.nanos == log_time
+                position, orientation = pose.pose.position, pose.pose.orientation
+                assert [position.x, position.y, position.z] == row["translation_m"]
+                assert [orientation.w, orientation.x, orientation.y, orientation.z] == row["rotation"]
+                assert [transform.translation.x, transform.translation.y, transform.translation.z] == row["translation_m"]
+                assert [transform.rotation.w, transform.rotation.x, transform.rotation.y, transform.rotation.z] == row["rotation"]
+                assert pose.frame_id == transform.parent_frame_id == f"{s.serial}/odometry"
+                assert transform.child_frame_id == f"{s.serial}/{stream}"
+    odd = next(s for s in sessions(capture) if s.serial == ODD_SERIAL)
+    fixes = messages[f"/{ODD_SERIAL}/gnss"]
+    for row, (schema, _, _, fix) in zip(stored(odd, "gnss"), fixes, strict=True):
+        assert schema == "foxglove.LocationFix"
+        assert (fix.latitude, fix.longitude, fix.altitude) == (row["latitude_deg"], row["longitude_deg"], row["altitude_m"])
+        assert float(np.sqrt(fix.position_covariance[0])) == row["accuracy_m"]
+    assert [v["speed_mps"] for *_, v in messages[f"/{ODD_SERIAL}/gnss/fields"]] == [r["speed_mps"] for r in stored(odd, "gnss")]
+
+
+def test_frames_and_audio_blocks_are_the_stored_bytes(capture, messages):
+    for s in sessions(capture):
+        for stream in s.streams():
+            schema = s.schema(stream)
+            if "file" not in schema.names:
+                continue
+            rows = s.table(stream, columns=schema.names).to_pylist()
+            topic = f"/{s.serial}/{stream}"
+            if stream == "mic":
+                pcm = iter(messages[topic])
+                opus = iter(messages[f"{topic}/opus"])
+                for i, row in enumerate(rows):
+                    schema_name, _, _, block = next(opus if row["codec"] == 2 else pcm)
+                    assert block.data == s.blob(stream, i)
+                    if row["codec"] == 2:
+                        assert schema_name == "foxglove.CompressedAudio" and block.format == "opus"
+                    else:
+                        assert schema_name == "foxglove.RawAudio"
+                        assert block.format == ("pcm-s16" if row["codec"] == 0 else "pcm-s32")
+                        assert (block.sample_rate, block.number_of_channels) == (row["sample_rate_hz"], row["channels"])
+                continue
+            frames = messages[topic]
+            assert len(frames) == len(rows)
+            for i, (row, (schema_name, _, _, frame)) in enumerate(zip(rows, frames, strict=True)):
+                data = s.blob(stream, i)
+                assert frame.frame_id == f"{s.serial}/{stream}"
+                if row["codec"] in (2, 3):
+                    assert schema_name == "foxglove.CompressedVideo"
+                    assert frame.format == ("h264" if row["codec"] == 2 else "h265") and frame.data == data
+                elif row["codec"] == 1:
+                    assert schema_name == "foxglove.CompressedImage" and frame.format == "jpeg" and frame.data == data
+                elif row["pixel_format"] in (0, 1):
+                    assert schema_name == "foxglove.RawImage" and frame.data == data
+                    assert frame.encoding == ("mono8" if row["pixel_format"] == 0 else "rgb8")
+                    assert (frame.width, frame.height, frame.step) == (row["width"], row["height"], row["stride_bytes"])
+                else:  # YUV420P, repacked as NV12: the same Y, U and V samples
+                    h, stride = row["height"], row["stride_bytes"]
+                    assert frame.encoding == "nv12" and frame.step == stride and frame.width == row["width"]
+                    pixels = np.frombuffer(data, np.uint8)
+                    got = np.frombuffer(frame.data, np.uint8)
+                    assert got[:stride * h].tobytes() == pixels[:stride * h].tobytes()
+                    uv = got[stride * h:].reshape(h // 2, stride)
+                    chroma = pixels[stride * h:].reshape(2, h // 2, stride // 2)
+                    assert np.array_equal(uv[:, 0::2], chroma[0]) and np.array_equal(uv[:, 1::2], chroma[1])
+    calibrations = messages[f"/{ODD_SERIAL}/slam-front-left/calibration"]
+    calibration = calibrations[0][3]
+    assert calibration.distortion_model == "fisheye62" and list(calibration.D) == [0.1, -0.2, 0.03, 0.4, 1e-3, 2e-3]
+    assert list(calibration.K) == [3.0, 0, 3.1, 0, 3.0, 2.9, 0, 0, 1]
+    assert calibration.frame_id == f"{ODD_SERIAL}/slam-front-left"
+
+
+def test_the_summary_indexes_attachments_and_time_order(capture, whole, messages):
+    with open(whole.out, "rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics is not None
+        assert summary.statistics.message_count == sum(len(v) for v in messages.values())
+        assert summary.chunk_indexes and all(c.compression == "zstd" for c in summary.chunk_indexes)
+        assert all(c.message_index_offsets for c in summary.chunk_indexes)
+        starts = [c.message_start_time for c in summary.chunk_indexes]
+        assert starts == sorted(starts)
+        attachments = {a.name: a.data for a in reader.iter_attachments()}
+        metadata = {m.name: m.metadata for m in reader.iter_metadata()}
+        times = [m.log_time for _, _, m in reader.iter_messages(log_time_order=False)]
+    assert times == sorted(times)  # written in time order across streams and devices
+    for s in sessions(capture):
+        prefix = f"{s.serial}/{s.session_id}"
+        assert attachments[f"{prefix}/calibration.json"] == s.calibration_bytes
+        assert json.loads(attachments[f"{prefix}/session.json"]) == s.manifest
+        assert metadata[f"session {prefix}"]["serial"] == s.serial
+    assert metadata["export"]["clock"] == "broadcaster"
+
+
+def test_window_streams_and_the_device_clock(capture, tmp_path):
+    receiver = next(s for s in sessions(capture) if "time-domain-mapping" in s.streams())
+    times = receiver.table("imu-left", columns=["timestamp_ns"]).column("timestamp_ns").to_numpy()
+    start, end = int(times[100]), int(times[900])
+    summary = export([receiver.path], "mcap", tmp_path / "part.mcap", clock="device", start=f"{start}ns",
+                     end=f"{end}ns", streams=["imu-left", "vio", "camera-rgb"])
+    got = by_topic(read(summary.out))
+    topic = f"/{receiver.serial}"
+    assert set(got) == {f"{topic}/imu-left", f"{topic}/vio", f"{topic}/vio/transform", f"{topic}/vio/fields",
+                        f"{topic}/camera-rgb", f"{topic}/camera-rgb/fields", f"{topic}/camera-rgb/calibration"}
+    for stream in ("imu-left", "vio", "camera-rgb"):
+        device = receiver.table(stream, columns=["timestamp_ns"]).column("timestamp_ns").to_numpy()
+        inside = device[(device >= start) & (device < end)]
+        assert [log_time for _, log_time, _, _ in got[f"{topic}/{stream}"]] == inside.tolist()
+        assert len(inside) > 0
+    utc = export([capture], "mcap", tmp_path / "utc.mcap", clock="utc", streams=["battery"])
+    first_arrival = min(s.manifest["first_wall_time_ns"] for s in sessions(capture))
+    low = min(log_time for items in by_topic(read(utc.out)).values() for _, log_time, _, _ in items)
+    assert abs(low - first_arrival) < 60 * 10**9
+
+
+def test_the_sample_capture_exports_and_its_keyframes_carry_their_parameter_sets(tmp_path):
+    store = Store(tmp_path / "data", sync=False)
+    for device in sorted((ROOT / "sample_data").glob("1M0Y*")):
+        store_body(store, json.loads((device / "headers.json").read_text()), (device / "body.srf").read_bytes())
+    done = subprocess.run([RECORDER, "export", str(tmp_path / "data"), "--format", "mcap", "--out",
+                           str(tmp_path / "sample.mcap")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "mcap:" in done.stdout
+    got = by_topic(read(tmp_path / "sample.mcap"))
+    keyframes = 0
+    for s in sessions(tmp_path / "data"):
+        for stream in s.streams():
+            n = s.table(stream, columns=["timestamp_ns"]).num_rows
+            assert len(got[f"/{s.serial}/{stream}"]) == n, stream
+        for _, _, _, frame in got[f"/{s.serial}/camera-rgb"]:
+            nal_types = {b & 0x1F for b in _after_start_codes(frame.data)}
+            if 5 in nal_types:  # an IDR: Foxglove needs SPS and PPS in the same message
+                assert {7, 8} <= nal_types
+                keyframes += 1
+        assert got[f"/{s.serial}/camera-rgb"][0][3].format == "h264"
+    assert keyframes >= 3
+
+
+def _after_start_codes(data: bytes) -> list[int]:
+    out, start = [], data.find(b"\x00\x00\x01")
+    while 0 <= start < len(data) - 3:
+        out.append(data[start + 3])
+        start = data.find(b"\x00\x00\x01", start + 3)
+    return out
