@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import subprocess
 import sys
+import wave
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import recorder
 from recorder.export import export
 from recorder.export.formats.rerun import annex_b, raw_image
 from recorder.sim.fleet import make_fleet
+from recorder.sim.profiles import PROFILES
 from recorder.storage import Store
 
 RECORDER = str(Path(sys.executable).with_name("recorder"))
@@ -199,6 +203,41 @@ def test_the_command_writes_a_file_rerun_itself_verifies(capture, tmp_path):
     verified = subprocess.run([RERUN, "rrd", "verify", str(tmp_path / "cap.rrd")], capture_output=True, text=True,
                               timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_slam_cameras_microphones_and_profile9_sensors(tmp_path):
+    """profile9 without its 2560x1920 RGB camera (encoding it would take most of the test's time):
+    RAW SLAM frames, 8-channel PCM microphone blocks, magnetometer, barometer, PPG, temperatures."""
+    profile9 = PROFILES["profile9"]
+    PROFILES["profile9-without-rgb"] = dataclasses.replace(
+        profile9, name="profile9-without-rgb", cameras=tuple(c for c in profile9.cameras if c.label != "camera-rgb"))
+    try:
+        (device,) = make_fleet(1, seed=7, profile="profile9-without-rgb")
+    finally:
+        del PROFILES["profile9-without-rgb"]
+    store = Store(tmp_path / "data", sync=False)
+    store_body(store, device.headers(), device.window(0.0, 1.0))
+    recording = Recording(export([tmp_path / "data"], "rerun", tmp_path / "p9", clock="device").out)
+    with recorder.open_session(next((tmp_path / "data").glob("*/*"))) as session:
+        slam = recording.rows(f"/{session.serial}/slam-front-left", "device_time")
+        stored = session.table("slam-front-left")
+        assert slam.num_rows == stored.num_rows > 0
+        assert [bytes(b[0]) for b in component(slam, "Image:buffer")] == [
+            session.blob("slam-front-left", i) for i in range(stored.num_rows)]
+        mic = session.table("mic")
+        pieces = recording.rows(f"/{session.serial}/mic", "device_time")
+        assert component(pieces, "AssetAudio:media_type")[0] == ["audio/wav"]
+        pcm = b""
+        for (blob,) in component(pieces, "AssetAudio:blob"):
+            with wave.open(io.BytesIO(bytes(blob))) as wav:
+                assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (8, 16_000, 2)
+                pcm += wav.readframes(wav.getnframes())
+        assert pcm == b"".join(session.blob("mic", i) for i in range(mic.num_rows))
+        first_block = int(np.min(mic.column("timestamp_ns").to_numpy()))
+        assert int(recording.times_ns(f"/{session.serial}/mic", "device_time")[0]) == first_block
+        for stream, field in (("magnetometer", "mag_tesla"), ("barometer", "pressure_pa"), ("ppg", "value")):
+            rows = recording.rows(f"/{session.serial}/{stream}/{field}", "device_time")
+            assert rows.num_rows == session.table(stream).num_rows > 0, stream
 
 
 def test_padded_raw_rows_are_cut_to_the_image_and_length_prefixed_units_get_start_codes():

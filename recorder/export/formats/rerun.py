@@ -6,6 +6,8 @@
     /<serial>/<stream>/<field>    every numeric field of a sensor stream as Scalars (a vector field
                                   is one entity with one series per element), f32 widened to f64
     /<serial>/hand-tracking/<hand>_landmarks_m   the 21 landmarks of each row as Points3D
+    /<serial>/mic                 PCM audio as WAV assets (AssetAudio), one per minute or run of
+                                  unbroken blocks, logged at its first block's time; Opus is left out
 
 Every row is on one timeline named after the export clock ("broadcaster_time", "device_time":
 durations since that clock's zero; "utc_time": timestamps), with `time_ns` as its time. Rows
@@ -14,7 +16,9 @@ go in with `send_columns`, one call per batch and entity.
 
 from __future__ import annotations
 
+import io
 import uuid
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,8 @@ NOT_SCALARS = {"sequence", "message_id", "camera_id", "codec", "pixel_format", "
 CODEC_RAW, CODEC_JPEG, CODEC_H264, CODEC_H265 = 0, 1, 2, 3
 GRAY8, RGB24, YUV420P = 0, 1, 2
 VIDEO_CODECS = {CODEC_H264: rr.VideoCodec.H264, CODEC_H265: rr.VideoCodec.H265}
+PCM_BYTES = {0: 2, 1: 4}  # audio codec PCM_S16LE, PCM_S32LE -> bytes per sample; OPUS has no WAV form
+AUDIO_PIECE_S = 60  # a WAV asset per minute at most: bounded memory, and drift stays far below a block
 START_CODE = b"\x00\x00\x01"
 
 
@@ -149,7 +155,9 @@ class RerunWriter:
         self.skipped: dict[str, int] = {}
 
     def times(self, table: pa.Table) -> rr.TimeColumn:
-        ns = table.column(TIME_COLUMN).to_numpy()
+        return self.time_column(table.column(TIME_COLUMN).to_numpy())
+
+    def time_column(self, ns: np.ndarray) -> rr.TimeColumn:
         if self.job.clock.name == "utc":
             return rr.TimeColumn(self.timeline, timestamp=ns.view("datetime64[ns]"))
         return rr.TimeColumn(self.timeline, duration=ns.view("timedelta64[ns]"))
@@ -168,6 +176,8 @@ class RerunWriter:
         is_blob = "file" in schema.names
         if is_blob and {"codec", "width"} <= set(schema.names):
             self.camera(session, stream, schema)
+        elif is_blob and {"channels", "sample_rate_hz"} <= set(schema.names):
+            self.audio(session, stream)
         elif is_blob:
             self.skipped[stream] = self.skipped.get(stream, 0) + sum(t.num_rows for t in self.job.rows(session, stream))
         else:
@@ -239,6 +249,49 @@ class RerunWriter:
             buffers.append(buffer)
             formats.append(image_format)
         self.send(path, index, rr.Image.columns(buffer=buffers, format=formats))
+
+    def audio(self, session, stream: str) -> None:
+        """PCM blocks as WAV assets (AssetAudio, played from the time each is logged at): a piece
+        ends after AUDIO_PIECE_S, where the blocks' format changes, and where a block does not
+        start where the one before it ended (lost blocks), so the sound stays on the timeline."""
+        path = entity(session.serial, stream)
+        piece: list[bytes] = []
+        piece_key = None  # (channels, codec, rate), start time ns, samples per channel so far
+        start_ns = written = 0
+
+        def emit():
+            if piece:
+                channels, codec, rate = piece_key
+                buffer = io.BytesIO()
+                with wave.open(buffer, "wb") as wav:
+                    wav.setnchannels(channels)
+                    wav.setsampwidth(PCM_BYTES[codec])
+                    wav.setframerate(rate)
+                    wav.writeframes(b"".join(piece))
+                index = self.time_column(np.array([start_ns], np.int64))
+                self.send(path, index, rr.AssetAudio.columns(blob=[buffer.getvalue()], media_type=["audio/wav"]))
+            piece.clear()
+
+        names = ["channels", "codec", "sample_rate_hz", "samples_per_channel", "timestamp_ns"]
+        for table in self.job.rows(session, stream, columns=names, with_data=True):
+            columns = [table.column(n).to_pylist() for n in (*names[:4], TIME_COLUMN, DATA_COLUMN)]
+            kept = 0
+            for channels, codec, rate, samples, time_ns, data in zip(*columns, strict=True):
+                if codec not in PCM_BYTES:
+                    self.skipped[stream] = self.skipped.get(stream, 0) + 1
+                    continue
+                key = (channels, codec, rate)
+                expected_ns = start_ns + round(written * 1e9 / rate)
+                half_block_ns = samples * 1e9 / rate / 2
+                if (key != piece_key or abs(time_ns - expected_ns) > half_block_ns
+                        or written >= AUDIO_PIECE_S * rate):
+                    emit()
+                    piece_key, start_ns, written = key, time_ns, 0
+                piece.append(data)
+                written += samples
+                kept += 1
+            self.done(stream, kept)
+        emit()
 
     def done(self, stream: str, rows: int) -> None:
         self.rows[stream] = self.rows.get(stream, 0) + rows
