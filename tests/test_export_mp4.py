@@ -318,6 +318,20 @@ def test_a_window_starting_inside_a_gop_starts_the_file_at_the_next_keyframe(mix
     assert int(video_stream(path)["nb_read_frames"]) == len(hevc) - 5
 
 
+def test_a_devices_later_session_gets_the_next_file_name(tmp_path):
+    """Two sessions of one device, the second after a reboot (its clock starts again), whose id
+    sorts first."""
+    data = tmp_path / "data"
+    ids = ["ffffffff-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"]
+    for session_id in ids:
+        store(data, make_fleet(1, seed=7, profile="mp_streaming_demo", session_ids=[session_id]), [(0.0, 0.6)])
+    out = export([data], "mp4", tmp_path / "out", clock="device", streams=["camera-et-left"]).out
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    assert [sidecar(folder / name)["session_id"] for name in ("camera-et-left.mp4", "camera-et-left-2.mp4")] == ids
+    assert all(int(video_stream(folder / name)["nb_read_frames"]) == 3
+               for name in ("camera-et-left.mp4", "camera-et-left-2.mp4"))
+
+
 def test_the_command_takes_lossless_for_mp4_only(demo, tmp_path):
     done = subprocess.run([RECORDER, "export", str(demo), "--format", "mp4", "--out", str(tmp_path / "v"),
                            "--streams", "camera-et-right", "--lossless"], capture_output=True, text=True, timeout=300)

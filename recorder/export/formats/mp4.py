@@ -20,7 +20,7 @@ the window cannot be decoded and are left out (the sidecar counts them).
 
 A stream whose frames change codec, pixel format or size midway is cut there: each run becomes
 its own file (camera-rgb.mp4, camera-rgb-2.mp4, ...), as are the streams of a device's later
-sessions. Audio: PCM S16LE/S32LE blocks back to back in a WAV (channels and rate as stored;
+sessions (in the order they arrived). Audio: PCM S16LE/S32LE blocks back to back in a WAV (channels and rate as stored;
 missing blocks are not filled in: the sidecar counts the gaps); OPUS is left out with a note.
 """
 
@@ -80,7 +80,9 @@ def write(job: ExportJob, out: Path, progress, lossless: bool = False) -> dict:
     files: list[str] = []
     names = FileNames()
     left_out: set[str] = set()
-    for session in job.sessions:
+    # A device's later sessions get the later file names; arrival order holds across a reboot,
+    # when the device's clock starts again.
+    for session in sorted(job.sessions, key=lambda s: (s.serial, s.manifest.get("first_wall_time_ns") or 0)):
         folder = out / session.serial
         for stream in job.streams(session):
             if is_camera(session, stream):
