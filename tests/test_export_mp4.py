@@ -97,6 +97,35 @@ def mixed(tmp_path_factory):
     return data, loops
 
 
+def _without_parameter_sets(access_unit: bytes) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + unit for unit in nal_units_annex_b(access_unit) if unit[0] & 0x1F not in (7, 8))
+
+
+def _parameter_sets(access_unit: bytes) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + unit for unit in nal_units_annex_b(access_unit) if unit[0] & 0x1F in (7, 8))
+
+
+@pytest.fixture(scope="module")
+def sparse_headers(tmp_path_factory):
+    """H.264 RGB frames at 5 Hz, a keyframe every 5 frames, 2.6 s, stored twice: with SPS/PPS in
+    frame 0 of the 10-frame loop only (frame 5, a keyframe, lacks them), and with them moved
+    from frame 0 into frame 4 (a P frame, just before keyframe 5)."""
+    loop = _encoded_loop("libx264", "yuv420p", 320, 240, {
+        "preset": "ultrafast", "x264-params": "keyint=5:min-keyint=5:scenecut=0:bframes=0:repeat-headers=1"}, 10)
+    first_only = [*loop[:5], _without_parameter_sets(loop[5]), *loop[6:]]
+    moved = [*loop[:4], loop[4] + _parameter_sets(loop[0]), _without_parameter_sets(loop[5]), *loop[6:]]
+    captures = {}
+    for name, frames in (("first_only", first_only), ("moved", moved)):
+        data = tmp_path_factory.mktemp(name) / "data"
+        (device,) = make_fleet(1, seed=5, profile="mp_streaming_demo")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(video, "frame_loop", lambda camera, seed, frames=frames: video.FrameLoop(
+                "H264", None, 320, 240, 0, tuple(frames)))
+            store(data, [device], [(0.0, 2.6)])
+        captures[name] = data
+    return captures
+
+
 # -- reading back, with ffprobe and PyAV only ----------------------------------------------------
 
 def ffprobe(path: Path, *entries: str) -> dict:
@@ -316,6 +345,35 @@ def test_a_window_starting_inside_a_gop_starts_the_file_at_the_next_keyframe(mix
     assert described["dropped_before_keyframe"] == 3  # frames 2, 3, 4 of the GOP of 5
     assert described["pts_zero_time_ns"] == int(stored.column("timestamp_ns")[int(hevc[5])].as_py())
     assert int(video_stream(path)["nb_read_frames"]) == len(hevc) - 5
+
+
+def test_a_file_starts_where_a_keyframe_has_its_parameter_sets(sparse_headers, tmp_path):
+    for name, data in sparse_headers.items():
+        (session,) = sessions(data)
+        stamps = session.table("camera-rgb").column("timestamp_ns").to_numpy()
+        assert len(stamps) == 13
+        whole = export([data], "mp4", tmp_path / f"{name}-whole", clock="device", streams=["camera-rgb"]).out
+        path = whole / session.serial / "camera-rgb.mp4"
+        assert int(video_stream(path)["nb_read_frames"]) == 13
+        with av.open(str(path)) as container:
+            assert len(list(container.decode(video=0))) == 13
+        part = export([data], "mp4", tmp_path / f"{name}-part", clock="device", start=f"{stamps[3]}ns",
+                      streams=["camera-rgb"])
+        path = part.out / session.serial / "camera-rgb.mp4"
+        described = sidecar(path)
+        with av.open(str(path)) as container:
+            decoded = len(list(container.decode(video=0)))
+        got = packets(path)
+        if name == "first_only":  # keyframe 5 cannot start a file: keyframe 10, which has them, does
+            assert described["dropped_before_keyframe"] == 7 and described["pts_zero_time_ns"] == int(stamps[10])
+            assert decoded == len(got) == 3 and "parameter_sets_prepended" not in described
+            assert any("7 frame(s) left out" in note for note in part.notes)
+        else:  # frame 4's parameter sets go in front of keyframe 5
+            assert described["dropped_before_keyframe"] == 2 and described["pts_zero_time_ns"] == int(stamps[5])
+            assert decoded == len(got) == 8 and described["parameter_sets_prepended"]
+            stored = session.blob("camera-rgb", 5)
+            assert nal_units_length_prefixed(got[0][0]) == nal_units_annex_b(_parameter_sets(session.blob(
+                "camera-rgb", 4)) + stored)
 
 
 def test_a_devices_later_session_gets_the_next_file_name(tmp_path):

@@ -15,8 +15,10 @@ Every frame's presentation time is its `time_ns` on the export clock, in microse
 file's first frame (MP4 players expect times from 0): the sidecar JSON says which export-clock
 time pts 0 is, and how many frames the file holds. Frames are in capture order and carry no
 B-frames (the glasses' low-latency streams have none; the RAW encoding uses none), so each
-frame's DTS is its PTS. A coded file starts at a keyframe: frames before the first keyframe in
-the window cannot be decoded and are left out (the sidecar counts them).
+frame's DTS is its PTS. A coded file starts at a keyframe whose parameter sets (SPS/PPS, and VPS
+for H.265) are in it or in a frame before it in the window (then they are put in front of the
+first frame, the one frame not byte-identical): frames before cannot be decoded and are left
+out (the sidecar counts them).
 
 A stream whose frames change codec, pixel format or size midway is cut there: each run becomes
 its own file (camera-rgb.mp4, camera-rgb-2.mp4, ...), as are the streams of a device's later
@@ -107,7 +109,7 @@ def _write_camera(job, session, stream, folder, names, lossless, progress) -> li
     written: list[tuple[Path, int]] = []
     video: VideoFile | None = None
     config = None
-    waiting = 0  # coded frames of this run before its first keyframe: they cannot be decoded
+    start = CodedStart(None)
     try:
         for table in job.rows(session, stream, columns=CAMERA_COLUMNS, with_data=True):
             columns = {name: table.column(name).to_pylist() for name in (*CAMERA_COLUMNS, "time_ns")}
@@ -120,32 +122,79 @@ def _write_camera(job, session, stream, folder, names, lossless, progress) -> li
                     if video is not None:
                         written.append(video.close())
                         video = None
-                    _note_undecodable(job, session, stream, waiting)
-                    config, waiting = frame_config, 0
+                    _note_undecodable(job, session, stream, start.waiting)
+                    config, start = frame_config, CodedStart(info["codec"])
+                frame = data[i].as_buffer()
                 if video is None:
-                    if info["codec"] in (images.H264, images.H265) and not images.is_keyframe(
-                            info["codec"], data[i].as_py()):
-                        waiting += 1
+                    prefix = start.first_frame_prefix(frame.to_pybytes())
+                    if prefix is None:
                         continue
                     folder.mkdir(parents=True, exist_ok=True)
                     video = VideoFile.open(names.next(folder, stream, "mp4"), config, lossless, job, session, stream)
-                    video.sidecar["dropped_before_keyframe"] = waiting
-                    waiting = 0
-                video.add(info, columns["time_ns"][i], data[i].as_buffer())
+                    video.sidecar["dropped_before_keyframe"] = start.waiting
+                    _note_undecodable(job, session, stream, start.waiting)
+                    if prefix:
+                        video.sidecar["parameter_sets_prepended"] = True
+                        frame = prefix + frame.to_pybytes()
+                    start.waiting = 0
+                video.add(info, columns["time_ns"][i], frame)
             progress(table.num_rows)
         if video is not None:
             written.append(video.close())
             video = None
-        _note_undecodable(job, session, stream, waiting)
+        _note_undecodable(job, session, stream, start.waiting)
     finally:
         if video is not None:
             video.abandon()
     return written
 
 
+# NAL unit types of the parameter sets a decoder needs before the first picture.
+PARAMETER_SETS = {images.H264: (7, 8), images.H265: (32, 33, 34)}  # SPS, PPS; VPS, SPS, PPS
+
+
+@dataclass
+class CodedStart:
+    """Where a run of H.264/H.265 frames can start: at a keyframe, with its parameter sets in the
+    keyframe or in a frame before it in the window (then they are put in front of the first
+    frame, as MP4 muxing takes them from the first packet). Other codecs start anywhere."""
+
+    codec: int | None
+    waiting: int = 0  # frames before the start: they cannot be decoded
+    seen: dict[int, bytes] = field(default_factory=dict)  # the latest parameter set of each type, start code on
+
+    def first_frame_prefix(self, data: bytes) -> bytes | None:
+        """None while the run cannot start at this frame; else the bytes to put in front of it."""
+        if self.codec not in PARAMETER_SETS:
+            return b""
+        needed = PARAMETER_SETS[self.codec]
+        found = {kind: unit for kind, unit in _nal_units(self.codec, data) if kind in needed}
+        if images.is_keyframe(self.codec, data) and all(k in found or k in self.seen for k in needed):
+            return b"".join(self.seen[k] for k in needed if k not in found)
+        self.seen.update(found)
+        self.waiting += 1
+        return None
+
+
+def _nal_units(codec: int, data: bytes) -> list[tuple[int, bytes]]:
+    """(type, unit with a 4-byte start code) of each NAL unit of an Annex B access unit."""
+    starts, at = [], data.find(b"\x00\x00\x01")
+    while at >= 0:
+        starts.append(at + 3)
+        at = data.find(b"\x00\x00\x01", at + 3)
+    units = []
+    for begin, end in zip(starts, [*starts[1:], len(data) + 3], strict=True):
+        unit = data[begin:end - 3].rstrip(b"\x00")
+        if unit:
+            kind = unit[0] & 0x1F if codec == images.H264 else (unit[0] >> 1) & 0x3F
+            units.append((kind, b"\x00\x00\x00\x01" + unit))
+    return units
+
+
 def _note_undecodable(job: ExportJob, session, stream: str, frames: int) -> None:
     if frames:
-        job.notes.append(f"{session.serial} {stream}: {frames} frame(s) left out, no keyframe before them in the window")
+        job.notes.append(f"{session.serial} {stream}: {frames} frame(s) left out, no keyframe with its parameter "
+                         f"sets before them in the window")
 
 
 @dataclass
@@ -207,7 +256,7 @@ class VideoFile:
             packet.dts, packet.pts = self.increasing(0, ticks, ticks)
             packet.time_base = TIME_BASE
             packet.stream = self.stream
-            packet.is_keyframe = images.is_keyframe(codec, data.to_pybytes())
+            packet.is_keyframe = codec == images.JPEG or images.is_keyframe(codec, bytes(data))
             self.container.mux(packet)
         else:
             frame = self._raw_frame(info, data)
