@@ -248,6 +248,10 @@ def test_padded_raw_rows_are_cut_to_the_image_and_length_prefixed_units_get_star
     assert buffer == bytes(range(12)) and (image_format.width, image_format.height) == (6, 2)
     rgb, _ = raw_image(bytes(range(7)) * 2, 1, 2, 2, 7)
     assert rgb == bytes(range(6)) * 2
+    yuv = b"YYYYyy" * 2 + b"UUu" + b"VVv"  # 4x2, stride 6: luma rows of 6, chroma rows of 3
+    planes, yuv_format = raw_image(yuv, 2, 4, 2, 6)
+    assert planes == b"YYYY" * 2 + b"UU" + b"VV"
+    assert yuv_format.pixel_format == rr.PixelFormat.Y_U_V12_LimitedRange
     units = b"\x00\x00\x00\x02\x67\x01" + b"\x00\x00\x00\x03\x65\x02\x03"
     assert annex_b(units) == b"\x00\x00\x00\x01\x67\x01\x00\x00\x00\x01\x65\x02\x03"
     assert annex_b(b"\x00\x00\x01\x65\xff") == b"\x00\x00\x01\x65\xff"
