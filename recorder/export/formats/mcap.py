@@ -41,8 +41,13 @@ for byte; one metadata record per session and one for the export (its clock) say
 
 Order: messages are written in time order across streams and devices (a merge of every
 stream's batches), so chunks cover short, non-overlapping spans and a player reads the file
-front to back; chunks are zstd-compressed with message indexes, and the summary has the chunk
-indexes and statistics.
+front to back, one chunk at a time, instead of holding a chunk of every stream at once. Chunks
+are zstd-compressed with message indexes; the summary has the chunk indexes and statistics.
+What the order costs, measured on 2 simulated profile9 devices x 10 s (134 MB stored, 94,240
+messages, 2 shared cores): 6.3 s against 4.2 s stream after stream (`time_order=False`), and a
+file of 81 MB against 36 MB, because a chunk of one camera's frames compresses better than one
+that interleaves every stream (the simulator's frames repeat much more than a real camera's
+do). The merge holds a batch of each stream (the job's: up to 256 frames per camera) in memory.
 """
 
 from __future__ import annotations
@@ -303,13 +308,14 @@ class GnssRoute(Route):
 
 
 class CameraRoute(Route):
-    def __init__(self, *args, calibration: dict | None = None):
+    def __init__(self, *args, calibration: CameraCalibration | None = None, notes: list[str] | None = None):
         super().__init__(*args)
         self.with_data = True
         self.frame_id = f"{self.session.serial}/{self.stream}"
         self.calibration = calibration
         self.kinds: list[str] = []
-        self.notes: list[str] = []
+        self.notes = notes if notes is not None else []
+        self.first_video_frame = True
 
     def _channel(self, kind: str, message_class) -> int:
         if kind not in self.kinds:
@@ -328,6 +334,10 @@ class CameraRoute(Route):
             c = codec[i]
             if c in (codes.H264, codes.H265):
                 kind = "h264" if c == codes.H264 else "h265"
+                if self.first_video_frame and not codes.is_keyframe(c, data[i]):
+                    self.notes.append(f"{self.topic}: the export starts inside a group of pictures; players show "
+                                      f"its video from the first keyframe on")
+                self.first_video_frame = False
                 channels.append(self._channel(kind, CompressedVideo))
                 message = video
                 message.format, message.data = kind, data[i]
@@ -515,7 +525,7 @@ def _routes(job: ExportJob, channels: Channels) -> list[Route]:
             if message == "camera_frame":
                 entry = cameras.get(stream)
                 calibration = camera_calibration(entry, f"{session.serial}/{stream}") if entry else None
-                routes.append(CameraRoute(*args, calibration=calibration))
+                routes.append(CameraRoute(*args, calibration=calibration, notes=job.notes))
             elif message == "audio_block":
                 routes.append(AudioRoute(*args))
             elif message in POSE_MESSAGES:
