@@ -22,8 +22,9 @@ out (the sidecar counts them).
 
 A stream whose frames change codec, pixel format or size midway is cut there: each run becomes
 its own file (camera-rgb.mp4, camera-rgb-2.mp4, ...), as are the streams of a device's later
-sessions (in the order they arrived). Audio: PCM S16LE/S32LE blocks back to back in a WAV (channels and rate as stored;
-missing blocks are not filled in: the sidecar counts the gaps); OPUS is left out with a note.
+sessions (in the order they arrived). Audio: PCM S16LE/S32LE blocks back to back in a WAV
+(channels and rate as stored; missing blocks are not filled in: the sidecar counts the gaps);
+OPUS is left out with a note.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ TIME_BASE = Fraction(1, 1_000_000)  # pts in microseconds: finer than any camera
 NS_PER_TICK = 1000
 CRF = "18"
 PRESET = "veryfast"
+COLORSPACE_BT601 = 6  # AVCOL_SPC_SMPTE170M
+RANGE_LIMITED, RANGE_FULL = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
 CAMERA_COLUMNS = ["codec", "pixel_format", "width", "height", "stride_bytes", "frame_number"]
 AUDIO_COLUMNS = ["codec", "channels", "sample_rate_hz", "samples_per_channel"]
 COPIED = {images.H264: "h264", images.H265: "hevc", images.JPEG: "mjpeg"}
 CODEC_NAMES = {images.RAW: "RAW", images.JPEG: "JPEG", images.H264: "H264", images.H265: "H265"}
 PIXEL_FORMAT_NAMES = {images.GRAY8: "GRAY8", images.RGB24: "RGB24", images.YUV420P: "YUV420P"}
 PCM_BYTES = {0: 2, 1: 4}  # audio_codec PCM_S16LE, PCM_S32LE: bytes per sample
-OPUS = 2
 
 
 def is_camera(session, stream: str) -> bool:
@@ -231,6 +233,12 @@ class VideoFile:
                 stream.width, stream.height, stream.pix_fmt = width + pad[1], height + pad[0], pix_fmt
                 stream.time_base = stream.codec_context.time_base = TIME_BASE
                 stream.options = options
+                # Say how the pixels are to be read: GRAY8 and RGB24 become yuv420p through
+                # swscale's BT.601 limited range; lossless gray keeps the stored full-range values.
+                if pixel_format in (images.GRAY8, images.RGB24) and pix_fmt == "yuv420p":
+                    stream.codec_context.colorspace, stream.codec_context.color_range = COLORSPACE_BT601, RANGE_LIMITED
+                elif pix_fmt == "gray":
+                    stream.codec_context.color_range = RANGE_FULL
                 coding = f"{encoder} {pix_fmt} " + " ".join(f"{k}={v}" for k, v in options.items())
         except BaseException:
             container.close()
@@ -259,7 +267,11 @@ class VideoFile:
             packet.is_keyframe = codec == images.JPEG or images.is_keyframe(codec, bytes(data))
             self.container.mux(packet)
         else:
-            frame = self._raw_frame(info, data)
+            try:
+                frame = self._raw_frame(info, data)
+            except images.FrameError as exc:
+                raise ExportError(f"{self.sidecar['serial']} {self.sidecar['stream']} frame {info['frame_number']}: "
+                                  f"{exc}") from None
             frame.pts, _ = self.increasing(0, ticks, ticks)
             frame.time_base = TIME_BASE
             self.container.mux(self.stream.encode(frame))
