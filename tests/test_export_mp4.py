@@ -263,6 +263,28 @@ def test_the_wav_holds_the_sessions_samples(profile9, tmp_path):
     assert described["gaps"] == 0
 
 
+def test_audio_longer_than_a_wav_holds_goes_on_in_the_next_file(profile9, tmp_path, monkeypatch):
+    from recorder.export.formats import mp4
+
+    (session,) = sessions(profile9)
+    pcm, _, _ = session.audio("mic")
+    blocks = session.table("mic")
+    block_bytes = blocks.column("size")[0].as_py()
+    monkeypatch.setattr(mp4, "WAV_MAX_BYTES", 2 * block_bytes)
+    out = export([profile9], "mp4", tmp_path / "out", streams=["mic"]).out
+    assert blocks.num_rows >= 3
+    parts = [out / session.serial / ("mic.wav" if n == 1 else f"mic-{n}.wav")
+             for n in range(1, (blocks.num_rows + 1) // 2 + 1)]
+    assert sorted((out / session.serial).glob("*.wav")) == sorted(parts)
+    decoded = []
+    for part in parts:
+        with av.open(str(part)) as container:
+            decoded += [f.to_ndarray().reshape(-1, f.layout.nb_channels) for f in container.decode(audio=0)]
+    np.testing.assert_array_equal(np.concatenate(decoded), pcm)
+    times = session.to_broadcaster_time(blocks.column("timestamp_ns").to_numpy())
+    assert [sidecar(p)["first_sample_time_ns"] for p in parts] == [int(t) for t in times[::2]]
+
+
 def test_window_and_streams_deliver_exactly_the_frames_they_name(demo, tmp_path):
     first = sessions(demo)[0]
     origin = int(first.to_broadcaster_time(first.table("camera-et-left").column("timestamp_ns").to_numpy()[:1])[0])

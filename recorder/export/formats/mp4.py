@@ -23,8 +23,9 @@ out (the sidecar counts them).
 A stream whose frames change codec, pixel format or size midway is cut there: each run becomes
 its own file (camera-rgb.mp4, camera-rgb-2.mp4, ...), as are the streams of a device's later
 sessions (in the order they arrived). Audio: PCM S16LE/S32LE blocks back to back in a WAV
-(channels and rate as stored; missing blocks are not filled in: the sidecar counts the gaps);
-OPUS is left out with a note.
+(channels and rate as stored; missing blocks are not filled in: the sidecar counts the gaps),
+a new file (mic-2.wav, ...) where they change or where a WAV's 4 GiB would be passed; OPUS is
+left out with a note.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ COPIED = {images.H264: "h264", images.H265: "hevc", images.JPEG: "mjpeg"}
 CODEC_NAMES = {images.RAW: "RAW", images.JPEG: "JPEG", images.H264: "H264", images.H265: "H265"}
 PIXEL_FORMAT_NAMES = {images.GRAY8: "GRAY8", images.RGB24: "RGB24", images.YUV420P: "YUV420P"}
 PCM_BYTES = {0: 2, 1: 4}  # audio_codec PCM_S16LE, PCM_S32LE: bytes per sample
+# A WAV's sizes are 32-bit: longer audio goes on in the next file (8 channels of S32LE at 48 kHz
+# fill one in 45 minutes).
+WAV_MAX_BYTES = 2**32 - 2**20
 
 
 def is_camera(session, stream: str) -> bool:
@@ -342,13 +346,15 @@ def _write_audio(job, session, stream, folder, names, progress) -> list[tuple[Pa
                 if codec not in PCM_BYTES:
                     skipped_opus += 1
                     continue
-                if audio is not None and audio.config != (codec, channels, rate):
+                block = data[i].as_buffer()
+                if audio is not None and (audio.config != (codec, channels, rate)
+                                          or audio.data_bytes + block.size > WAV_MAX_BYTES):
                     written.append(audio.close())
                     audio = None
                 if audio is None:
                     folder.mkdir(parents=True, exist_ok=True)
                     audio = WavFile.open(names.next(folder, stream, "wav"), (codec, channels, rate), job, session, stream)
-                audio.add(columns["time_ns"][i], data[i].as_buffer())
+                audio.add(columns["time_ns"][i], block)
             progress(table.num_rows)
         if audio is not None:
             written.append(audio.close())
@@ -371,6 +377,7 @@ class WavFile:
     first_ns: int | None = None
     next_ns: float | None = None  # when the samples written so far end, on the export clock
     samples: int = 0
+    data_bytes: int = 0
     blocks: int = 0
     gaps: int = 0
 
@@ -397,6 +404,7 @@ class WavFile:
             self.gaps += 1  # a block missing (or overlapping): later samples play earlier than captured
         self.wav.writeframesraw(memoryview(data)[:whole])
         self.samples += count
+        self.data_bytes += whole
         self.blocks += 1
         self.next_ns = time_ns + count * 1e9 / rate
 
