@@ -99,6 +99,8 @@ def write(job: ExportJob, out: Path, progress, lossless: bool = False) -> dict:
                 written = _write_audio(job, session, stream, folder, names, progress)
             else:
                 left_out.add(stream)
+                # The progress bar counts every stream's rows: these are done with.
+                progress(int(((session.manifest.get("streams") or {}).get(stream) or {}).get("rows") or 0))
                 continue
             for path, count in written:
                 files.append(str(path.relative_to(out)))
