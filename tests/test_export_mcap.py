@@ -290,6 +290,14 @@ def test_the_summary_indexes_attachments_and_time_order(capture, whole, messages
     assert metadata["export"]["clock"] == "broadcaster"
 
 
+def test_stream_after_stream_holds_the_same_messages(capture, messages, tmp_path):
+    summary = export([capture], "mcap", tmp_path / "streams.mcap", time_order=False)
+    got = by_topic(read(summary.out))
+    assert set(got) == set(messages)
+    for topic, items in got.items():
+        assert [(t, repr(v)) for _, t, _, v in items] == [(t, repr(v)) for _, t, _, v in messages[topic]], topic
+
+
 def test_window_streams_and_the_device_clock(capture, tmp_path):
     receiver = next(s for s in sessions(capture) if "time-domain-mapping" in s.streams())
     times = receiver.table("imu-left", columns=["timestamp_ns"]).column("timestamp_ns").to_numpy()
