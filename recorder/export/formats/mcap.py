@@ -197,8 +197,7 @@ class Channels:
 
     writer: Writer
     schemas: dict[str, int] = field(default_factory=dict)
-    channels: dict[str, int] = field(default_factory=dict)
-    topic_of: dict[int, str] = field(default_factory=dict)
+    channels: dict[str, tuple[int, str]] = field(default_factory=dict)  # topic -> (channel, schema key)
 
     def protobuf(self, topic: str, message_class) -> int:
         name = message_class.DESCRIPTOR.full_name
@@ -216,9 +215,16 @@ class Channels:
     def _channel(self, topic: str, schema_key: str, encoding: str) -> int:
         if topic not in self.channels:
             channel = self.writer.register_channel(topic, encoding, self.schemas[schema_key])
-            self.channels[topic] = channel
-            self.topic_of[channel] = topic
-        return self.channels[topic]
+            self.channels[topic] = (channel, schema_key)
+        channel, registered = self.channels[topic]
+        if registered != schema_key:
+            # A channel has one schema: rows of another layout on the same topic (sessions of
+            # one device recorded with different schema versions) get a topic of their own.
+            return self._channel(f"{topic}/{self.schema_label(schema_key)}", schema_key, encoding)
+        return channel
+
+    def schema_label(self, schema_key: str) -> str:
+        return f"schema-{self.schemas[schema_key]}"
 
 
 # -- streams -----------------------------------------------------------------------------------
@@ -232,11 +238,11 @@ def _stamp(message, t_ns: int) -> None:
 
 @dataclass
 class Encoded:
-    """One kind of message for rows of a batch: the channel of each row (one for all, or one per
-    row) and the message bytes, one per row (None: no message for that row)."""
+    """One kind of message for the rows of a batch: its channel (one for every row, or one per
+    row) and one message per row."""
 
     channel: int | list[int]
-    data: list[bytes | None]
+    data: list[bytes]
 
 
 class Route:
@@ -494,14 +500,10 @@ def _write_step(writer: Writer, parts: list[tuple[np.ndarray, list[Encoded]]]) -
     times, channels, data = [], [], []
     for row_times, encoded in parts:
         for e in encoded:
-            keep = [i for i, d in enumerate(e.data) if d is not None] if any(d is None for d in e.data) else None
-            t = row_times if keep is None else row_times[keep]
-            times.append(t)
-            if isinstance(e.channel, int):
-                channels.append(np.full(len(t), e.channel, np.int64))
-            else:
-                channels.append(np.asarray(e.channel if keep is None else [e.channel[i] for i in keep], np.int64))
-            data += e.data if keep is None else [e.data[i] for i in keep]
+            times.append(row_times)
+            channels.append(np.full(len(row_times), e.channel, np.int64) if isinstance(e.channel, int)
+                            else np.asarray(e.channel, np.int64))
+            data += e.data
     if not data:
         return 0
     all_times = np.concatenate(times)
