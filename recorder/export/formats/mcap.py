@@ -101,7 +101,9 @@ def _json_type(arrow_type: pa.DataType) -> dict:
     if pa.types.is_integer(arrow_type):
         return {"type": "integer"}
     if pa.types.is_floating(arrow_type):
-        return {"type": ["number", "null"]}
+        # NaN and infinity are written as null; the type stays the single "number" that
+        # Foxglove's schema reader (plot paths, message path completion) expects.
+        return {"type": "number"}
     if pa.types.is_boolean(arrow_type):
         return {"type": "boolean"}
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
