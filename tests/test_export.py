@@ -155,3 +155,12 @@ def test_a_sync_table_names_each_ticks_nearest_row_of_every_device_and_stream(ca
         for k in range(1, len(ticks)):
             inside = np.flatnonzero((imu_times > ticks[k - 1]) & (imu_times <= ticks[k]))
             assert sorted(windows[k]) == inside.tolist()
+
+
+def test_devices_exported_on_every_core_give_what_one_process_gives(capture, tmp_path):
+    data, _ = capture
+    one = export([data], "parquet", tmp_path / "one", workers=1, sync_rate_hz=5).out
+    many = export([data], "parquet", tmp_path / "many", workers=3, sync_rate_hz=5).out
+    for stream in ("imu-right", "camera-rgb", "frames"):
+        query = "SELECT * FROM read_parquet('{}/{}/**/*.parquet') ORDER BY ALL"
+        assert duck(query.format(one, stream)) == duck(query.format(many, stream))

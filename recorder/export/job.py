@@ -74,6 +74,7 @@ class ExportJob:
     end_ns: int | None = None  # on the export clock, exclusive
     origin_ns: int = 0  # the earliest session's first time on the export clock
     notes: list[str] = field(default_factory=list)
+    workers: int | None = None  # processes for formats that export device by device; None: every core
 
     @classmethod
     def make(cls, paths: list[str | Path], *, clock: str = "broadcaster", streams: list[str] | None = None,

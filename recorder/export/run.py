@@ -58,8 +58,10 @@ def _remove(path: Path) -> None:
 def export(paths: list, format_name: str, out: str | Path, *, clock: str = "broadcaster",
            streams: list[str] | None = None, start: str | None = None, end: str | None = None,
            overwrite: bool = False, progress: Callable[[int], None] | None = None,
-           on_job: Callable[[ExportJob], None] | None = None, **options) -> ExportSummary:
-    """Export the sessions under `paths` to `out` in `format_name`; `options` go to the format."""
+           on_job: Callable[[ExportJob], None] | None = None, workers: int | None = None,
+           **options) -> ExportSummary:
+    """Export the sessions under `paths` to `out` in `format_name`; `options` go to the format.
+    `workers`: processes for formats that export device by device (default: every core)."""
     try:
         module = formats.load(format_name)
     except KeyError as exc:
@@ -70,6 +72,7 @@ def export(paths: list, format_name: str, out: str | Path, *, clock: str = "broa
     if out.exists() and not overwrite:
         raise ExportError(f"{out} exists: choose another --out, or --overwrite to replace it")
     job = ExportJob.make(paths, clock=clock, streams=streams, start=start, end=end)
+    job.workers = workers
     if on_job is not None:
         on_job(job)
     partial = partial_path(out)
@@ -94,4 +97,4 @@ def export(paths: list, format_name: str, out: str | Path, *, clock: str = "broa
         for session in job.sessions:
             session.close()
     return ExportSummary(format_name, out, clock_description, len(job.sessions), time.perf_counter() - started,
-                         job.stored_bytes(), written, job.notes)
+                         job.stored_bytes(), written, list(dict.fromkeys(job.notes)))

@@ -42,6 +42,7 @@ import numpy as np
 from ...increasing_dts import IncreasingDts
 from ...reading import images
 from ..job import ExportError, ExportJob
+from ..parallel import by_device
 
 NAME = "mp4"
 SUFFIX = ""
@@ -84,6 +85,18 @@ class FileNames:
 
 
 def write(job: ExportJob, out: Path, progress, lossless: bool = False) -> dict:
+    rows: dict[str, int] = {}
+    files: list[str] = []
+    for written in by_device(job, write_device, out, progress, lossless=lossless):
+        for stream, count in written["rows"].items():
+            rows[stream] = rows.get(stream, 0) + count
+        files += written["files"]
+    out.mkdir(parents=True, exist_ok=True)
+    return {"rows": rows, "files": files}
+
+
+def write_device(job: ExportJob, out: Path, progress, lossless: bool = False) -> dict:
+    """The files of the job's sessions (one device's, when run per device)."""
     rows: dict[str, int] = {}
     files: list[str] = []
     names = FileNames()

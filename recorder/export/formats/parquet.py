@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..job import ExportJob
+from ..parallel import by_device
 
 NAME = "parquet"
 SUFFIX = ""
@@ -34,6 +35,27 @@ def partition(out: Path, stream: str, serial: str) -> Path:
 
 
 def write(job: ExportJob, out: Path, progress, sync_rate_hz: float | None = None) -> dict:
+    rows: dict[str, int] = {}
+    files = 0
+    times: dict[tuple[str, str], np.ndarray] = {}
+    for written in by_device(job, write_device, out, progress):
+        for stream, count in written["rows"].items():
+            rows[stream] = rows.get(stream, 0) + count
+        files += written["files"]
+        times.update(written["times"])
+    out.mkdir(parents=True, exist_ok=True)
+    if sync_rate_hz:
+        frames = sync_table(times, sync_rate_hz, job.start_ns, job.end_ns)
+        (out / "frames").mkdir()
+        pq.write_table(frames, out / "frames" / "part-0.parquet", compression="zstd")
+        rows["frames"] = frames.num_rows
+        files += 1
+    return {"rows": rows, "files": files}
+
+
+def write_device(job: ExportJob, out: Path, progress) -> dict:
+    """The partitions of the job's sessions (one device's, when run per device), and each
+    (stream, serial)'s times in file order for the sync table."""
     rows: dict[str, int] = {}
     files = 0
     times: dict[tuple[str, str], list[np.ndarray]] = {}  # (stream, serial) -> time_ns, in file order
@@ -55,15 +77,7 @@ def write(job: ExportJob, out: Path, progress, sync_rate_hz: float | None = None
             finally:
                 if writer is not None:
                     writer.close()
-    out.mkdir(parents=True, exist_ok=True)
-    if sync_rate_hz:
-        frames = sync_table({key: np.concatenate(parts) for key, parts in times.items()}, sync_rate_hz,
-                            job.start_ns, job.end_ns)
-        (out / "frames").mkdir()
-        pq.write_table(frames, out / "frames" / "part-0.parquet", compression="zstd")
-        rows["frames"] = frames.num_rows
-        files += 1
-    return {"rows": rows, "files": files}
+    return {"rows": rows, "files": files, "times": {key: np.concatenate(parts) for key, parts in times.items()}}
 
 
 def sync_table(times: dict[tuple[str, str], np.ndarray], rate_hz: float, start_ns: int | None,
