@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..reading import Session
+from ..storage.timemap import to_broadcaster_time
 
 CLOCKS = ("device", "broadcaster", "utc")
 
@@ -32,6 +33,7 @@ class ExportClock:
     utc_uncertainty_ns: int | None = None
     utc_reference: str | None = None  # the serial whose arrival times define the utc mapping
     notes: list[str] = field(default_factory=list)
+    _mappings: dict = field(default_factory=dict, repr=False)  # session path -> (capture_ns, offset_ns)
 
     @classmethod
     def choose(cls, name: str, sessions: list[Session]) -> ExportClock:
@@ -71,7 +73,12 @@ class ExportClock:
         t = np.asarray(device_ns, np.int64)
         if self.name == "device":
             return t.copy()
-        mapped = session.to_broadcaster_time(t)
+        mapping = self._mappings.get(session.path)
+        if mapping is None:  # read once per session, not once per batch
+            tdm = session.tdm()
+            mapping = self._mappings[session.path] = (tdm.column("capture_timestamp_ns").to_numpy(),
+                                                      tdm.column("offset_ns").to_numpy())
+        mapped = to_broadcaster_time(t, *mapping) if len(mapping[0]) else t.copy()
         return mapped + self.utc_offset_ns if self.name == "utc" else mapped
 
     def description(self) -> dict:
