@@ -341,7 +341,7 @@ def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, ha
 
 @main.command()
 @click.argument("sessions", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "format_name", required=True, help="parquet, mp4, mcap or rerun.")
+@click.option("--format", "format_name", required=True, help="parquet, mp4, mcap, rerun or lerobot.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="The file or folder to write (the format's suffix is added when missing).")
 @click.option("--clock", default="broadcaster", show_default=True, type=click.Choice(["device", "broadcaster", "utc"]),
@@ -357,7 +357,9 @@ def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, ha
                    "stream's nearest row, and the rows since the last tick for faster streams.")
 @click.option("--lossless", is_flag=True, help="mp4: encode RAW camera frames exactly (libx264 qp 0; players that "
                                                "only know yuv420p refuse such files).")
-def export(sessions, format_name, out, clock, start, end, streams, overwrite, sync_rate, lossless):
+@click.option("--fps", type=click.IntRange(min=1), default=None,
+              help="lerobot: frames per second of the dataset (default 10): state and camera frames at each tick.")
+def export(sessions, format_name, out, clock, start, end, streams, overwrite, sync_rate, lossless, fps):
     """Export SESSION... (session, device or data folders; several devices into one export) to a
     format other tools open."""
     from .export import ExportError
@@ -373,6 +375,10 @@ def export(sessions, format_name, out, clock, start, end, streams, overwrite, sy
         if format_name != "mp4":
             raise click.UsageError("--lossless is an option of --format mp4")
         options["lossless"] = True
+    if fps is not None:
+        if format_name != "lerobot":
+            raise click.UsageError("--fps is an option of --format lerobot")
+        options["fps"] = fps
     with ExportProgress() as progress:
         try:
             summary = run_export(list(sessions), format_name, out, clock=clock, start=start, end=end,

@@ -18,6 +18,7 @@ FORMATS = {
     "mp4": "mp4",
     "mcap": "mcap",
     "rerun": "rerun",
+    "lerobot": "lerobot",
 }
 
 
