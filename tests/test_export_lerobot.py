@@ -156,6 +156,28 @@ def test_every_query_lerobot_makes_finds_its_frame_within_its_tolerance(dataset)
         assert np.abs(times - query).min() < 1e-4
 
 
+def test_lerobots_pyav_decoding_finds_each_queried_frame(dataset):
+    """As lerobot.datasets.video_utils.decode_video_frames_pyav does: seek to the keyframe at or
+    before the query, decode forward, take the nearest frame; it is the frame of that index."""
+    out, _ = dataset
+    key = "observation.images.camera-rgb"
+    path = out / f"videos/{key}/chunk-000/file-000.mp4"
+    with av.open(str(path)) as container:
+        every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    for episode in episodes_of(out):
+        for frame_index in (0, episode["length"] // 2, episode["length"] - 1):
+            query = episode[f"videos/{key}/from_timestamp"] + np.float32(frame_index / FPS)
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                container.seek(round(query / stream.time_base) - 1, backward=True, any_frame=False, stream=stream)
+                for frame in container.decode(stream):
+                    if float(frame.pts * stream.time_base) >= query - 1e-4:
+                        break
+            assert abs(float(frame.pts * stream.time_base) - query) < 1e-4
+            assert np.array_equal(frame.to_ndarray(format="rgb24"),
+                                  every[episode["dataset_from_index"] + frame_index])
+
+
 def test_the_state_is_each_streams_sample_nearest_the_tick(dataset, demo):
     out, _ = dataset
     table = pq.read_table(out / "data/chunk-000/file-000.parquet")
