@@ -153,8 +153,9 @@ class Dataset:
             parts = [t.column("time_ns").to_numpy() for t in job.rows(session, stream, columns=["timestamp_ns"])]
             times[stream] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         empty = [s for s, t in times.items() if not len(t)]
-        first = max(int(t.min()) for t in times.values() if len(t)) if len(empty) < len(times) else 0
-        last = min(int(t.max()) for t in times.values() if len(t)) if len(empty) < len(times) else -1
+        # The span where every stream has rows: from the latest first row to the earliest last one.
+        first = max((int(t.min()) for t in times.values() if len(t)), default=0)
+        last = min((int(t.max()) for t in times.values() if len(t)), default=-1)
         if empty or last < first:
             what = f"no rows of {', '.join(empty)}" if empty else "its streams' rows do not overlap"
             job.notes.append(f"{session.serial} {session.session_id}: left out ({what} in the window)")
