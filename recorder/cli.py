@@ -386,6 +386,9 @@ def export(sessions, format_name, out, clock, start, end, streams, overwrite, sy
                                  overwrite=overwrite, progress=progress.advance, on_job=progress.begin, **options)
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
+        except (ValueError, OSError) as exc:  # a stored frame that does not decode, a full disk, ...
+            raise click.ClickException(f"export failed, nothing was written under the output's name: "
+                                       f"{type(exc).__name__}: {exc}") from None
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written under the output's name", err=True)
             sys.exit(130)
