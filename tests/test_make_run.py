@@ -8,7 +8,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from server_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 def make_run(args: list[str], *flags: str, **popen) -> subprocess.Popen:
     command = ["make", "-s", "-o", "install", *flags, "run", f"ARGS={shlex.join(args)}", f"BIN={BIN}"]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_until_healthy(run: subprocess.Popen, url: str, cafile: Path | None = None) -> str:

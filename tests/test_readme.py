@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from server_support import free_port
 from storage_support import store_body
 
 import recorder
@@ -127,12 +128,6 @@ def test_the_rtmp_reading_example_runs(tmp_path):
     namespace = run_block(block, tmp_path, {"folder": rec.folder})
     index = namespace["index"]
     assert index.filter(index["frame"]).num_rows == 15 and namespace["frame"].width == 320
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, server: subprocess.Popen, timeout_s: float = 60) -> None:

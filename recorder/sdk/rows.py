@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ..reading.session import PCM_DTYPES
 from . import data as d
 from .cameras import CameraImages
 from .raw import RawMessages
@@ -18,7 +19,7 @@ from .streams import AUDIO, CAMERA, CAMERA_ID_KINDS, CAMERA_KINDS, UNDECODED
 from .transforms import SE3
 
 Event = tuple[str, tuple, int]  # callback kind, its arguments, the row's timestamp_ns
-PCM_TYPES = {0: np.dtype("<i2"), 1: np.dtype("<i4")}  # audio_codec PCM_S16LE, PCM_S32LE
+PCM_TYPES = PCM_DTYPES  # audio codec -> sample type, as the reading API reads PCM
 BLOB_COLUMN = "data"
 
 

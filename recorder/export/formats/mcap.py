@@ -76,6 +76,7 @@ from mcap_protobuf.schema import build_file_descriptor_set
 
 from ...reading import Session
 from ...reading import images as codes
+from ...schema import load
 from ...storage import layout
 from ..job import DATA_COLUMN, TIME_COLUMN, ExportError, ExportJob
 
@@ -89,7 +90,8 @@ STEP_NS = 500_000_000
 PROFILE = ""  # no ROS profile: Foxglove protobuf and JSON
 LIBRARY = "recorder export"
 
-AUDIO_PCM_S16, AUDIO_PCM_S32, AUDIO_OPUS = 0, 1, 2
+AUDIO_PCM_S16, AUDIO_PCM_S32, AUDIO_OPUS = (load().enums["audio_codec"].code(name)
+                                             for name in ("PCM_S16LE", "PCM_S32LE", "OPUS"))
 POSE_MESSAGES = {"MP_VIO_RESULT", "MP_VIO_HIGH_FREQUENCY_POSE"}
 GNSS_MESSAGE = "GNSS"
 

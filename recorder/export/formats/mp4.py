@@ -41,6 +41,8 @@ import numpy as np
 
 from ...increasing_dts import IncreasingDts
 from ...reading import images
+from ...schema import load
+from ...wire.rules import PCM_BYTES_PER_SAMPLE
 from ..job import ExportError, ExportJob
 from ..parallel import by_device
 
@@ -58,7 +60,8 @@ AUDIO_COLUMNS = ["codec", "channels", "sample_rate_hz", "samples_per_channel"]
 COPIED = {images.H264: "h264", images.H265: "hevc", images.JPEG: "mjpeg"}
 CODEC_NAMES = {images.RAW: "RAW", images.JPEG: "JPEG", images.H264: "H264", images.H265: "H265"}
 PIXEL_FORMAT_NAMES = {images.GRAY8: "GRAY8", images.RGB24: "RGB24", images.YUV420P: "YUV420P"}
-PCM_BYTES = {0: 2, 1: 4}  # audio_codec PCM_S16LE, PCM_S32LE: bytes per sample
+PCM_BYTES = PCM_BYTES_PER_SAMPLE  # audio codec -> bytes per sample (PCM only)
+AUDIO_CODECS = load().enums["audio_codec"]
 # A WAV's sizes are 32-bit: longer audio goes on in the next file (8 channels of S32LE at 48 kHz
 # fill one in 45 minutes).
 WAV_MAX_BYTES = 2**32 - 2**20
@@ -404,7 +407,7 @@ class WavFile:
         wav.setsampwidth(PCM_BYTES[codec])
         wav.setframerate(rate)
         sidecar = {"serial": session.serial, "session_id": session.session_id, "stream": stream_name,
-                   "codec": "PCM_S16LE" if codec == 0 else "PCM_S32LE", "channels": channels, "sample_rate_hz": rate,
+                   "codec": AUDIO_CODECS.label(codec), "channels": channels, "sample_rate_hz": rate,
                    "clock": job.clock.name}
         return cls(path, config, wav, sidecar)
 

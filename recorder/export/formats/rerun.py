@@ -27,6 +27,8 @@ import pyarrow as pa
 # This module is recorder.export.formats.rerun; absolute imports find the rerun-sdk package.
 import rerun as rr
 
+from ...reading import images
+from ...wire.rules import PCM_BYTES_PER_SAMPLE
 from ..job import DATA_COLUMN, TIME_COLUMN, ExportJob
 
 NAME = "rerun"
@@ -37,10 +39,11 @@ POSE_STREAMS = ("vio", "vio-high-frequency")
 # Columns that say where or how a row was stored, or are times (those go on the timeline).
 NOT_SCALARS = {"sequence", "message_id", "camera_id", "codec", "pixel_format", "frame_number", "width", "height",
                "stride_bytes", "channels", "sample_rate_hz", "samples_per_channel", "broadcaster_id"}
-CODEC_RAW, CODEC_JPEG, CODEC_H264, CODEC_H265 = 0, 1, 2, 3
-GRAY8, RGB24, YUV420P = 0, 1, 2
+# Enum codes from the schema (through the reading package), never written again here.
+CODEC_RAW, CODEC_JPEG, CODEC_H264, CODEC_H265 = images.RAW, images.JPEG, images.H264, images.H265
+GRAY8, RGB24, YUV420P = images.GRAY8, images.RGB24, images.YUV420P
 VIDEO_CODECS = {CODEC_H264: rr.VideoCodec.H264, CODEC_H265: rr.VideoCodec.H265}
-PCM_BYTES = {0: 2, 1: 4}  # audio codec PCM_S16LE, PCM_S32LE -> bytes per sample; OPUS has no WAV form
+PCM_BYTES = PCM_BYTES_PER_SAMPLE  # audio codec -> bytes per sample; OPUS has no WAV form
 AUDIO_PIECE_S = 60  # a WAV asset per minute at most: bounded memory, and drift stays far below a block
 START_CODE = b"\x00\x00\x01"
 
@@ -106,20 +109,6 @@ def annex_b(frame: bytes) -> bytes:
         units.append(b"\x00\x00\x00\x01" + frame[at + 4:at + 4 + size])
         at += 4 + size
     return b"".join(units) if at == len(frame) and units else frame
-
-
-def nal_types(frame: bytes, codec: int):
-    at = frame.find(START_CODE)
-    while at != -1 and at + 3 < len(frame):
-        header = frame[at + 3]
-        yield header & 0x1F if codec == CODEC_H264 else (header >> 1) & 0x3F
-        at = frame.find(START_CODE, at + 3)
-
-
-def is_keyframe(frame: bytes, codec: int) -> bool:
-    """An IDR (H.264) or IRAP (H.265) picture: a decoder can start there."""
-    keys = {5} if codec == CODEC_H264 else set(range(16, 22))
-    return any(t in keys for t in nal_types(frame, codec))
 
 
 def raw_image(data: bytes, pixel_format: int, width: int, height: int, stride: int):
@@ -238,7 +227,7 @@ class RerunWriter:
         if path not in self.entities:
             self.recording.log(path, rr.VideoStream(codec=VIDEO_CODECS[codec]), static=True, strict=True)
         samples = [annex_b(frame) for frame in table.column(DATA_COLUMN).to_pylist()]
-        keyframes = [is_keyframe(sample, codec) for sample in samples]
+        keyframes = [images.is_keyframe(codec, sample) for sample in samples]
         self.send(path, index, rr.VideoStream.columns(sample=samples, is_keyframe=keyframes))
 
     def images(self, path: str, table: pa.Table, index: rr.TimeColumn) -> None:
