@@ -25,14 +25,17 @@ CPU is measured from its own /proc entry and shown apart, never counted as the r
 and what the reader was told in `dropped` frames; "complete" is the reader having received
 every row the recorder published and the feed's end frame.
 
-Figures (2-core VM shared with other work, load about 2.5; 2 devices over TLS, 4 runs each way):
-0.323 s of recorder CPU per device-second without a subscriber, 0.361 s with one (+12 %, +0.038 s;
-27.1 and 30.3 s per GB received); a second run gave +13 %. The subscriber got every row and
-dropped none, its own CPU 0.014 s per device-second. Threads' CPU from /proc/<pid>/task shows
-where the extra goes: about 0.04 s per device-second on the event loop's thread (encoding the
-frames, TLS, writing them to the socket; about 0.025 s over plain HTTP), the rest in the decoding
-and writing threads, which do no more work for the feed but share the cores and the interpreter
-lock with it. The aim of under 10 % more is not met by this margin.
+Figures (2-core VM shared with other work; 2 devices over TLS). Before the feed carried frames as
+stored: 0.323 s of recorder CPU per device-second without a subscriber, 0.361 s with one (+12 %;
+other runs +13 % to +20 %), 12 MB of feed per device-second. Since the feed sends each frame as
+the storage compressed it (7 MB per device-second), sends a flush's batches in one write and
+counts queued bytes without walking the buffers: four runs of 6 to 8 repeats each way gave
++15.6 %, +15.2 %, +9.6 % and +19.3 % (0.04 to 0.07 s per device-second), and the pairs within
+one run range from -8 % to +34 %: the machine's noise is as large as the effect. Threads' CPU
+from /proc/<pid>/task (4 repeats) puts the extra mostly on the event loop's thread: +0.015 s user
+and +0.015 s system per device-second over TLS (frames, TLS, the loopback socket's kernel work,
+which on 127.0.0.1 includes the receiving side's), about half that over plain HTTP. The aim of
+under 10 % more is met in some runs and not in others: not reliably met.
 """
 
 from __future__ import annotations

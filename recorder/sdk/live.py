@@ -43,6 +43,7 @@ from ..server.feed import (
     DeviceCounts,
     FeedItem,
     FeedQueue,
+    decompressed,
     read_frame,
 )
 from .delivery import Delivery, ErrorHandler
@@ -101,7 +102,7 @@ class SessionHandler:
             return
         errors = delivery.errors
         if item.kind == ROWS:
-            delivery.rows(item.stream, item.batch)
+            delivery.rows(item.stream, decompressed(item.batch))
         elif item.kind == CALIBRATION:
             delivery.calibration(item.data)
         elif item.kind == ENDED:

@@ -4,8 +4,9 @@ ever holding up the recording.
 Where batches come from. A session's writer tells its SessionFeed each batch of rows it stores
 (sample rows as stored; a blob stream's index rows with each row's bytes beside them); once the
 writer's flush() has put them in the files, the SessionFeed publishes them to the process's
-FeedHub, one batch per stream, with the stored columns (plus a `data` binary column for camera
-and audio). The feed therefore never shows a row that is not stored, and nothing is held for it
+FeedHub, one batch per stream, with the stored columns (plus, for camera and audio, a binary
+`data_zstd` column: each frame's or block's bytes as the storage compressed them, one zstd frame
+with its content size, which decompressed() turns into a `data` column). The feed therefore never shows a row that is not stored, and nothing is held for it
 when nobody subscribed.
 
 Who reads. Each subscriber (a GET /feed connection, or the in-process handlers of
@@ -49,6 +50,7 @@ from urllib.parse import parse_qs
 import h11
 import pyarrow as pa
 import trio
+import zstandard
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 FEED_PATH = "/feed"
@@ -70,8 +72,12 @@ QUEUE_BYTES = 64 << 20
 # Rows a session holds for the feed between two flushes of its writer; beyond this (a device
 # far faster than a flush interval can take) they are dropped for every subscriber, counted.
 HELD_BYTES = 64 << 20
+# What one send to a GET /feed reader carries at most (more, if a single item is bigger).
+BURST_BYTES = 4 << 20
 # How long a stopping server lets GET /feed readers take the last batches.
 DRAIN_S = 2.0
+# A blob stream's bytes on the feed (zstd frames, as stored), and once a reader decompressed them.
+STORED_COLUMN, DATA_COLUMN = "data_zstd", "data"
 
 
 @dataclass
@@ -82,7 +88,8 @@ class FeedItem:
     stream: str | None = None
     batch: pa.RecordBatch | None = None
     data: bytes | None = None  # a calibration's bytes
-    _frame: bytes | None = field(default=None, repr=False)
+    _frame: list | None = field(default=None, repr=False)
+    _nbytes: int | None = field(default=None, repr=False)
 
     @property
     def rows(self) -> int:
@@ -90,7 +97,13 @@ class FeedItem:
 
     @property
     def nbytes(self) -> int:
-        return (self.batch.nbytes if self.batch is not None else 0) + len(self.data or b"")
+        """What the item holds in memory, as queues count it: the size of the buffers it
+        references, whole (a slice counts its whole buffers: cheap to get, and what it keeps
+        alive), computed once however many queues it passes through."""
+        if self._nbytes is None:
+            self._nbytes = (self.batch.get_total_buffer_size() if self.batch is not None else 0) \
+                + len(self.data or b"")
+        return self._nbytes
 
     def head(self) -> dict:
         head = {"type": self.kind, "device": self.serial, "session_id": self.session_id}
@@ -98,8 +111,9 @@ class FeedItem:
             head.update(stream=self.stream, rows=self.rows)
         return head
 
-    def frame(self) -> bytes:
-        """The item as one frame of the feed; encoded once, however many readers send it."""
+    def frame(self) -> list:
+        """The item as one frame of the feed, in pieces (its prefix and head, then its body) that
+        a send joins with others; encoded once, however many readers send it."""
         if self._frame is None:
             body = b""
             if self.batch is not None:
@@ -109,7 +123,7 @@ class FeedItem:
                 body = sink.getvalue()
             elif self.data is not None:
                 body = self.data
-            self._frame = encode_frame(self.head(), body)
+            self._frame = frame_pieces(self.head(), body)
         return self._frame
 
     @classmethod
@@ -121,9 +135,24 @@ class FeedItem:
                    bytes(body) if head["type"] == CALIBRATION else None)
 
 
-def encode_frame(head: dict, body=b"") -> bytes:
+def decompressed(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A fed batch with its `data_zstd` column (if any) decompressed into `data`, as the
+    reading API gives a stream's bytes."""
+    index = batch.schema.get_field_index(STORED_COLUMN)
+    if index < 0:
+        return batch
+    decompressor = zstandard.ZstdDecompressor()
+    data = [decompressor.decompress(frame) for frame in batch.column(index).to_pylist()]
+    return batch.remove_column(index).append_column(pa.field(DATA_COLUMN, pa.binary()), pa.array(data, pa.binary()))
+
+
+def frame_pieces(head: dict, body=b"") -> list:
     encoded = json.dumps(head, separators=(",", ":")).encode()
-    return b"".join([PREFIX.pack(MAGIC, len(encoded), len(body)), encoded, memoryview(body)])
+    return [PREFIX.pack(MAGIC, len(encoded), len(body)) + encoded, memoryview(body)]
+
+
+def encode_frame(head: dict, body=b"") -> bytes:
+    return b"".join(frame_pieces(head, body))
 
 
 def read_frame(read_exactly) -> tuple[dict, bytes] | None:
@@ -441,15 +470,17 @@ class SessionFeed:
 
     def rows(self, stream: str, batch: pa.RecordBatch) -> None:
         """Rows of a sample stream, as the writer stores them."""
-        if self._room(batch.nbytes, batch.num_rows):
+        if self._room(batch.get_total_buffer_size(), batch.num_rows):
             self._held.setdefault(stream, []).append(batch)
 
-    def blob(self, stream: str, schema: pa.Schema, row: dict, data) -> None:
-        """One blob's index row, as stored, and its bytes."""
-        if self._room(len(data) + 256, 1):
+    def blob(self, stream: str, schema: pa.Schema, row: dict, stored: bytes) -> None:
+        """One blob's index row and its bytes, both as stored (`stored`: the zstd frame written
+        to the blob file). The feed carries the frame as it is: compressing it cost the recording
+        nothing more, and a reader that decompresses it keeps that work off the recorder."""
+        if self._room(len(stored) + 256, 1):
             held = self._held.setdefault(stream, [schema, [], []])
             held[1].append(row)
-            held[2].append(bytes(data))
+            held[2].append(stored)
 
     def calibration(self, data: bytes) -> None:
         self.calibration_bytes = data
@@ -464,7 +495,7 @@ class SessionFeed:
             if isinstance(value[0], pa.Schema):
                 schema, rows, blobs = value
                 batch = pa.RecordBatch.from_pylist(rows, schema=schema)
-                batch = batch.append_column(pa.field("data", pa.binary()), pa.array(blobs, pa.binary()))
+                batch = batch.append_column(pa.field(STORED_COLUMN, pa.binary()), pa.array(blobs, pa.binary()))
             else:
                 batch = pa.concat_batches(value) if len(value) > 1 else value[0]
             self.hub.publish(FeedItem(ROWS, self.serial, self.session_id, stream, batch))
@@ -477,6 +508,17 @@ class SessionFeed:
 
 
 # -- GET /feed --------------------------------------------------------------------------------
+
+
+def take_burst(queue: FeedQueue) -> list[FeedItem]:
+    """The items queued now, up to BURST_BYTES of them (at least one): a writer's flush
+    publishes a batch per stream at once, and one send of them all costs one pass through h11
+    and TLS instead of one per batch."""
+    items, size = [], 0
+    while size < BURST_BYTES and (item := queue.take()) is not None:
+        items.append(item)
+        size += item.nbytes
+    return items
 
 
 class FeedEndpoint:
@@ -520,8 +562,8 @@ class FeedEndpoint:
                         "type": DROPPED, "device": serial, "batches": drops.dropped_batches,
                         "rows": drops.dropped_rows})))
                 wakeup = trio.Event()
-                item = queue.take()
-                if item is None:
+                items = take_burst(queue)
+                if not items:
                     if queue.finished():  # closed, and nothing came in before it was
                         break
                     with trio.move_on_after(self.heartbeat_s) as idle:
@@ -529,8 +571,9 @@ class FeedEndpoint:
                     if idle.cancelled_caught:
                         await conn.send(h11.Data(data=encode_frame({"type": HEARTBEAT, "time": time.time()})))
                     continue
-                await conn.send(h11.Data(data=item.frame()))
-                queue.delivered(item)
+                await conn.send_data([piece for item in items for piece in item.frame()])
+                for item in items:
+                    queue.delivered(item)
             await conn.send(h11.Data(data=encode_frame({"type": END})))
             await conn.send(h11.EndOfMessage())
         finally:

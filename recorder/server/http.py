@@ -70,6 +70,14 @@ class HttpConnection:
         if data:
             await self.stream.send_all(data)
 
+    async def send_data(self, pieces) -> None:
+        """Body data in pieces, as one write: h11 frames each piece without copying it, and
+        the pieces are copied once, into that write."""
+        framed = []
+        for piece in pieces:
+            framed += self.h11.send_with_data_passthrough(h11.Data(data=piece))
+        await self.stream.send_all(b"".join(framed))
+
     async def respond(self, status: int, body: bytes, content_type: str, close: bool = False,
                       head: bool = False) -> None:
         """A whole response; for a HEAD request the same headers and no body."""

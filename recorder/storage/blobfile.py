@@ -26,8 +26,9 @@ class BlobFile:
         self._dirty = False
         self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
 
-    def append(self, data) -> tuple[int, int]:
-        """Compress `data` as one frame at the end of the file; returns (offset, length)."""
+    def append(self, data) -> tuple[int, bytes]:
+        """Compress `data` as one frame at the end of the file; returns its offset and the frame
+        as written (the live feed sends it on as it is)."""
         frame = self._compressor.compress(data)
         offset = self.size
         view = memoryview(frame)
@@ -35,7 +36,7 @@ class BlobFile:
             view = view[self._file.write(view):]
         self.size += len(frame)
         self._dirty = True
-        return offset, len(frame)
+        return offset, frame
 
     def flush(self, *, sync: bool) -> None:
         if self._dirty and sync:

@@ -195,9 +195,9 @@ class SessionWriter:
         stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
         row = {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence, "source": blob.label,
                "message_id": spec.id, **blob.prefix}
-        stream.add_blob(blob.data, row)  # completes `row` with where the bytes went
+        stored = stream.add_blob(blob.data, row)  # completes `row` with where the bytes went
         if self.feed is not None:
-            self.feed.blob(blob.label, stream.schema, row, blob.data)
+            self.feed.blob(blob.label, stream.schema, row, stored)
 
     def _verbatim_stream(self) -> StreamWriter:
         return self._stream(layout.VERBATIM_STREAM, tables.VERBATIM_SCHEMA, "verbatim", "verbatim")

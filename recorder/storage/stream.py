@@ -110,13 +110,14 @@ class StreamWriter:
         if self._pending_bytes > MAX_PENDING_BYTES:
             self.flush()
 
-    def add_blob(self, data, row: dict) -> None:
+    def add_blob(self, data, row: dict) -> bytes:
         """Store one blob's bytes now, and its index row (`row` plus where the bytes went) with
-        the next flush."""
+        the next flush; returns the zstd frame the bytes were stored as."""
         number = self._start_part()
         if self._blobs is None:
             self._blobs = BlobFile(self.folder / layout.blob_name(number), level=self.policy.blob_level)
-        offset, length = self._blobs.append(data)
+        offset, frame = self._blobs.append(data)
+        length = len(frame)
         self.stats.blob_bytes += length
         row.update(file=layout.blob_name(number), offset=offset, length=length, size=len(data))
         self._pending_rows.append(row)
@@ -127,6 +128,7 @@ class StreamWriter:
             self.stats.see_range(t, t)
         if self._pending_bytes > MAX_PENDING_BYTES:
             self.flush()
+        return frame
 
     def flush(self) -> None:
         """Blob bytes out first, then the rows that point at them."""
