@@ -114,6 +114,23 @@ def test_blob_files_are_zstd_streams_of_one_frame_per_blob(stored_fleet):
         assert rows[-1]["offset"] + rows[-1]["length"] == len(whole)
 
 
+def test_blob_levels_are_the_measured_choice(stored_fleet):
+    """RAW frames at the store's zstd level; frames a codec compressed already (H.264 here)
+    and that no level shrinks at the fastest level, which writes the same frame bytes for
+    much less CPU."""
+    _, sessions = stored_fleet
+    reader = open_session(sessions[0][1])
+    for stream, level in (("slam-side-left", 3), ("camera-rgb", -1)):
+        index = reader.table(stream)
+        assert index.num_rows
+        for i in range(min(3, index.num_rows)):
+            row = index.slice(i, 1).to_pylist()[0]
+            stored = (sessions[0][1] / stream / row["file"]).read_bytes()[row["offset"]:row["offset"] + row["length"]]
+            data = reader.blob(stream, i)
+            assert stored == zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data), stream
+    assert set(open_session(sessions[0][1]).table("camera-rgb").column("codec_label").to_pylist()) == {"H264"}
+
+
 def test_parquet_encodings_are_the_measured_choice(stored_fleet):
     _, sessions = stored_fleet
     part = next((sessions[1][1] / "vio").glob("part-*.parquet"))

@@ -24,12 +24,17 @@ class BlobFile:
         self._file = open(path, "ab", buffering=0)
         self.size = self._file.seek(0, os.SEEK_END)
         self._dirty = False
-        self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self.level = level
+        self._compressors: dict[int, zstandard.ZstdCompressor] = {}
 
-    def append(self, data) -> tuple[int, bytes]:
-        """Compress `data` as one frame at the end of the file; returns its offset and the frame
-        as written (the live feed sends it on as it is)."""
-        frame = self._compressor.compress(data)
+    def append(self, data, level: int | None = None) -> tuple[int, bytes]:
+        """Compress `data` as one frame at the end of the file (at the file's level, or at
+        `level`); returns its offset and the frame as written (the live feed sends it on as it is)."""
+        level = self.level if level is None else level
+        compressor = self._compressors.get(level)
+        if compressor is None:
+            compressor = self._compressors[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        frame = compressor.compress(data)
         offset = self.size
         view = memoryview(frame)
         while view:

@@ -21,6 +21,7 @@ from . import layout, manifest, requestlog, tables
 from .ahead import StoredAhead
 from .calibration import HEADER as CALIBRATION_HEADER
 from .calibration import Calibrations, header_bytes
+from .compression import blob_level
 from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
 from .stream import RollPolicy, StreamStats, StreamWriter
 from .timemap import TdmSummary
@@ -195,7 +196,8 @@ class SessionWriter:
         stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
         row = {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence, "source": blob.label,
                "message_id": spec.id, **blob.prefix}
-        stored = stream.add_blob(blob.data, row)  # completes `row` with where the bytes went
+        level = blob_level(spec.prefix.name, blob.prefix.get("codec"), self._policy.blob_level)
+        stored = stream.add_blob(blob.data, row, level)  # completes `row` with where the bytes went
         if self.feed is not None:
             self.feed.blob(blob.label, stream.schema, row, stored)
 

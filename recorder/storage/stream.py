@@ -103,20 +103,21 @@ class StreamWriter:
             return
         self._start_part()
         self._pending.append(batch)
-        self._pending_bytes += batch.nbytes
+        self._pending_bytes += batch.get_total_buffer_size()  # nbytes walks every buffer's ranges: slow
         self.stats.rows += batch.num_rows
         if "timestamp_ns" in batch.schema.names:
             self.stats.see_times(batch.column("timestamp_ns"))
         if self._pending_bytes > MAX_PENDING_BYTES:
             self.flush()
 
-    def add_blob(self, data, row: dict) -> bytes:
-        """Store one blob's bytes now, and its index row (`row` plus where the bytes went) with
-        the next flush; returns the zstd frame the bytes were stored as."""
+    def add_blob(self, data, row: dict, level: int | None = None) -> bytes:
+        """Store one blob's bytes now (at zstd `level`, or the policy's), and its index row
+        (`row` plus where the bytes went) with the next flush; returns the zstd frame the bytes
+        were stored as."""
         number = self._start_part()
         if self._blobs is None:
             self._blobs = BlobFile(self.folder / layout.blob_name(number), level=self.policy.blob_level)
-        offset, frame = self._blobs.append(data)
+        offset, frame = self._blobs.append(data, level)
         length = len(frame)
         self.stats.blob_bytes += length
         row.update(file=layout.blob_name(number), offset=offset, length=length, size=len(data))
