@@ -36,7 +36,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+# The bench extra (the peers the ingest is measured against) is installed here only: recording
+# and the tests do not need it.
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m recorder.bench
 
 lint: install

@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder, export, feed, ingest, replay, rtmp, storage
+from . import decoder, export, feed, ingest, peers, replay, rtmp, storage
 
 SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run,
-            "replay": replay.run, "feed": feed.run, "export": export.run}
+            "replay": replay.run, "feed": feed.run, "export": export.run, "peers": peers.run}
 
 
 def main(argv: list[str]) -> int:

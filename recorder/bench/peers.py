@@ -1,0 +1,457 @@
+"""What the recorder's HTTP ingest costs beside peers that receive the same bodies and do less
+with them, in one run.
+
+    python -m recorder.bench.peers [--seconds 6] [--repeats 3] [--clients 1 4]
+    python -m recorder.bench peers                (the same, as a section of make bench)
+
+Method. One simulated profile9 device's body (profile9_windows: one sample per message) is sent
+unpaced, as devices send it (one chunked POST per device, one chunk per window, each device on
+its own connection, from the bench process), by 1 and by 4 devices at once, to each server:
+
+    recorder                   `recorder serve`, as the ingest section starts it: decoded, stored
+    uvicorn+httptools+uvloop   a tiny ASGI app that reads each body and discards it
+    trio+h11                   a bare trio + h11 server (trio.SSLStream for TLS, as the recorder
+                               does, with the recorder's receive size) that reads and discards
+    http.server                the sample server of the project's seed: ThreadingHTTPServer with a
+                               handler that reads chunked bodies and writes each to a file
+
+each over TLS and over plain HTTP. Every TLS server uses the same certificate files (made by
+recorder.certs, as recorder_serve makes them) and the devices' TLS context. Every server is a
+subprocess of its own (the peers are this module run with --serve), started fresh for each
+repeat and stopped after it, so that its CPU is read exactly as the recorder's: the process's
+whole CPU (user and system, every thread, as its /proc entry counts it, but to the nanosecond
+from its CPU clock, since /proc counts 10 ms ticks) from just before the devices start until the
+last one was answered.
+A run counts only if every device was answered 200 (as replay() checks): a server that failed is
+reported as such, with no figure. The recorder's stored records are checked against its /status
+(records lost are shown). Figures are MB/s of body received (the bodies' bytes
+over the wall time from the first connection to the last answer) and server CPU seconds per GB
+received, medians of REPEATS; each repeat runs every server in turn, so that a drift of the
+machine weighs on all of them. The loopback TCP ceiling and the disk's write speed (fsync'd)
+are measured in the same run.
+
+Ratios: the recorder over TLS with 4 devices against uvicorn over TLS discarding (aims: at least
+half its MB/s, at most 5 times its CPU per GB), and the devices the disk's write speed allows.
+The sending side shares the machine's cores with the server under test, so MB/s is what one
+machine does with both; CPU per GB is the server's alone.
+
+Figures (2-core VM shared with other work; --seconds 2, 3 repeats): MB/s with 1 and 4 devices,
+CPU s per GB at 4: recorder TLS 31 and 39, 35; recorder plain 44 and 60, 27; uvicorn TLS 223
+and 297, 1.8; uvicorn plain 947 and 908, 1.1; trio+h11 TLS 269 and 279, 3.5; http.server TLS
+202 and 298, 1.7. The recorder over TLS takes 0.13 of uvicorn's MB/s for 20 times its CPU per
+GB: neither aim is met. The disk (940 MB/s fsync'd) would allow 79 profile9 devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import importlib.util
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .. import certs
+from ..devicelink import describe as describe_error
+from ..sim import sender
+from .ingest import (
+    PERIOD,
+    Replayed,
+    cpu_seconds,
+    disk_write_speed,
+    free_port,
+    loopback_ceiling,
+    profile9_windows,
+    recorder_serve,
+    stored_records,
+    stream_devices,
+    wait_for,
+)
+
+SECONDS = 6.0
+REPEATS = 3
+CLIENTS = (1, 4)
+CEILING_MB = 1024  # bytes through loopback and to disk for the ceilings
+MIN_MB_PER_S_RATIO = 0.5  # the recorder over TLS should take at least half of what uvicorn takes
+MAX_CPU_PER_GB_RATIO = 5.0  # ... for at most five times its CPU per GB
+ANSWER = b'{"status": "ok"}'
+_libc = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+
+# (server, TLS): the cells of the table, in the order printed.
+SERVERS = [("recorder", True), ("recorder", False), ("uvicorn", True), ("uvicorn", False),
+           ("trio+h11", True), ("trio+h11", False), ("http.server", True), ("http.server", False)]
+LABELS = {"recorder": "recorder (stores)", "uvicorn": "uvicorn+httptools+uvloop (discards)",
+          "trio+h11": "trio+h11 (discards)", "http.server": "http.server (writes to a file)"}
+NEEDS = {"uvicorn": ("uvicorn", "httptools", "uvloop")}
+
+
+def key(server: str, tls: bool) -> str:
+    return f"{server} {'TLS' if tls else 'plain'}"
+
+
+# -- the peers (each run as `python -m recorder.bench.peers --serve NAME`) ------------------------
+
+
+def server_context(cert: str, key_file: str) -> ssl.SSLContext:
+    """The server side of TLS as `recorder serve` makes it (recorder.process.server_ssl_context)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key_file)
+    return context
+
+
+async def discard_asgi(scope, receive, send) -> None:
+    """Read the request's body to its end, keep none of it, answer 200."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]})
+    await send({"type": "http.response.body", "body": ANSWER})
+
+
+def serve_uvicorn(port: int, tls: tuple[str, str] | None) -> None:
+    import uvicorn
+
+    options = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+    uvicorn.run(discard_asgi, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="off",
+                access_log=False, log_level="warning", **options)
+
+
+def serve_trio_h11(port: int, tls: tuple[str, str] | None) -> None:
+    import h11
+    import trio
+
+    from ..server.config import ServerConfig
+
+    # The recorder's own limits: its calibration header is tens of kilobytes, and it reads
+    # this much at a time.
+    config = ServerConfig()
+    context = server_context(*tls) if tls else None
+
+    async def discard(stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_bytes)
+        try:
+            if context is not None:
+                stream = trio.SSLStream(stream, context, server_side=True)
+                await stream.do_handshake()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(config.receive_bytes))
+                elif isinstance(event, h11.EndOfMessage):
+                    head = h11.Response(status_code=200, headers=[("content-type", "application/json"),
+                                                                  ("content-length", str(len(ANSWER)))])
+                    await stream.send_all(conn.send(head) + conn.send(h11.Data(data=ANSWER))
+                                          + conn.send(h11.EndOfMessage()))
+                    conn.start_next_cycle()
+                elif isinstance(event, h11.ConnectionClosed):
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+            pass  # a client gone (or the bench's readiness probe) ends its connection, not the server
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    trio.run(functools.partial(trio.serve_tcp, discard, port, host="127.0.0.1"))
+
+
+def serve_http_server(port: int, tls: tuple[str, str] | None, folder: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class ChunkedToFile(BaseHTTPRequestHandler):
+        """The seed's sample handler, fixed to read chunked bodies (as devices send them)."""
+
+        protocol_version = "HTTP/1.1"
+        piece = 1 << 20
+
+        def copy(self, out, size: int) -> None:
+            while size:
+                data = self.rfile.read(min(size, self.piece))
+                if not data:
+                    raise ConnectionError("the body ended early")
+                out.write(data)
+                size -= len(data)
+
+        def do_POST(self) -> None:
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".body", delete=False) as out:
+                if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                    while size := int(self.rfile.readline(1 << 16).split(b";")[0], 16):
+                        self.copy(out, size)
+                        self.rfile.readline(1 << 16)  # the CRLF after the chunk
+                    while self.rfile.readline(1 << 16).strip():
+                        pass  # trailers, up to the empty line
+                else:
+                    self.copy(out, int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(ANSWER)))
+            self.end_headers()
+            self.wfile.write(ANSWER)
+
+        def log_message(self, format, *args) -> None:
+            pass  # a line per request would be the server's main work
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), ChunkedToFile)
+    if tls:
+        server.socket = server_context(*tls).wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
+def serve(name: str, port: int, tls: tuple[str, str] | None, folder: Path) -> None:
+    if name == "uvicorn":
+        serve_uvicorn(port, tls)
+    elif name == "trio+h11":
+        serve_trio_h11(port, tls)
+    elif name == "http.server":
+        serve_http_server(port, tls, folder)
+    else:
+        raise SystemExit(f"unknown server {name!r}")
+
+
+# -- the bench's side ----------------------------------------------------------------------------
+
+
+def missing(server: str) -> str | None:
+    """Why a server cannot run here, or None."""
+    absent = [m for m in NEEDS.get(server, ()) if importlib.util.find_spec(m) is None]
+    return f"{', '.join(absent)} not installed (pip install -e '.[bench]')" if absent else None
+
+
+def probe(port: int) -> bool:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+@contextlib.contextmanager
+def peer_serve(name: str, folder: Path, *, tls: bool, cert_dir: Path):
+    """A peer server as a subprocess on a free loopback port; yields (process, base URL, the
+    client's SSL context or None) once it accepts connections; stopped on the way out."""
+    port = free_port()
+    folder.mkdir()
+    args = [sys.executable, "-m", "recorder.bench.peers", "--serve", name, "--port", str(port), "--dir", str(folder)]
+    ssl_context = None
+    if tls:
+        args += ["--tls", str(cert_dir / certs.SERVER), str(cert_dir / certs.SERVER_KEY)]
+        ssl_context = sender.client_ssl_context(str(cert_dir / certs.CA))
+    with open(folder.parent / f"{folder.name}.stderr", "wb") as errors:
+        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors)
+    try:
+        try:
+            wait_for(f"the {name} server", lambda: probe(port), 30, server=server)
+        except (RuntimeError, TimeoutError) as exc:
+            said = (folder.parent / f"{folder.name}.stderr").read_text(errors="replace").strip().splitlines()
+            raise RuntimeError(f"{exc}: {said[-1] if said else 'nothing on stderr'}") from None
+        yield server, f"{'https' if tls else 'http'}://127.0.0.1:{port}", ssl_context
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@contextlib.contextmanager
+def start(server: str, folder: Path, *, tls: bool, cert_dir: Path):
+    if server == "recorder":
+        # recorder_serve makes certificates under the folder only where there are none: these
+        # are the files every other TLS server uses.
+        folder.mkdir()
+        if tls:
+            shutil.copytree(cert_dir, folder / "certs")
+        with recorder_serve(folder, tls=tls) as started:
+            yield started
+    else:
+        with peer_serve(server, folder, tls=tls, cert_dir=cert_dir) as started:
+            yield started
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """The same total as cpu_seconds (user and system, every thread, ended ones included), to the
+    nanosecond: /proc/<pid>/stat counts in clock ticks (10 ms), and a fast peer takes a few MB in
+    less than that. From the process's CPU clock; cpu_seconds where there is none."""
+    clock = ctypes.c_int()
+    if _libc is None or _libc.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
+        return cpu_seconds(pid)
+    return time.clock_gettime(clock.value)
+
+
+def send(process: subprocess.Popen, base: str, ssl_context, devices: list[Replayed]) -> dict:
+    """Every device at once, unpaced; MB/s of body received and the server's CPU meanwhile."""
+    body_bytes = sum(sum(map(len, d.windows)) for d in devices)
+    cpu_before = process_cpu_seconds(process.pid)
+    started = time.perf_counter()
+    stream_devices(devices, f"{base}/", False, ssl_context)  # raises unless every answer was 200
+    elapsed = time.perf_counter() - started
+    cpu = process_cpu_seconds(process.pid) - cpu_before
+    return {"clients": len(devices), "seconds": elapsed, "mb": body_bytes / 1e6, "mb_per_s": body_bytes / elapsed / 1e6,
+            "server_cpu_s": cpu, "cpu_per_gb": cpu / (body_bytes / 1e9)}
+
+
+def one_repeat(server: str, tls: bool, folder: Path, cert_dir: Path, clients, windows, records, headers) -> dict:
+    """A fresh server taking each number of clients in turn (every device its own serial and
+    session, so the recorder stores each afresh); {clients: figures}."""
+    results = {}
+    with start(server, folder, tls=tls, cert_dir=cert_dir) as (process, base, ssl_context):
+        first = 0
+        for n in clients:
+            devices = [Replayed(windows, records, headers, first + i) for i in range(n)]
+            first += n
+            results[n] = send(process, base, ssl_context, devices)
+            if server == "recorder":
+                stored = stored_records(base, ssl_context)
+                results[n]["lost_records"] = sum(max(0, records - stored.get(d.serial, 0)) for d in devices)
+    return results
+
+
+def measure(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *, ceiling_mb: int = CEILING_MB,
+            folder: Path = Path("."), on_run=None) -> dict:
+    """Every server of SERVERS with each number of clients, `repeats` times; medians."""
+    windows, records, headers = profile9_windows(seconds)
+    data_seconds = len(windows) * PERIOD
+    per_device = sum(map(len, windows)) / data_seconds / 1e6
+    figures: dict = {"seconds": data_seconds, "repeats": repeats, "clients": list(clients),
+                     "per_device_mb_per_s": per_device, "records_per_device": records, "servers": {}}
+    runs: dict[str, list[dict]] = {key(s, tls): [] for s, tls in SERVERS}
+    failed: dict[str, str] = {}
+    for s, tls in SERVERS:
+        if (why := missing(s)) is not None:
+            failed[key(s, tls)] = f"not measured: {why}"
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        root = Path(tmp)
+        certs.init(root / "certs")
+        figures["loopback_mb_per_s"] = loopback_ceiling(ceiling_mb << 20)
+        figures["disk_mb_per_s"] = disk_write_speed(root, ceiling_mb << 20)
+        for k in range(repeats):
+            for s, tls in SERVERS:
+                name = key(s, tls)
+                if name in failed:
+                    continue
+                try:
+                    result = one_repeat(s, tls, root / f"{s}-{'tls' if tls else 'plain'}-{k}", root / "certs",
+                                        clients, windows, records, headers)
+                except Exception as exc:  # a peer that fails is reported, and the others go on
+                    failed[name] = f"FAILED: {describe_failure(exc)}"
+                    continue
+                runs[name].append(result)
+                if on_run:
+                    on_run(name, result)
+    for s, tls in SERVERS:
+        name = key(s, tls)
+        if name in failed:
+            figures["servers"][name] = {"error": failed[name]}
+            continue
+        cells = {}
+        for n in clients:
+            cells[n] = {
+                "mb_per_s": statistics.median(r[n]["mb_per_s"] for r in runs[name]),
+                "cpu_per_gb": statistics.median(r[n]["cpu_per_gb"] for r in runs[name]),
+                "runs": [r[n] for r in runs[name]],
+            }
+            if s == "recorder":
+                cells[n]["lost_records"] = sum(r[n]["lost_records"] for r in runs[name])
+        figures["servers"][name] = {"server": s, "tls": tls, "clients": cells}
+    figures["ratios"] = ratios(figures, max(clients))
+    figures["devices_the_disk_allows"] = figures["disk_mb_per_s"] / per_device
+    return figures
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The first real error inside trio's exception groups, in the devices' words."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {describe_error(exc)}"
+
+
+def ratios(figures: dict, clients: int) -> dict:
+    """The recorder over TLS against uvicorn over TLS discarding, at `clients` clients (None
+    where either was not measured)."""
+    recorder = figures["servers"].get("recorder TLS", {}).get("clients", {}).get(clients)
+    peer = figures["servers"].get("uvicorn TLS", {}).get("clients", {}).get(clients)
+    if not recorder or not peer:
+        return {"clients": clients, "mb_per_s": None, "cpu_per_gb": None}
+    return {"clients": clients, "mb_per_s": recorder["mb_per_s"] / peer["mb_per_s"],
+            "cpu_per_gb": recorder["cpu_per_gb"] / peer["cpu_per_gb"],
+            "aim_mb_per_s": MIN_MB_PER_S_RATIO, "aim_cpu_per_gb": MAX_CPU_PER_GB_RATIO}
+
+
+def print_table(figures: dict) -> None:
+    clients = figures["clients"]
+    most = max(clients)
+    heads = [f"{n} client{'s' if n > 1 else ''} MB/s" for n in clients] + [f"CPU s/GB at {most}"]
+    print(f"  {'server':48s}" + "".join(f"{h:>17s}" for h in heads))
+    for s, tls in SERVERS:
+        name = key(s, tls)
+        cell = figures["servers"][name]
+        label = f"{LABELS[s]}, {'TLS' if tls else 'plain'}"
+        if "error" in cell:
+            print(f"  {label:48s}  {cell['error']}")
+            continue
+        row = "".join(f"{cell['clients'][n]['mb_per_s']:17.0f}" for n in clients)
+        row += f"{cell['clients'][most]['cpu_per_gb']:17.2f}"
+        if s == "recorder":
+            lost = sum(c["lost_records"] for c in cell["clients"].values())
+            row += "   stored every record" if lost == 0 else f"   LOST {lost} records"
+        print(f"  {label:48s}{row}")
+
+
+def run(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *, ceiling_mb: int = CEILING_MB,
+        folder: Path = Path(".")) -> dict:
+    print(f"one profile9 device's body ({seconds:g} s, one sample per message) sent unpaced by "
+          f"{' and by '.join(map(str, clients))} device(s) at once; a fresh server per repeat, median of {repeats}")
+    figures = measure(seconds, repeats, clients, ceiling_mb=ceiling_mb, folder=folder,
+                      on_run=lambda name, result: print(
+                          f"  {name:18s} " + ", ".join(f"{n}: {r['mb_per_s']:.0f} MB/s {r['cpu_per_gb']:.1f} s/GB"
+                                                       for n, r in result.items()), flush=True))
+    per_device = figures["per_device_mb_per_s"]
+    print(f"one device: {per_device:.1f} MB/s; ceilings: loopback TCP {figures['loopback_mb_per_s']:.0f} MB/s, "
+          f"disk writes (fsync'd) {figures['disk_mb_per_s']:.0f} MB/s")
+    print_table(figures)
+    r = figures["ratios"]
+    if r["mb_per_s"] is None:
+        print(f"ratios to uvicorn over TLS at {r['clients']} clients: not measured (one of the two did not run)")
+    else:
+        print(f"recorder TLS / uvicorn TLS discarding, {r['clients']} clients: MB/s {r['mb_per_s']:.2f} "
+              f"(aim: at least {MIN_MB_PER_S_RATIO:g}) -> {'met' if r['mb_per_s'] >= MIN_MB_PER_S_RATIO else 'NOT met'}; "
+              f"CPU per GB {r['cpu_per_gb']:.1f} (aim: at most {MAX_CPU_PER_GB_RATIO:g}) -> "
+              f"{'met' if r['cpu_per_gb'] <= MAX_CPU_PER_GB_RATIO else 'NOT met'}")
+    print(f"profile9 devices the disk's write speed allows: {figures['devices_the_disk_allows']:.0f} "
+          f"({figures['disk_mb_per_s']:.0f} MB/s over {per_device:.1f} MB/s each)")
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recorder.bench.peers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="of one device's data in the body")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS))
+    parser.add_argument("--ceiling-mb", type=int, default=CEILING_MB, help="sent through loopback and written to disk")
+    parser.add_argument("--serve", choices=["uvicorn", "trio+h11", "http.server"],
+                        help="be that peer server (the bench starts these itself)")
+    parser.add_argument("--port", type=int, help="with --serve")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="with --serve: serve TLS with these files")
+    parser.add_argument("--dir", type=Path, default=Path("."), help="with --serve http.server: where bodies go")
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port, tuple(args.tls) if args.tls else None, args.dir)
+        return 0
+    run(args.seconds, args.repeats, tuple(args.clients), ceiling_mb=args.ceiling_mb)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
