@@ -269,19 +269,19 @@ class Recorder:
             self.no_ingests.set()
 
     async def _receive_body(self, conn: HttpConnection, session: LiveSession, body: BodyIngest) -> None:
-        interval = self.config.flush_interval_s
+        interval, idle_timeout = self.config.flush_interval_s, self.config.idle_timeout_s
         while True:
             event = conn.buffered_event()
             if event is h11.NEED_DATA:
-                if body.pending or body.raw_chunks:
-                    # Write what has arrived if nothing more comes soon: data reaches the disk in time.
-                    with trio.move_on_after(interval):
-                        event = await conn.next_event(self.config.idle_timeout_s)
-                    if event is h11.NEED_DATA:
-                        await body.write()
-                        continue
-                else:
-                    event = await conn.next_event(self.config.idle_timeout_s)
+                # Wait for more, but write what has arrived once it has waited `interval`: data
+                # reaches the disk in time even when the device pauses.
+                flush_in = body.pending_since + interval - time.monotonic() if body.waiting else idle_timeout
+                if await conn.receive(max(0.0, min(flush_in, idle_timeout))):
+                    continue
+                if body.waiting and flush_in <= idle_timeout:
+                    await body.write()
+                    continue
+                raise ClientTooSlow(f"nothing received for {idle_timeout:g} s")
             if isinstance(event, h11.Data):
                 await body.add(event.data, event.chunk_start, event.chunk_end)
                 if body.due():

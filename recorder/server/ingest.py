@@ -107,10 +107,14 @@ class BodyIngest:
             self.raw_chunk = []
         self.pending = sum(len(c) for c, _ in self.raw_chunks)
 
+    @property
+    def waiting(self) -> bool:
+        """Bytes have arrived that are not written yet."""
+        return bool(self.pending or self.raw_chunks)
+
     def due(self) -> bool:
         """Bytes have waited long enough that they must be written and flushed now."""
-        waiting = self.pending or self.raw_chunks
-        return bool(waiting) and time.monotonic() - self.pending_since >= self.flush_interval_s
+        return self.waiting and time.monotonic() - self.pending_since >= self.flush_interval_s
 
     async def write(self, final: bool = False) -> None:
         session = self.session
