@@ -5,8 +5,11 @@ values as stored, video packets byte for byte, the summary and indexes there."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from mcap_protobuf.decoder import DecoderFactory
 from storage_support import store_body
 
 import recorder
-from recorder.export import export
+from recorder.export import ExportError, export
 from recorder.sim.fleet import make_fleet
 from recorder.storage import Store
 from recorder.wire.encoder import Encoder
@@ -296,6 +299,52 @@ def test_stream_after_stream_holds_the_same_messages(capture, messages, tmp_path
     assert set(got) == set(messages)
     for topic, items in got.items():
         assert [(t, repr(v)) for _, t, _, v in items] == [(t, repr(v)) for _, t, _, v in messages[topic]], topic
+
+
+def test_encoding_in_a_worker_process_writes_the_same_file(capture, whole, tmp_path):
+    """Two cores or more: reading and encoding run in a worker process while this one writes;
+    one core: all in this process. Both write the same bytes."""
+    alone = export([capture], "mcap", tmp_path / "alone.mcap", clock="broadcaster", workers=1)
+    assert alone.written == whole.written
+    assert alone.out.read_bytes() == whole.out.read_bytes()
+
+
+def test_a_failure_while_encoding_in_the_worker_is_the_same_clear_error(tmp_path):
+    """Rows before 1970 on the chosen clock cannot be MCAP log times: wherever the encoding
+    runs, the user gets the error that says so, and no file."""
+    times = -10**9 + np.arange(5, dtype=np.int64) * 10**6
+    body = Encoder().samples("BARO", 0, {"timestamp_ns": times, "pressure_pa": np.full(5, 101_000.0),
+                                         "temperature_c": np.full(5, 30.0)})
+    headers = {"session-id": "5e1f0000-0000-4000-8000-000000000001", "device-serial": "1M0YNEGATIVE01",
+               "device-build": "1"}
+    session = store_body(Store(tmp_path / "data", sync=False), headers, body)
+    for workers in (1, 2):
+        with pytest.raises(ExportError, match="before 1970"):
+            export([session], "mcap", tmp_path / f"negative-{workers}.mcap", clock="device", workers=workers)
+        assert not list(tmp_path.glob(f"negative-{workers}*"))
+
+
+def test_ctrl_c_stops_the_writer_and_its_worker_and_leaves_no_file(tmp_path):
+    """Ctrl+C reaches the whole process group (the command and its encoding worker): the
+    command says nothing was written, exits 130 without a traceback, and leaves no file."""
+    data = tmp_path / "data"
+    store = Store(data, sync=False)
+    for device in make_fleet(2, seed=5, profile="profile9"):
+        store_body(store, device.headers(), device.window(0.0, 6.0))
+    out = tmp_path / "long.mcap"
+    command = subprocess.Popen([RECORDER, "export", str(data), "--format", "mcap", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    partial = tmp_path / "long.mcap.partial"
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 1 << 20) and command.poll() is None:
+        assert time.monotonic() < deadline, "the export wrote nothing within a minute"
+        time.sleep(0.05)
+    assert command.poll() is None, "the export finished before it could be interrupted"
+    os.killpg(command.pid, signal.SIGINT)
+    _, stderr = command.communicate(timeout=60)
+    assert command.returncode == 130, stderr
+    assert "interrupted: nothing was written" in stderr and "Traceback" not in stderr
+    assert not out.exists() and not partial.exists()
 
 
 def test_window_streams_and_the_device_clock(capture, tmp_path):

@@ -55,6 +55,7 @@ camera) in memory.
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,7 +79,9 @@ from ...reading import Session
 from ...reading import images as codes
 from ...schema import load
 from ...storage import layout
+from ..ahead import run_ahead
 from ..job import DATA_COLUMN, TIME_COLUMN, ExportError, ExportJob
+from ..parallel import job_part, workers
 
 NAME = "mcap"
 SUFFIX = ".mcap"
@@ -195,11 +198,44 @@ def _numbers(column: pa.Array) -> np.ndarray:
 # -- channels ----------------------------------------------------------------------------------
 
 
+class Registrations:
+    """The mcap Writer as encoding sees it, which may be in another process than the Writer:
+    it numbers schemas and channels as the Writer does (1, 2, ... in the order registered) and
+    keeps the calls, which the writing side makes on the Writer before the messages that use
+    them (replay() checks that the numbers agree)."""
+
+    def __init__(self):
+        self.counts = {"schema": 0, "channel": 0}
+        self.calls: list[tuple[str, tuple, int]] = []
+
+    def _add(self, kind: str, args: tuple) -> int:
+        self.counts[kind] += 1
+        self.calls.append((kind, args, self.counts[kind]))
+        return self.counts[kind]
+
+    def register_schema(self, name: str, encoding: str, data: bytes) -> int:
+        return self._add("schema", (name, encoding, data))
+
+    def register_channel(self, topic: str, message_encoding: str, schema_id: int) -> int:
+        return self._add("channel", (topic, message_encoding, schema_id))
+
+    def take(self) -> list[tuple[str, tuple, int]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+    @staticmethod
+    def replay(calls: list[tuple[str, tuple, int]], writer: Writer) -> None:
+        for kind, args, number in calls:
+            made = writer.register_schema(*args) if kind == "schema" else writer.register_channel(*args)
+            if made != number:
+                raise ExportError(f"the MCAP writer numbered {kind} {args[0]!r} {made}, not {number}")
+
+
 @dataclass
 class Channels:
     """Schemas and channels registered as they are first used."""
 
-    writer: Writer
+    writer: Registrations
     schemas: dict[str, int] = field(default_factory=dict)
     channels: dict[str, tuple[int, str]] = field(default_factory=dict)  # topic -> (channel, schema key)
 
@@ -572,47 +608,77 @@ def _attachments(job: ExportJob, writer: Writer) -> None:
 
 def write(job: ExportJob, out: Path, progress, time_order: bool = True) -> dict:
     """Write the MCAP file. time_order=False writes each stream after the other (for measuring
-    what the merge costs; the file holds the same messages)."""
-    rows: dict[str, int] = {}
+    what the merge costs; the file holds the same messages).
+
+    With two cores or more, reading and encoding run in a worker process (export.ahead) while
+    this one writes: the mcap library's per-message work and chunk compression are as much work
+    again as ours, and threads would share one interpreter lock."""
     messages = 0
     with open(out, "wb") as stream:
         writer = Writer(stream, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD, index_types=IndexType.ALL)
         writer.start(profile=PROFILE, library=LIBRARY)
         _attachments(job, writer)
-        channels = Channels(writer)
-        cursors = [Cursor(job, route) for route in _routes(job, channels)]
-
-        def emit(cursor: Cursor, table: pa.Table, parts: list) -> None:
-            parts.append((table.column(TIME_COLUMN).to_numpy(), cursor.route.encode(table)))
-            rows[cursor.route.stream] = rows.get(cursor.route.stream, 0) + table.num_rows
-
-        if time_order:
-            active = [c for c in cursors if c.fill()]
-            while active:
-                # Rows at or before the watermark can go: no stream's later batches hold an
-                # earlier row (each stream's batches come in capture order). The stream whose
-                # buffered rows end first is emptied, or the one holding the earliest row moves
-                # on by a step: every pass writes something.
-                watermark = min(int(c.latest_after[c.position]) for c in active)
-                earliest = min(int(c.times[c.position]) for c in active)
-                watermark = min(watermark, earliest + STEP_NS)
-                parts: list = []
-                done_rows = 0
-                for cursor in active:
-                    table = cursor.take_until(watermark)
-                    if table is not None:
-                        emit(cursor, table, parts)
-                        done_rows += table.num_rows
+        if (job.workers or workers()) > 1:
+            steps = run_ahead(job_part(job), __name__, "encoded_steps", time_order=time_order)
+        else:
+            steps = encoded_steps(job, time_order)
+        with closing(steps):
+            while True:
+                try:
+                    calls, parts, done_rows = next(steps)
+                except StopIteration as stop:
+                    made = stop.value
+                    break
+                Registrations.replay(calls, writer)
                 messages += _write_step(writer, parts)
                 progress(done_rows)
-                active = [c for c in active if c.fill()]
-        else:
-            for cursor in cursors:
-                while cursor.fill():
-                    table = cursor.take_until(int(cursor.latest_after[cursor.position]))
-                    parts = []
-                    emit(cursor, table, parts)
-                    messages += _write_step(writer, parts)
-                    progress(table.num_rows)
         writer.finish()
-    return {"rows": rows, "messages": messages, "topics": len(channels.channels)}
+    job.notes += [note for note in made["notes"] if note not in job.notes]
+    return {"rows": made["rows"], "messages": messages, "topics": made["topics"]}
+
+
+def encoded_steps(job: ExportJob, time_order: bool = True):
+    """Each merge step's messages, encoded, after the schema and channel registrations they
+    need; returns the rows per stream, the topics and the job's notes."""
+    registrations = Registrations()
+    channels = Channels(registrations)
+    cursors = [Cursor(job, route) for route in _routes(job, channels)]
+    rows: dict[str, int] = {}
+    for parts, done_rows in _steps(cursors, rows, time_order):
+        yield registrations.take(), parts, done_rows
+    return {"rows": rows, "topics": len(channels.channels), "notes": list(job.notes)}
+
+
+def _steps(cursors: list[Cursor], rows: dict[str, int], time_order: bool):
+    """Each merge step's encoded messages (as _write_step takes them), and how many rows they hold."""
+
+    def emit(cursor: Cursor, table: pa.Table, parts: list) -> None:
+        parts.append((table.column(TIME_COLUMN).to_numpy(), cursor.route.encode(table)))
+        rows[cursor.route.stream] = rows.get(cursor.route.stream, 0) + table.num_rows
+
+    if time_order:
+        active = [c for c in cursors if c.fill()]
+        while active:
+            # Rows at or before the watermark can go: no stream's later batches hold an
+            # earlier row (each stream's batches come in capture order). The stream whose
+            # buffered rows end first is emptied, or the one holding the earliest row moves
+            # on by a step: every pass writes something.
+            watermark = min(int(c.latest_after[c.position]) for c in active)
+            earliest = min(int(c.times[c.position]) for c in active)
+            watermark = min(watermark, earliest + STEP_NS)
+            parts: list = []
+            done_rows = 0
+            for cursor in active:
+                table = cursor.take_until(watermark)
+                if table is not None:
+                    emit(cursor, table, parts)
+                    done_rows += table.num_rows
+            yield parts, done_rows
+            active = [c for c in active if c.fill()]
+    else:
+        for cursor in cursors:
+            while cursor.fill():
+                table = cursor.take_until(int(cursor.latest_after[cursor.position]))
+                parts = []
+                emit(cursor, table, parts)
+                yield parts, table.num_rows
