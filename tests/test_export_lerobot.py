@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_export_mp4 import mixed, store  # noqa: F401  (mixed: a fixture these tests use too)
 
+import recorder
 from recorder.export import ExportError, ExportJob, export
 from recorder.sim.fleet import make_fleet
 
@@ -276,6 +277,39 @@ def test_a_window_inside_a_gop_shows_the_next_decodable_frame(mixed, tmp_path): 
     assert len(ffprobe_frames(late.out / "videos/observation.images.camera-rgb/chunk-000/file-000.mp4")) == \
         info_of(late.out)["total_frames"]
     assert info_of(late.out)["features"].get("observation.state") is None
+
+
+def test_a_window_streams_and_a_clock_hold_exactly_the_rows_they_name(demo, tmp_path):
+    """--start/--end/--streams/--clock device: every tick lies in the window, the state holds
+    only the named streams, and each value is the nearest of the rows inside the window (read
+    with the reading API on the device's own clock), never one outside it."""
+    options = {"clock": "device", "start": "0.4", "end": "1.1", "streams": ["imu-right", "vio"]}
+    summary = export([demo], "lerobot", tmp_path / "window", fps=FPS, **options)
+    window = ExportJob.make([demo], **options)
+    start, end = window.start_ns, window.end_ns
+    info = info_of(summary.out)
+    assert set(info["features"]) == {"observation.state", *DEFAULT_FEATURES, "time_ns"}
+    assert info["features"]["observation.state"]["names"] == [
+        n for n in STATE_NAMES if n.startswith(("imu-right.", "vio."))]
+    table = pq.read_table(summary.out / "data/chunk-000/file-000.parquet")
+    state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
+    ticks = table.column("time_ns").to_numpy()
+    assert len(ticks) and ticks.min() >= start and ticks.max() < end
+    for episode in episodes_of(summary.out):
+        rows = slice(episode["dataset_from_index"], episode["dataset_to_index"])
+        session = recorder.open_session(demo / episode["serial"] / episode["session_id"])
+        column = 0
+        for stream, field, width in [("imu-right", "accel_msec2", 3), ("imu-right", "gyro_radsec", 3),
+                                     ("vio", "translation_m", 3), ("vio", "rotation", 4)]:
+            stored = session.table(stream, columns=["timestamp_ns", field])
+            times = stored.column("timestamp_ns").to_numpy()
+            values = np.stack(stored.column(field).to_numpy(zero_copy_only=False))
+            inside = (times >= start) & (times < end)
+            times, values = times[inside], values[inside]
+            assert times.min() <= ticks[rows].min() and ticks[rows].max() <= times.max()
+            nearest = np.abs(times[None, :] - ticks[rows, None]).argmin(axis=1)
+            assert np.array_equal(state[rows, column:column + width], values[nearest].astype(np.float32)), stream
+            column += width
 
 
 def test_the_command_takes_fps_for_lerobot_only(demo, tmp_path):
