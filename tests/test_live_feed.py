@@ -137,16 +137,12 @@ async def test_a_reader_that_stops_reading_loses_its_own_batches_only(server, cl
             assert len(stored_sequences(session)) == device.records_sent
 
 
-async def test_the_feed_carries_the_stored_rows_as_arrow_batches(server, client_ssl, nursery):
-    """What a reader in any language gets from GET /feed?serial=X: frames of a JSON head and an
-    Arrow IPC stream, whose batches concatenated per stream are the stored table, column for
-    column, with each camera frame's and audio block's bytes in `data_zstd` as stored (zstd)."""
-    fleet = make_fleet(2, seed=47, profile="profile9")
-    wanted = fleet[1]
+async def read_raw_feed(server, client_ssl, nursery, target: str, fleet) -> tuple[list[tuple[dict, bytes]], dict]:
+    """The frames a plain h11 client reads from GET `target` while `fleet` streams, until the
+    recorder stops, and /status once every device was answered."""
     stream = await open_stream(server.url, client_ssl)
     conn = h11.Connection(h11.CLIENT)
-    await stream.send_all(conn.send(h11.Request(method="GET", target=f"/feed?serial={wanted.serial}",
-                                                headers=[("host", "127.0.0.1")])))
+    await stream.send_all(conn.send(h11.Request(method="GET", target=target, headers=[("host", "127.0.0.1")])))
     body, ended = bytearray(), trio.Event()
     response: list[h11.Response] = []
 
@@ -167,12 +163,12 @@ async def test_the_feed_carries_the_stored_rows_as_arrow_batches(server, client_
     await wait_for_subscribers(server.url, "http", 1, ssl_context=client_ssl)
     reports = await sender.stream_fleet(fleet, server.url, client_ssl, duration_s=1.0, batch_period_s=PERIOD,
                                         fast=True)
-    assert [r.error for r in reports] == [None, None]
+    assert [r.error for r in reports] == [None] * len(fleet)
+    status = (await get(server.url, "/status", client_ssl)).json
     await server.stop()
     with trio.fail_after(10):
         await ended.wait()
     await trio.aclose_forcefully(stream)
-
     assert response[0].status_code == 200
     view, frames = memoryview(bytes(body)), []
 
@@ -183,6 +179,16 @@ async def test_the_feed_carries_the_stored_rows_as_arrow_batches(server, client_
 
     while (frame := read_frame(read_exactly)) is not None:
         frames.append(frame)
+    return frames, status
+
+
+async def test_the_feed_carries_the_stored_rows_as_arrow_batches(server, client_ssl, nursery):
+    """What a reader in any language gets from GET /feed?serial=X: frames of a JSON head and an
+    Arrow IPC stream, whose batches concatenated per stream are the stored table, column for
+    column, with each camera frame's and audio block's bytes in `data_zstd` as stored (zstd)."""
+    fleet = make_fleet(2, seed=47, profile="profile9")
+    wanted = fleet[1]
+    frames, _ = await read_raw_feed(server, client_ssl, nursery, f"/feed?serial={wanted.serial}", fleet)
     heads = [head for head, _ in frames]
     assert heads[0]["type"] == "hello" and heads[-1] == {"type": "end"}
     assert {h["device"] for h in heads if "device" in h} == {wanted.serial}
@@ -207,3 +213,29 @@ async def test_the_feed_carries_the_stored_rows_as_arrow_batches(server, client_
                 # Each frame as the storage compressed it; any zstd reader gets the bytes back.
                 data = [zstandard.ZstdDecompressor().decompress(frame) for frame in fed["data_zstd"].to_pylist()]
                 assert data == [session.blob(name, i) for i in range(stored.num_rows)]
+
+
+async def test_a_reader_that_names_streams_gets_only_those_and_the_recorder_holds_no_others(
+        server, client_ssl, nursery):
+    fleet = make_fleet(2, seed=48, profile="profile9")
+    wanted = fleet[0]
+    frames, status = await read_raw_feed(server, client_ssl, nursery,
+                                         f"/feed?serial={wanted.serial}&stream=imu-right,slam-front-left", fleet)
+    assert frames[0][0]["streams"] == ["imu-right", "slam-front-left"]
+    assert [h["type"] for h, _ in frames if h["type"] in ("session", "calibration", "ended")] == [
+        "session", "calibration", "ended"]
+    rows = collections.defaultdict(list)
+    for head, payload in frames:
+        if head["type"] == "rows":
+            rows[head["stream"]].append(pa.ipc.open_stream(payload).read_next_batch())
+    assert set(rows) == {"imu-right", "slam-front-left"}
+    with open_session(server.session_path(wanted.serial, wanted.session_id)) as session:
+        for name, parts in rows.items():
+            stored = ds.dataset(session.path / name, format="parquet").to_table()
+            fed = pa.Table.from_batches(parts)
+            assert fed.drop_columns([c for c in fed.column_names if c == "data_zstd"]).equals(stored), name
+        # Once every device was answered, all its rows were flushed: what was published (held
+        # for a reader) is the named streams' rows of the named device, nothing else.
+        published = status["feed"]["published"]
+        assert set(published) == {wanted.serial}
+        assert published[wanted.serial]["rows"] == sum(session.table(n).num_rows for n in rows)

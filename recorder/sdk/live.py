@@ -200,13 +200,16 @@ class LiveSource:
     """The live feed of a running recorder (`GET /feed`) delivered to a handler factory.
 
     url: the recorder's address (https://host:6768; /feed is added), or a /feed URL.
-    serials: only these devices (default every device). ca_file / verify: how the recorder's
+    serials: only these devices (default every device); streams: only these streams (default
+    every stream: a handler that only registers imu callbacks can ask for imu-left and imu-right,
+    and the recorder then holds and sends no frames for it). ca_file / verify: how the recorder's
     certificate is checked; cert_file / key_file: this reader's certificate, for a recorder that
     runs with --verify-clients. The recorder drops batches when this reader cannot keep up (its
     /status counts them, and `dropped_by_recorder` here); a slow handler has its own batches
     dropped here (`devices`)."""
 
-    def __init__(self, url: str, factory: Factory, *, serials: list[str] | None = None, ca_file: str | None = None,
+    def __init__(self, url: str, factory: Factory, *, serials: list[str] | None = None,
+                 streams: list[str] | None = None, ca_file: str | None = None,
                  verify: bool = True, cert_file: str | None = None, key_file: str | None = None,
                  on_error: ErrorHandler | None = None, queue_batches: int = QUEUE_BATCHES,
                  queue_bytes: int = QUEUE_BYTES, timeout_s: float = READ_TIMEOUT_S):
@@ -215,8 +218,8 @@ class LiveSource:
             raise ValueError(f"{url!r} is not an http:// or https:// address of a recorder")
         self.url = url
         self._parts = parts
-        self._path = (parts.path if parts.path.rstrip("/") else FEED_PATH) + (
-            "?" + urlencode([("serial", s) for s in serials]) if serials else "")
+        query = [("serial", s) for s in serials or []] + [("stream", s) for s in streams or []]
+        self._path = (parts.path if parts.path.rstrip("/") else FEED_PATH) + ("?" + urlencode(query) if query else "")
         self._context = None
         self._presents_certificate = bool(cert_file)
         if parts.scheme == "https":

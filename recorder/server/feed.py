@@ -15,7 +15,8 @@ a non-blocking put: a full queue drops that batch for that subscriber alone, cou
 subscriber and device (/status "feed", /metrics recorder_feed_*). The writer's thread never
 waits for a reader, and no reader's code runs on it.
 
-On the wire. GET /feed (every device) or /feed?serial=A&serial=B answers 200 with a chunked
+On the wire. GET /feed (every device) or /feed?serial=A&serial=B, with &stream=imu-right,vio for some streams
+only (rows of other streams are then not even held for it), answers 200 with a chunked
 body that lasts while the recorder runs: frames of `RFD1`, the head's length (u32 LE), the
 body's length (u64 LE), a JSON head, the body. Heads have a "type": "hello" first; "session" (a
 device session begins or resumes, or was open when the reader came; "device", "session_id" name
@@ -294,16 +295,19 @@ class Subscriber:
     _ids = itertools.count(1)
 
     def __init__(self, kind: str, *, remote: str = "", serials: frozenset[str] | None = None,
-                 queue: FeedQueue | None = None):
+                 streams: frozenset[str] | None = None, queue: FeedQueue | None = None):
         self.id = next(self._ids)
         self.kind = kind
         self.remote = remote
         self.serials = serials  # None: every device
+        self.streams = streams  # None: every stream
         self.since = time.time()
         self.queue = queue if queue is not None else FeedQueue()
 
-    def wants(self, serial: str) -> bool:
-        return self.serials is None or serial in self.serials
+    def wants(self, serial: str, stream: str | None = None) -> bool:
+        """Whether it wants a device's items (stream None), or that device's rows of `stream`."""
+        return (self.serials is None or serial in self.serials) and (
+            stream is None or self.streams is None or stream in self.streams)
 
     def offer(self, item: FeedItem) -> None:
         self.queue.offer(item)
@@ -325,7 +329,8 @@ class Subscriber:
                 for key, value in counts.__dict__.items():
                     setattr(total, key, getattr(total, key) + value)
         return {"id": self.id, "kind": self.kind, "remote": self.remote,
-                "serials": sorted(self.serials) if self.serials is not None else None, "since": self.since,
+                "serials": sorted(self.serials) if self.serials is not None else None,
+                "streams": sorted(self.streams) if self.streams is not None else None, "since": self.since,
                 "queued_batches": batches, "queued_bytes": nbytes,
                 "devices": {serial: counts.as_dict() for serial, counts in sorted(devices.items())}}
 
@@ -368,8 +373,8 @@ class FeedHub:
     def subscribers(self) -> tuple[Subscriber, ...]:
         return self._subscribers
 
-    def wants(self, serial: str) -> bool:
-        return any(s.wants(serial) for s in self._subscribers)
+    def wants(self, serial: str, stream: str | None = None) -> bool:
+        return any(s.wants(serial, stream) for s in self._subscribers)
 
     def session_feed(self, serial: str, session_id: str) -> SessionFeed:
         """The feed of a session being (or again being) written; its subscribers hear of it now."""
@@ -390,7 +395,7 @@ class FeedHub:
             with self._lock:
                 self._sessions.pop((item.serial, item.session_id), None)
         for subscriber in self._subscribers:
-            if subscriber.wants(item.serial):
+            if subscriber.wants(item.serial, item.stream):
                 subscriber.offer(item)
 
     def close(self) -> None:
@@ -457,8 +462,8 @@ class SessionFeed:
             items.append(FeedItem(CALIBRATION, self.serial, self.session_id, data=self.calibration_bytes))
         return items
 
-    def _room(self, nbytes: int, rows: int) -> bool:
-        if not self.hub.wants(self.serial):
+    def _room(self, stream: str, nbytes: int, rows: int) -> bool:
+        if not self.hub.wants(self.serial, stream):  # rows nobody wants are not even held
             return False
         if self._held_bytes + nbytes > HELD_BYTES:
             counts = self.hub.overflow.setdefault(self.serial, DeviceCounts())
@@ -470,14 +475,14 @@ class SessionFeed:
 
     def rows(self, stream: str, batch: pa.RecordBatch) -> None:
         """Rows of a sample stream, as the writer stores them."""
-        if self._room(batch.get_total_buffer_size(), batch.num_rows):
+        if self._room(stream, batch.get_total_buffer_size(), batch.num_rows):
             self._held.setdefault(stream, []).append(batch)
 
     def blob(self, stream: str, schema: pa.Schema, row: dict, stored: bytes) -> None:
         """One blob's index row and its bytes, both as stored (`stored`: the zstd frame written
         to the blob file). The feed carries the frame as it is: compressing it cost the recording
         nothing more, and a reader that decompresses it keeps that work off the recorder."""
-        if self._room(len(stored) + 256, 1):
+        if self._room(stream, len(stored) + 256, 1):
             held = self._held.setdefault(stream, [schema, [], []])
             held[1].append(row)
             held[2].append(stored)
@@ -522,8 +527,9 @@ def take_burst(queue: FeedQueue) -> list[FeedItem]:
 
 
 class FeedEndpoint:
-    """GET /feed (every device) or /feed?serial=A&serial=B (or serial=A,B): a chunked response
-    that never ends while the recorder runs, a frame per item (see encode_frame)."""
+    """GET /feed (every device) or /feed?serial=A&serial=B (or serial=A,B), and of those only
+    some streams with stream=imu-right,vio: a chunked response that never ends while the
+    recorder runs, a frame per item (see encode_frame)."""
 
     def __init__(self, hub: FeedHub, *, heartbeat_s: float = HEARTBEAT_S):
         self.hub = hub
@@ -533,8 +539,9 @@ class FeedEndpoint:
         self.no_readers.set()
 
     async def serve(self, conn, request: h11.Request) -> None:
-        query = request.target.decode("latin-1").partition("?")[2]
-        serials = {s for value in parse_qs(query).get("serial", []) for s in value.split(",") if s}
+        query = parse_qs(request.target.decode("latin-1").partition("?")[2])
+        serials = {s for value in query.get("serial", []) for s in value.split(",") if s}
+        streams = {s for value in query.get("stream", []) for s in value.split(",") if s}
         token = trio.lowlevel.current_trio_token()
         wakeup = trio.Event()
 
@@ -545,7 +552,7 @@ class FeedEndpoint:
                 pass
 
         subscriber = Subscriber("http", remote=conn.remote, serials=frozenset(serials) or None,
-                                queue=FeedQueue(wake=wake))
+                                streams=frozenset(streams) or None, queue=FeedQueue(wake=wake))
         if self.readers == 0:
             self.no_readers = trio.Event()
         self.readers += 1
@@ -553,8 +560,8 @@ class FeedEndpoint:
         try:
             await conn.send(h11.Response(status_code=200, headers=[
                 ("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("connection", "close")]))
-            await conn.send(h11.Data(data=encode_frame({"type": HELLO, "version": 1,
-                                                        "serials": sorted(serials) or None})))
+            await conn.send(h11.Data(data=encode_frame({"type": HELLO, "version": 1, "serials": sorted(serials) or None,
+                                                        "streams": sorted(streams) or None})))
             queue = subscriber.queue
             while True:
                 for serial, drops in queue.unreported_drops().items():
