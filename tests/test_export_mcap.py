@@ -154,10 +154,45 @@ def test_every_stored_row_is_one_message_on_its_topics(capture, whole, messages)
                     expected[f"{topic}/calibration"] = n
             else:
                 expected[topic] = n
+        if mounted_cameras(s, s.streams()):
+            expected[f"/{s.serial}/camera-mounts"] = 1
     got = Counter({topic: len(items) for topic, items in messages.items()})
     assert got == +expected
     assert sum(whole.written["rows"].values()) == sum(
         s.table(st, columns=["timestamp_ns"]).num_rows for s in sessions(capture) for st in s.streams())
+
+
+def mounted_cameras(s, streams) -> dict[str, dict]:
+    """Exported camera stream -> the T_Device_Camera its calibration gives."""
+    return {c["Label"]: c["T_Device_Camera"] for c in (s.calibration or {}).get("CameraCalibrations", [])
+            if "T_Device_Camera" in c and c["Label"] in streams}
+
+
+def test_each_session_places_its_cameras_on_the_device(capture, messages):
+    """One FrameTransforms per session: T_Device_Camera of every camera as stored in its
+    calibration (JSON doubles, so exactly), children named as the images' frames, and the
+    device frame hung under the high-frequency VIO pose."""
+    placed = 0
+    for s in sessions(capture):
+        mounts = mounted_cameras(s, s.streams())
+        if not mounts:
+            assert f"/{s.serial}/camera-mounts" not in messages
+            continue
+        ((_, log_time, _, message),) = messages[f"/{s.serial}/camera-mounts"]
+        links = {t.child_frame_id: t for t in message.transforms}
+        device = links.pop(f"{s.serial}/device", None)
+        if "vio-high-frequency" in s.streams():
+            assert device.parent_frame_id == f"{s.serial}/vio-high-frequency" and device.rotation.w == 1.0
+        assert set(links) == {f"{s.serial}/{stream}" for stream in mounts}
+        for stream, pose in mounts.items():
+            t = links[f"{s.serial}/{stream}"]
+            w, (x, y, z) = pose["UnitQuaternion"]
+            assert t.parent_frame_id == f"{s.serial}/device"
+            assert [t.translation.x, t.translation.y, t.translation.z] == pose["Translation"]
+            assert [t.rotation.w, t.rotation.x, t.rotation.y, t.rotation.z] == [w, x, y, z]
+            assert t.timestamp.seconds * 10**9 + t.timestamp.nanos == log_time
+        placed += len(mounts)
+    assert placed >= 3
 
 
 def stored(s, stream: str) -> list[dict]:
@@ -356,7 +391,8 @@ def test_window_streams_and_the_device_clock(capture, tmp_path):
     got = by_topic(read(summary.out))
     topic = f"/{receiver.serial}"
     assert set(got) == {f"{topic}/imu-left", f"{topic}/vio", f"{topic}/vio/transform", f"{topic}/vio/fields",
-                        f"{topic}/camera-rgb", f"{topic}/camera-rgb/fields", f"{topic}/camera-rgb/calibration"}
+                        f"{topic}/camera-rgb", f"{topic}/camera-rgb/fields", f"{topic}/camera-rgb/calibration",
+                        f"{topic}/camera-mounts"}
     for stream in ("imu-left", "vio", "camera-rgb"):
         device = receiver.table(stream, columns=["timestamp_ns"]).column("timestamp_ns").to_numpy()
         inside = device[(device >= start) & (device < end)]

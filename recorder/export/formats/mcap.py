@@ -31,6 +31,9 @@ the export clock. What each stream becomes:
   cannot hold, are null. Floats are written as the shortest text of their exact value: an f32
   read back as a double equals the stored f32.
 
+Camera mounts: `/<serial>/camera-mounts`, one `foxglove.FrameTransforms` per session (see
+MountRoute): each camera's T_Device_Camera, so a 3D panel shows where the cameras sit.
+
 Calibration: the Aria layout (CameraCalibrations, FisheyeRadTanThinPrism projection with params
 [f or fx fy, cx, cy, k0..k5, p0, p1, s0..s3]) becomes Foxglove's `fisheye62` model with
 D = [k0, k1, k2, k3, p0, p1], the parameters it takes: k4, k5 and the thin-prism terms are left
@@ -67,6 +70,7 @@ from foxglove_schemas_protobuf.CompressedAudio_pb2 import CompressedAudio
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from foxglove_schemas_protobuf.CompressedVideo_pb2 import CompressedVideo
 from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
+from foxglove_schemas_protobuf.FrameTransforms_pb2 import FrameTransforms
 from foxglove_schemas_protobuf.LocationFix_pb2 import LocationFix
 from foxglove_schemas_protobuf.PoseInFrame_pb2 import PoseInFrame
 from foxglove_schemas_protobuf.RawAudio_pb2 import RawAudio
@@ -288,6 +292,8 @@ class Encoded:
 class Route:
     """How one stream of one session becomes messages."""
 
+    stored = True  # its rows are a stored stream's (counted as exported rows)
+
     def __init__(self, session: Session, stream: str, schema: pa.Schema, channels: Channels):
         self.session = session
         self.stream = stream
@@ -297,6 +303,10 @@ class Route:
         self.message = (schema.metadata or {}).get(b"recorder.message", b"").decode()
         self.with_data = False
         self.json = None
+
+    def batches(self, job: ExportJob):
+        """The tables this route encodes, batch after batch."""
+        return job.rows(self.session, self.stream, with_data=self.with_data)
 
     def fields_channel(self, table: pa.Table, suffix: str = "/fields") -> tuple[int, JsonRows]:
         if self.json is None:
@@ -486,6 +496,58 @@ def camera_calibration(entry: dict, frame_id: str) -> CameraCalibration | None:
                              P=[fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0])
 
 
+class MountRoute(Route):
+    """Where the cameras sit on the device: one `foxglove.FrameTransforms` on
+    `/<serial>/camera-mounts` at the session's first time (or the window's start), T_Device_Camera
+    of each exported camera's calibration as parent `<serial>/device`, child the camera's frame
+    (the frame_id of its images and calibration), so that a 3D panel places every camera; with
+    vio-high-frequency exported, its frame (T_odometry_device) is the device frame's parent."""
+
+    stored = False
+
+    def __init__(self, session: Session, channels: Channels, mounts: dict[str, dict], with_device_pose: bool):
+        super().__init__(session, "camera-mounts", pa.schema([]), channels)
+        self.mounts = mounts  # camera stream -> its T_Device_Camera
+        self.with_device_pose = with_device_pose
+
+    def batches(self, job: ExportJob):
+        first = int(job.clock.times(self.session, [self.session.manifest.get("first_device_time_ns") or 0])[0])
+        t = max(first, job.start_ns or 0, 0)
+        if job.end_ns is None or t < job.end_ns:
+            yield pa.table({TIME_COLUMN: pa.array([t], pa.int64())})
+
+    def encode(self, table: pa.Table) -> list[Encoded]:
+        serial = self.session.serial
+        message = FrameTransforms()
+        t = int(table.column(TIME_COLUMN)[0].as_py())
+        if self.with_device_pose:
+            link = message.transforms.add(parent_frame_id=f"{serial}/vio-high-frequency", child_frame_id=f"{serial}/device")
+            link.rotation.w = 1.0
+            _stamp(link, t)
+        for stream, pose in self.mounts.items():
+            mount = message.transforms.add(parent_frame_id=f"{serial}/device", child_frame_id=f"{serial}/{stream}")
+            _stamp(mount, t)
+            mount.translation.x, mount.translation.y, mount.translation.z = (float(v) for v in pose["Translation"])
+            w, (x, y, z) = pose["UnitQuaternion"]
+            mount.rotation.w, mount.rotation.x, mount.rotation.y, mount.rotation.z = float(w), float(x), float(y), float(z)
+        return [Encoded(self.channels.protobuf(self.topic, FrameTransforms), [message.SerializeToString()])]
+
+
+def camera_mounts(cameras: dict[str, dict], streams: list[str]) -> dict[str, dict]:
+    """Exported camera stream -> its T_Device_Camera, for the cameras whose calibration has a
+    well-formed one."""
+    mounts = {}
+    for stream in streams:
+        pose = (cameras.get(stream) or {}).get("T_Device_Camera")
+        try:
+            w, xyz = pose["UnitQuaternion"]
+            if len([float(v) for v in (*pose["Translation"], w, *xyz)]) == 7:
+                mounts[stream] = pose
+        except (TypeError, KeyError, ValueError):
+            continue  # no mount, or not in the Aria layout: the camera is left unplaced
+    return mounts
+
+
 def camera_calibrations(session: Session) -> dict[str, dict]:
     """Camera label -> its CameraCalibrations entry, from the session's (first) calibration."""
     calibration = session.calibration or {}
@@ -501,7 +563,7 @@ class Cursor:
 
     def __init__(self, job: ExportJob, route: Route):
         self.route = route
-        self.batches = job.rows(route.session, route.stream, with_data=route.with_data)
+        self.batches = route.batches(job)
         self.table: pa.Table | None = None
         self.times = np.empty(0, np.int64)
         self.latest_after = self.times  # [i]: the latest time from row i on
@@ -578,6 +640,10 @@ def _routes(job: ExportJob, channels: Channels) -> list[Route]:
                 continue  # a blob stream of a kind this format does not know
             else:
                 routes.append(Route(*args))
+        streams = job.streams(session)
+        mounts = camera_mounts(cameras, streams)
+        if mounts:
+            routes.append(MountRoute(session, channels, mounts, "vio-high-frequency" in streams))
     return routes
 
 
@@ -652,9 +718,13 @@ def encoded_steps(job: ExportJob, time_order: bool = True):
 def _steps(cursors: list[Cursor], rows: dict[str, int], time_order: bool):
     """Each merge step's encoded messages (as _write_step takes them), and how many rows they hold."""
 
-    def emit(cursor: Cursor, table: pa.Table, parts: list) -> None:
+    def emit(cursor: Cursor, table: pa.Table, parts: list) -> int:
+        """Encodes the rows; returns how many stored rows they were."""
         parts.append((table.column(TIME_COLUMN).to_numpy(), cursor.route.encode(table)))
+        if not cursor.route.stored:
+            return 0
         rows[cursor.route.stream] = rows.get(cursor.route.stream, 0) + table.num_rows
+        return table.num_rows
 
     if time_order:
         active = [c for c in cursors if c.fill()]
@@ -671,8 +741,7 @@ def _steps(cursors: list[Cursor], rows: dict[str, int], time_order: bool):
             for cursor in active:
                 table = cursor.take_until(watermark)
                 if table is not None:
-                    emit(cursor, table, parts)
-                    done_rows += table.num_rows
+                    done_rows += emit(cursor, table, parts)
             yield parts, done_rows
             active = [c for c in active if c.fill()]
     else:
@@ -680,5 +749,4 @@ def _steps(cursors: list[Cursor], rows: dict[str, int], time_order: bool):
             while cursor.fill():
                 table = cursor.take_until(int(cursor.latest_after[cursor.position]))
                 parts = []
-                emit(cursor, table, parts)
-                yield parts, table.num_rows
+                yield parts, emit(cursor, table, parts)
