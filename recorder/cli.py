@@ -122,8 +122,16 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
               help="Allow only this stream key to publish (repeat for several).")
 @click.option("--rtmp-secret", envvar="RECORDER_RTMP_SECRET", default=None,
               help="Publishers must add ?secret=<this> to the stream URL [env: RECORDER_RTMP_SECRET].")
+@click.option("--max-connections", default=1024, show_default=True, type=click.IntRange(min=0),
+              help="Open HTTP connections past which a new device is answered 503 with Retry-After (0: no limit).")
+@click.option("--max-connections-per-address", default=64, show_default=True, type=click.IntRange(min=0),
+              help="The same, for the connections from one client address (0: no limit).")
+@click.option("--max-memory-in-flight", default=512, show_default=True, type=click.IntRange(min=0),
+              help="MiB received and not yet written, across all devices, past which a new device is answered "
+                   "503 (0: no limit).")
 def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_timeout, session_grace, blob_level,
-          rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret):
+          rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret, max_connections, max_connections_per_address,
+          max_memory_in_flight):
     """Receive devices' streams and record every session to disk."""
     import functools
 
@@ -139,7 +147,9 @@ def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_time
 
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, idle_timeout_s=idle_timeout,
-                          session_grace_s=session_grace)
+                          session_grace_s=session_grace, max_connections=max_connections,
+                          max_connections_per_address=max_connections_per_address,
+                          max_memory_in_flight=max_memory_in_flight << 20)
     rtmp = RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace, idle_timeout_s=idle_timeout,
                       policy=AccessPolicy(frozenset(rtmp_keys), rtmp_secret or None))
     if plain_http and verify_clients:

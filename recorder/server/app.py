@@ -20,6 +20,7 @@ from .feed import FEED_PATH, FeedEndpoint, FeedHub
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
+from .overload import Overload, Ticket
 from .status import StatusSource, metrics, status
 
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
@@ -44,6 +45,8 @@ class Recorder:
         # Shown in /status and /metrics beside the sessions.
         self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
+        # Open connections and bytes in flight against their limits; refusals (see overload.py).
+        self.overload = Overload(config)
         self.shutting_down = False
         self.started = time.time()
         # Every connection runs shielded: it must outlive a cancellation of serve() until
@@ -62,23 +65,37 @@ class Recorder:
         """Accept devices on `listeners` (in TLS with `ssl_context` if given) into `connections`,
         a nursery that outlives this task: when serving stops, connections go on until
         shutdown() has answered them."""
-        handle = self._run_connection if ssl_context is None else functools.partial(self._run_tls_connection,
-                                                                                     ssl_context)
+        handle = self._run_plain_connection if ssl_context is None else functools.partial(
+            self._run_tls_connection, ssl_context)
         async with trio.open_nursery() as nursery:
             for listener in listeners:
                 nursery.start_soon(accept_forever, listener, connections, handle)
             nursery.start_soon(self.housekeeping)
             task_status.started()
 
-    async def _run_connection(self, stream: trio.abc.Stream, remote: str) -> None:
+    async def _run_connection(self, stream: trio.abc.Stream, remote: str, ticket: Ticket) -> None:
         with trio.CancelScope(shield=True) as scope:
             self.connection_scopes.add(scope)
             try:
-                await self.handle_connection(stream, remote)
+                await self.handle_connection(stream, remote, ticket)
             finally:
                 self.connection_scopes.discard(scope)
 
+    async def _run_plain_connection(self, stream: trio.SocketStream, remote: str) -> None:
+        with self.overload.connection(remote) as ticket:
+            if ticket.unanswered:
+                await trio.aclose_forcefully(stream)
+                return
+            await self._run_connection(stream, remote, ticket)
+
     async def _run_tls_connection(self, context: ssl.SSLContext, stream: trio.SocketStream, remote: str) -> None:
+        with self.overload.connection(remote) as ticket:
+            if ticket.unanswered:
+                await trio.aclose_forcefully(stream)
+                return
+            await self._run_tls(context, stream, remote, ticket)
+
+    async def _run_tls(self, context: ssl.SSLContext, stream: trio.SocketStream, remote: str, ticket: Ticket) -> None:
         # Look at the first byte without taking it: a TLS client's hello goes on to the
         # handshake whole, while plain HTTP is told in plain HTTP to use https (as nginx does),
         # instead of a reset that leaves the user guessing.
@@ -95,7 +112,7 @@ class Recorder:
         if first and first[0] != TLS_HANDSHAKE_RECORD:
             await self._answer_plain_http(stream, remote)
             return
-        await self._run_connection(trio.SSLStream(stream, context, server_side=True), remote)
+        await self._run_connection(trio.SSLStream(stream, context, server_side=True), remote, ticket)
 
     async def _answer_plain_http(self, stream: trio.SocketStream, remote: str) -> None:
         console.tls_refused(remote, "plain HTTP sent to the HTTPS port (answered 400: use https://)")
@@ -113,9 +130,13 @@ class Recorder:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
 
-    async def handle_connection(self, stream: trio.abc.Stream, remote: str) -> None:
+    async def handle_connection(self, stream: trio.abc.Stream, remote: str, ticket: Ticket) -> None:
         conn = HttpConnection(stream, max_header_bytes=self.config.max_header_bytes,
                               receive_bytes=self.config.receive_bytes, remote=remote)
+        conn.ticket = ticket
+        # A connection past a limit is there for one answer: it waits no longer for its request
+        # to begin than for the request's head.
+        idle_timeout = self.config.header_timeout_s if ticket.over else self.config.idle_timeout_s
         try:
             if isinstance(stream, trio.SSLStream):
                 with trio.move_on_after(self.config.header_timeout_s) as handshake:
@@ -130,7 +151,7 @@ class Recorder:
                     console.tls_refused(remote, f"no TLS handshake within {self.config.header_timeout_s:g} s")
                     return
             while not self.shutting_down or conn.h11.trailing_data[0]:
-                event = await conn.next_request(self.config.idle_timeout_s, self.config.header_timeout_s)
+                event = await conn.next_request(idle_timeout, self.config.header_timeout_s)
                 if isinstance(event, h11.ConnectionClosed):
                     break
                 await self.route(conn, event)
@@ -159,11 +180,15 @@ class Recorder:
     async def route(self, conn: HttpConnection, request: h11.Request) -> None:
         path = request.target.decode("latin-1").split("?", 1)[0]
         method = request.method.decode("latin-1")
-        if conn.h11.they_are_waiting_for_100_continue and method == "POST" and not self.shutting_down:
+        if (conn.h11.they_are_waiting_for_100_continue and method == "POST" and not self.shutting_down
+                and not conn.ticket.over):
             await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
         if path == FEED_PATH:
             if method != "GET":
                 await conn.error(405, f"{path} answers GET, not {method}")
+                return
+            if conn.ticket.over:  # a reader of the feed costs the recorder: refused past a limit
+                await self._refuse(conn, conn.ticket.over)
                 return
             await self.drain(conn)
             await self.feed_endpoint.serve(conn, request)
@@ -209,13 +234,17 @@ class Recorder:
             console.refused(conn.remote, 400, problem)
             await conn.error(400, problem)
             return
+        refusal = self.overload.admit_device(conn.ticket, takeover=self._takes_over(headers, conn))
+        if refusal:
+            await self._refuse(conn, refusal)
+            return
         try:
             session = await self.attach(headers, conn)
         except OSError as exc:
             await self._storage_error(conn, exc)
             return
         body = BodyIngest(session, coalesce_bytes=self.config.coalesce_bytes,
-                          flush_interval_s=self.config.flush_interval_s)
+                          flush_interval_s=self.config.flush_interval_s, on_held=self.overload.hold)
         released = session.released = trio.Event()
         scope = trio.CancelScope()
         self._ingest_started(scope)
@@ -253,8 +282,23 @@ class Recorder:
                     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
                         pass
         finally:
+            body.release()
             released.set()
             self._ingest_ended(scope)
+
+    def _takes_over(self, headers: dict[str, str], conn: HttpConnection) -> bool:
+        """The request continues a session that another connection, still open, is receiving
+        (a device reconnecting before the server noticed its old connection die)."""
+        session = self.sessions.get((headers["device-serial"], headers["session-id"].lower()))
+        return (session is not None and session.state == "receiving" and session.connection_scope is not None
+                and session.connection is not conn)
+
+    async def _refuse(self, conn: HttpConnection, reason: str) -> None:
+        """503 for overload: which limit, when to retry; the console hears of it (rate-limited)."""
+        self.overload.refuse(conn.ticket, reason)
+        retry = self.overload.retry_after_s
+        await conn.error(503, self.overload.message(reason, conn.ticket.address),
+                         extra_headers=[("retry-after", str(retry))], limit=reason, retry_after_s=retry)
 
     def _ingest_started(self, scope: trio.CancelScope) -> None:
         if self.shutting_down:
@@ -379,6 +423,7 @@ class Recorder:
         while True:
             await trio.sleep(1.0)
             now = time.monotonic()
+            self.overload.report(now)
             for session in list(self.sessions.values()):
                 if session.state in ("finished", "unfinished"):
                     continue
@@ -413,6 +458,7 @@ class Recorder:
             if session.state not in ("finished", "unfinished"):
                 await self.finalise(session)
         await self.feed_endpoint.close()  # readers of the feed take its last batches
+        self.overload.report_all()
         console.summary(list(self.sessions.values()))
 
     def release_connections(self) -> None:

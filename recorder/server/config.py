@@ -30,3 +30,21 @@ class ServerConfig:
     # Received data reaches the disk within this (crash safety: at most the last second is lost).
     flush_interval_s: float = 0.5
     console_interval_s: float = 10.0
+    # Overload: past one of these limits a new device is answered 503 with Retry-After instead
+    # of slowing every device already recording (0: no limit). Only new connections are refused.
+    # Open HTTP connections in all. The default is well past what one process records (1024
+    # devices of a few MB/s each); set it to what the machine sustains (`make bench`'s ingest
+    # figure). As it is, it guards against a runaway client or a flood taking sockets, tasks
+    # and memory without bound.
+    max_connections: int = 1024
+    # Open connections from one client address: a flood from one host cannot take every place.
+    # Not 1: a bridge in front of several glasses connects for all of them from one address.
+    max_connections_per_address: int = 64
+    # Body bytes received and not yet written, across all connections. Each connection holds at
+    # most coalesce_bytes (plus one receive) and writes within flush_interval_s, so this grows
+    # only when storage falls behind, which is when one more device slows all the others. The
+    # default is some 400 connections each holding a full coalesce_bytes at once.
+    max_memory_in_flight: int = 512 << 20
+    # The Retry-After of a 503 for overload: soon enough that a refused device loses little (it
+    # buffers meanwhile), far enough apart that refused retries do not become a load of their own.
+    retry_after_s: int = 5

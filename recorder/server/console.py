@@ -35,6 +35,12 @@ def refused(remote: str, status: int, message: str) -> None:
     say(f"refused a request from {remote}: {status} {message}")
 
 
+def overloaded(count: int, addresses: str, limit: str, retry_after_s: int, unanswered: int) -> None:
+    say(f"refused {count} connection{'s' if count != 1 else ''} from {addresses}: over {limit} "
+        f"(503, retry after {retry_after_s} s)"
+        + (f"; {unanswered} of them closed unanswered (too many past the limits at once)" if unanswered else ""))
+
+
 def tls_refused(remote: str, reason: str) -> None:
     say(f"refused a TLS connection from {remote}: {reason}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import h11
 import trio
@@ -25,6 +26,7 @@ class HttpConnection:
         self.receive_bytes = receive_bytes
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self.linger = False
+        self.ticket = None  # the connection's standing against the overload limits, set by the server
 
     async def _receive(self) -> None:
         try:
@@ -88,9 +90,9 @@ class HttpConnection:
         await self.stream.send_all(b"".join(framed))
 
     async def respond(self, status: int, body: bytes, content_type: str, close: bool = False,
-                      head: bool = False) -> None:
+                      head: bool = False, extra_headers: Sequence[tuple[str, str]] = ()) -> None:
         """A whole response; for a HEAD request the same headers and no body."""
-        headers = [("content-type", content_type), ("content-length", str(len(body)))]
+        headers = [("content-type", content_type), ("content-length", str(len(body))), *extra_headers]
         if close:
             headers.append(("connection", "close"))
         await self.send(h11.Response(status_code=status, headers=headers))
@@ -101,11 +103,12 @@ class HttpConnection:
     async def respond_json(self, status: int, payload: dict, close: bool = False) -> None:
         await self.respond(status, json.dumps(payload).encode() + b"\n", "application/json", close)
 
-    async def error(self, status: int, message: str, *, head: bool = False, **details) -> None:
+    async def error(self, status: int, message: str, *, head: bool = False,
+                    extra_headers: Sequence[tuple[str, str]] = (), **details) -> None:
         """A JSON error (for a HEAD request, its headers alone); the connection closes after it,
         since the request may be half read."""
         body = json.dumps({"status": "error", "error": message, **details}).encode() + b"\n"
-        await self.respond(status, body, "application/json", close=True, head=head)
+        await self.respond(status, body, "application/json", close=True, head=head, extra_headers=extra_headers)
         self.linger = True
 
     def reusable(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import trio
 
@@ -42,8 +43,13 @@ def header_problem(headers: dict[str, str]) -> str | None:
 
 
 class BodyIngest:
-    def __init__(self, session, *, coalesce_bytes: int, flush_interval_s: float):
+    def __init__(self, session, *, coalesce_bytes: int, flush_interval_s: float,
+                 on_held: Callable[[int], None] | None = None):
         self.session = session
+        # Told every change in the bytes held: received and not yet handed to storage (the
+        # server's memory in flight). release() lets go of what was never written.
+        self.on_held = on_held
+        self.held = 0
         self.coalesce_bytes = coalesce_bytes
         self.flush_interval_s = flush_interval_s
         self.decoder: Decoder | None = None
@@ -85,6 +91,7 @@ class BodyIngest:
         if not self.pending and not self.raw_chunks:
             self.pending_since = time.monotonic()
         self.bytes += len(data)
+        self._hold(len(data))
         self.pieces.append(bytes(data))
         self.pending += len(data)
         if self.decoder is None and not self.raw:
@@ -127,6 +134,7 @@ class BodyIngest:
         pieces, self.pieces = self.pieces, []
         raw_chunks, self.raw_chunks = self.raw_chunks, []
         self.pending = 0
+        taken = sum(map(len, pieces)) + sum(len(data) for data, _ in raw_chunks)
         decoder = self.decoder
         flush = final or time.monotonic() - session.last_flush >= self.flush_interval_s
 
@@ -142,8 +150,11 @@ class BodyIngest:
             if flush:
                 writer.flush()
 
-        async with session.lock:
-            await trio.to_thread.run_sync(decode_and_write)
+        try:
+            async with session.lock:
+                await trio.to_thread.run_sync(decode_and_write)
+        finally:
+            self._hold(-taken)  # written, or (on an error) gone
         if flush:
             session.last_flush = time.monotonic()
         if decoder is not None:
@@ -152,3 +163,12 @@ class BodyIngest:
             self._reported = Counters(**now)
             session.counters.add(delta)
         session.raw_bytes += sum(len(d) for d, _ in raw_chunks)
+
+    def _hold(self, delta: int) -> None:
+        self.held += delta
+        if self.on_held is not None and delta:
+            self.on_held(delta)
+
+    def release(self) -> None:
+        """The request is over: what is still held (never written, say after a storage error) is let go."""
+        self._hold(-self.held)

@@ -64,6 +64,8 @@ def status(recorder) -> dict:
         "status": "shutting_down" if recorder.shutting_down else "ok",
         "uptime_s": time.time() - recorder.started,
         "sessions": [session_status(s) for s in recorder.sessions.values()],
+        # The overload limits, the connections and bytes in flight against them, refusals per limit.
+        "overload": recorder.overload.status(),
         **{source.name: source.status() for source in recorder.status_sources},
     }
 
@@ -104,8 +106,22 @@ class _Collector:
         yield from families.values()
         yield from (up, rate, bitrate, stream, tdm)
         yield GaugeMetricFamily("recorder_sessions", "Sessions known to this server", value=len(self.recorder.sessions))
+        yield from overload_families(self.recorder.overload)
         for source in self.recorder.status_sources:
             yield from source.metric_families()
+
+
+def overload_families(overload):
+    refused = CounterMetricFamily("recorder_connections_refused",
+                                  "Connections refused past a limit (answered 503, or closed unanswered in a flood)",
+                                  labels=["reason"])
+    for reason, count in overload.refused.items():
+        refused.add_metric([reason], count)
+    yield refused
+    yield GaugeMetricFamily("recorder_connections_open", "HTTP connections open within the limits",
+                            value=overload.open)
+    yield GaugeMetricFamily("recorder_memory_in_flight_bytes", "Body bytes received and not yet written",
+                            value=overload.memory_in_flight)
 
 
 def metrics(recorder) -> bytes:
