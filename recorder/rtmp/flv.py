@@ -245,7 +245,7 @@ def parse_avc_config(record: bytes) -> AvcConfig:
         raise FlvError("not an AVCDecoderConfigurationRecord")
     profile, level = record[1], record[3]
     width = height = None
-    if record[5] & 0x1F:
+    if record[5] & 0x1F and len(record) >= 8:
         n = struct.unpack_from(">H", record, 6)[0]
         sps = record[8:8 + n]
         if len(sps) == n and n > 4:

@@ -185,7 +185,7 @@ class Recorder:
             await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
         if path == FEED_PATH:
             if method != "GET":
-                await conn.error(405, f"{path} answers GET, not {method}")
+                await conn.error(405, f"{path} answers GET, not {method}", head=method == "HEAD")
                 return
             if conn.ticket.over:  # a reader of the feed costs the recorder: refused past a limit
                 await self._refuse(conn, conn.ticket.over)
