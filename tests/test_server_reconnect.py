@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import trio
-from server_support import assert_session_equals, get, make_windows, post_windows, records_in
-from storage_support import expected_from
+from server_support import assert_session_equals, get, make_windows, post_windows, records_in, stored_sequences
+from storage_support import assert_session_matches, expected_from
 
+from recorder import open_session
 from recorder.sim import sender
 from recorder.sim.fleet import make_fleet
 
@@ -138,3 +140,40 @@ async def test_a_silent_connection_is_closed_after_the_idle_timeout_and_the_devi
         await second_connection(server, client_ssl, device, windows)
     finally:
         await trio.aclose_forcefully(conn.stream)
+
+
+async def test_many_first_requests_of_one_session_at_once_make_one_session_stored_once(start_server, client_ssl):
+    """A bridge retrying in a hurry, or a device with several connections, sends the first
+    request of a new session many times at once: requests attach one at a time, each later one
+    takes the session over from the one before (which keeps what it received), none gets an
+    error, and the session holds every record once."""
+    server = await start_server()
+    device, windows = device_and_windows()
+    outcomes: list = []
+
+    async def send_all_windows():
+        try:
+            outcomes.append(await post_windows(server.url, client_ssl, device.headers(), windows))
+        except (OSError, trio.BrokenResourceError, ConnectionError, sender.SendError) as exc:
+            outcomes.append(exc)  # taken over: closed without an answer, as a reconnect does to it
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(16):
+            nursery.start_soon(send_all_windows)
+    answered = [o for o in outcomes if isinstance(o, tuple)]
+    assert answered and all(status == 200 for status, _ in answered), answered
+    await server.stop()
+    path = server.session_path(device.serial, device.session_id)
+    with open_session(path) as reader:
+        # A connection taken over mid-record keeps that record's first bytes, as any body cut
+        # short does: verbatim, marked truncated, beside the whole record its successor stored.
+        verbatim = reader.table("verbatim", columns=["reason", "sequence"]) if "verbatim" in reader.streams() \
+            else None
+        assert_session_matches(reader, expected_from(windows))
+        stored = stored_sequences(reader)
+        assert len(stored) == len(np.unique(stored)) == device.records_sent, "every record once"
+        assert reader.manifest["state"] == "finished"
+        if verbatim is not None:
+            assert set(verbatim.column("reason").to_pylist()) == {"truncated"}
+            assert set(verbatim.column("sequence").to_numpy()) <= set(stored)
+    assert [p.name for p in (server.data_dir / device.serial).iterdir()] == [device.session_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -45,6 +46,9 @@ class Recorder:
         # Shown in /status and /metrics beside the sessions.
         self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
+        # Per session: a lock that requests take to attach to it, one at a time (see _attaching),
+        # and how many requests hold or wait for it.
+        self._attach_locks: dict[tuple[str, str], list] = {}
         # Open connections and bytes in flight against their limits; refusals (see overload.py).
         self.overload = Overload(config)
         self.shutting_down = False
@@ -238,19 +242,22 @@ class Recorder:
         if refusal:
             await self._refuse(conn, refusal)
             return
-        try:
-            session = await self.attach(headers, conn)
-        except OSError as exc:
-            await self._storage_error(conn, exc)
-            return
+        scope = trio.CancelScope()
+        async with self._attaching((headers["device-serial"], headers["session-id"].lower())):
+            try:
+                session = await self.attach(headers, conn)
+            except OSError as exc:
+                await self._storage_error(conn, exc)
+                return
+            # Before the next request for this session may attach: it sees this one receiving,
+            # takes the session over by cancelling `scope`, and waits for `released`.
+            session.connection_scope = scope
+            released = session.released = trio.Event()
         body = BodyIngest(session, coalesce_bytes=self.config.coalesce_bytes,
                           flush_interval_s=self.config.flush_interval_s, on_held=self.overload.hold)
-        released = session.released = trio.Event()
-        scope = trio.CancelScope()
         self._ingest_started(scope)
         try:
             with scope:
-                session.connection_scope = scope
                 try:
                     await self._receive_body(conn, session, body)
                     return
@@ -364,6 +371,21 @@ class Recorder:
             pass
 
     # -- sessions -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _attaching(self, key: tuple[str, str]):
+        """Requests for one session attach one at a time: two first requests of a new session
+        (or of one being reopened) would each open its writer, and a second request could start
+        writing beside the first before the first could be taken over."""
+        entry = self._attach_locks.setdefault(key, [trio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._attach_locks[key]
 
     async def attach(self, headers: dict[str, str], conn: HttpConnection) -> LiveSession:
         key = (headers["device-serial"], headers["session-id"].lower())
