@@ -329,9 +329,10 @@ def assert_serving(server: ServeProcess, ssl_context=None) -> None:
 
 
 def open_sessions(server: ServeProcess, ssl_context=None) -> None:
-    """A first request for each session the fuzzed requests may name, one at a time. (The first
-    requests of a new session arriving at once race in Recorder.attach: each opens the
-    session's writer, and all but one may fail with a 500.)"""
+    """A first request for each session the fuzzed requests may name, one at a time, so that
+    every fuzzed request finds its session open. (First requests of a new session arriving at
+    once attach one after the other, each taking the session over from the one before, which is
+    closed without an answer: test_server_reconnect covers that.)"""
     for serial in SERIALS:
         for session in SESSION_IDS:
             request = (b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\nsession-id: %s\r\ndevice-serial: %s\r\n"
