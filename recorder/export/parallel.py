@@ -44,14 +44,9 @@ def device_parts(job: ExportJob) -> list[DevicePart]:
     by_serial: dict[str, list[str]] = {}
     for session in job.sessions:
         by_serial.setdefault(session.serial, []).append(str(session.path))
-    return [job_part(job, paths) for _, paths in sorted(by_serial.items())]
-
-
-def job_part(job: ExportJob, paths: list[str] | None = None) -> DevicePart:
-    """The job's sessions under `paths` (all of them by default) as plain values."""
-    paths = paths if paths is not None else [str(s.path) for s in job.sessions]
-    return DevicePart(tuple(paths), job.clock.name, job.clock.utc_offset_ns,
-                      tuple(job.wanted) if job.wanted else None, job.start_ns, job.end_ns, job.origin_ns)
+    return [DevicePart(tuple(paths), job.clock.name, job.clock.utc_offset_ns,
+                       tuple(job.wanted) if job.wanted else None, job.start_ns, job.end_ns, job.origin_ns)
+            for _, paths in sorted(by_serial.items())]
 
 
 def workers() -> int:

@@ -58,7 +58,6 @@ camera) in memory.
 from __future__ import annotations
 
 import json
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +82,7 @@ from ...reading import Session
 from ...reading import images as codes
 from ...schema import load
 from ...storage import layout
-from ..ahead import run_ahead
 from ..job import DATA_COLUMN, TIME_COLUMN, ExportError, ExportJob
-from ..parallel import job_part, workers
 
 NAME = "mcap"
 SUFFIX = ".mcap"
@@ -202,44 +199,11 @@ def _numbers(column: pa.Array) -> np.ndarray:
 # -- channels ----------------------------------------------------------------------------------
 
 
-class Registrations:
-    """The mcap Writer as encoding sees it, which may be in another process than the Writer:
-    it numbers schemas and channels as the Writer does (1, 2, ... in the order registered) and
-    keeps the calls, which the writing side makes on the Writer before the messages that use
-    them (replay() checks that the numbers agree)."""
-
-    def __init__(self):
-        self.counts = {"schema": 0, "channel": 0}
-        self.calls: list[tuple[str, tuple, int]] = []
-
-    def _add(self, kind: str, args: tuple) -> int:
-        self.counts[kind] += 1
-        self.calls.append((kind, args, self.counts[kind]))
-        return self.counts[kind]
-
-    def register_schema(self, name: str, encoding: str, data: bytes) -> int:
-        return self._add("schema", (name, encoding, data))
-
-    def register_channel(self, topic: str, message_encoding: str, schema_id: int) -> int:
-        return self._add("channel", (topic, message_encoding, schema_id))
-
-    def take(self) -> list[tuple[str, tuple, int]]:
-        calls, self.calls = self.calls, []
-        return calls
-
-    @staticmethod
-    def replay(calls: list[tuple[str, tuple, int]], writer: Writer) -> None:
-        for kind, args, number in calls:
-            made = writer.register_schema(*args) if kind == "schema" else writer.register_channel(*args)
-            if made != number:
-                raise ExportError(f"the MCAP writer numbered {kind} {args[0]!r} {made}, not {number}")
-
-
 @dataclass
 class Channels:
     """Schemas and channels registered as they are first used."""
 
-    writer: Registrations
+    writer: Writer
     schemas: dict[str, int] = field(default_factory=dict)
     channels: dict[str, tuple[int, str]] = field(default_factory=dict)  # topic -> (channel, schema key)
 
@@ -676,43 +640,23 @@ def write(job: ExportJob, out: Path, progress, time_order: bool = True) -> dict:
     """Write the MCAP file. time_order=False writes each stream after the other (for measuring
     what the merge costs; the file holds the same messages).
 
-    With two cores or more, reading and encoding run in a worker process (export.ahead) while
-    this one writes: the mcap library's per-message work and chunk compression are as much work
-    again as ours, and threads would share one interpreter lock."""
+    One process: reading and encoding in a worker process while this one writes was measured
+    no faster (2 profile9 devices x 10 s, 3 alternating runs: 5.0-6.8 s against 4.4-5.3 s in
+    one process; the worker's start and the 258 MB of messages through a pipe cost what the
+    overlap saves), and a thread shares one interpreter lock with the writing."""
+    rows: dict[str, int] = {}
     messages = 0
     with open(out, "wb") as stream:
         writer = Writer(stream, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD, index_types=IndexType.ALL)
         writer.start(profile=PROFILE, library=LIBRARY)
         _attachments(job, writer)
-        if (job.workers or workers()) > 1:
-            steps = run_ahead(job_part(job), __name__, "encoded_steps", time_order=time_order)
-        else:
-            steps = encoded_steps(job, time_order)
-        with closing(steps):
-            while True:
-                try:
-                    calls, parts, done_rows = next(steps)
-                except StopIteration as stop:
-                    made = stop.value
-                    break
-                Registrations.replay(calls, writer)
-                messages += _write_step(writer, parts)
-                progress(done_rows)
+        channels = Channels(writer)
+        cursors = [Cursor(job, route) for route in _routes(job, channels)]
+        for parts, done_rows in _steps(cursors, rows, time_order):
+            messages += _write_step(writer, parts)
+            progress(done_rows)
         writer.finish()
-    job.notes += [note for note in made["notes"] if note not in job.notes]
-    return {"rows": made["rows"], "messages": messages, "topics": made["topics"]}
-
-
-def encoded_steps(job: ExportJob, time_order: bool = True):
-    """Each merge step's messages, encoded, after the schema and channel registrations they
-    need; returns the rows per stream, the topics and the job's notes."""
-    registrations = Registrations()
-    channels = Channels(registrations)
-    cursors = [Cursor(job, route) for route in _routes(job, channels)]
-    rows: dict[str, int] = {}
-    for parts, done_rows in _steps(cursors, rows, time_order):
-        yield registrations.take(), parts, done_rows
-    return {"rows": rows, "topics": len(channels.channels), "notes": list(job.notes)}
+    return {"rows": rows, "messages": messages, "topics": len(channels.channels)}
 
 
 def _steps(cursors: list[Cursor], rows: dict[str, int], time_order: bool):
