@@ -36,6 +36,8 @@ def main() -> None:
 @click.option("--no-verify-server-certs", is_flag=True, help="Skip server certificate verification.")
 @click.option("--client-cert", type=click.Path(exists=True, dir_okay=False), help="Device certificate (PEM).")
 @click.option("--client-key", type=click.Path(exists=True, dir_okay=False), help="Device private key (PEM).")
+@click.option("--token", envvar="RECORDER_TOKEN", default=None,
+              help="Device token sent as `Authorization: Bearer` (recorder serve --tokens) [env: RECORDER_TOKEN].")
 @click.option("--fast", is_flag=True, help="Send as fast as possible instead of in real time.")
 @click.option("--request-seconds", default=0.0, type=click.FloatRange(min=0.0),
               help="End each request after this many seconds of data and start another (0: one request).")
@@ -44,7 +46,7 @@ def main() -> None:
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Give up on a recorder that takes no data, or gives no answer, for this many seconds.")
 def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_message, seed, session_id, ca_file,
-             no_verify_server_certs, client_cert, client_key, fast, request_seconds, out_dir, timeout):
+             no_verify_server_certs, client_cert, client_key, token, fast, request_seconds, out_dir, timeout):
     """Play simulated devices: stream them to a recorder, or write their bodies to files.
 
     Exits with 1 if a device failed or the recorder already had records it was sent."""
@@ -82,7 +84,7 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
                 trio.run(lambda: sender.stream_fleet(
                     fleet, url, context, duration_s=duration, batch_period_s=period, fast=fast,
                     request_seconds=request_seconds, timeout_s=timeout, on_progress=progress.advance,
-                    on_done=progress.finished, reports=reports))
+                    on_done=progress.finished, reports=reports, token=token))
             except* KeyboardInterrupt:  # trio may deliver Ctrl+C wrapped in an exception group
                 interrupted = True
     if interrupted:
@@ -104,6 +106,10 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
               help="Folder with subscriber.pem, subscriber-key.pem and root_ca.pem "
                    "[default: ~/.aria/streaming-certs/persistent].")
 @click.option("--verify-clients", is_flag=True, help="Require device certificates signed by root_ca.pem.")
+@click.option("--tokens", "tokens_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Token file made by `recorder tokens add`: devices must send a token allowed to write their "
+                   "serial, readers of /status, /metrics and /feed a read token (re-read when it changes). "
+                   "[default: no token checks]")
 @click.option("--plain-http", is_flag=True, help="Serve plain HTTP instead of HTTPS.")
 @click.option("--idle-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds of silence after which a connection is closed.")
@@ -129,7 +135,7 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
 @click.option("--max-memory-in-flight", default=512, show_default=True, type=click.IntRange(min=0),
               help="MiB received and not yet written, across all devices, past which a new device is answered "
                    "503 (0: no limit).")
-def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_timeout, session_grace, blob_level,
+def serve(host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_http, idle_timeout, session_grace, blob_level,
           rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret, max_connections, max_connections_per_address,
           max_memory_in_flight):
     """Receive devices' streams and record every session to disk."""
@@ -146,7 +152,8 @@ def serve(host, port, data_dir, certs_dir, verify_clients, plain_http, idle_time
     from .storage import Store
 
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
-                          tls=not plain_http, verify_clients=verify_clients, idle_timeout_s=idle_timeout,
+                          tls=not plain_http, verify_clients=verify_clients, tokens_file=tokens_file,
+                          idle_timeout_s=idle_timeout,
                           session_grace_s=session_grace, max_connections=max_connections,
                           max_connections_per_address=max_connections_per_address,
                           max_memory_in_flight=max_memory_in_flight << 20)
@@ -205,6 +212,76 @@ def certs_init(folder, hostnames):
                                    "there (see above): copy the server's certificate and key in, or give --dir an "
                                    "empty folder for new development certificates")
     click.echo(f"`recorder serve --certs-dir {folder}` has what it needs ({needed})")
+
+
+@main.group()
+def tokens() -> None:
+    """Device and reader tokens for `recorder serve --tokens FILE`.
+
+    A token is shown once, when it is made; the file keeps only its SHA-256, so a lost token
+    is revoked and replaced, never recovered."""
+
+
+TOKEN_FILE = click.option("--file", "path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                          help="The token file (the one given to `recorder serve --tokens`).")
+
+
+@tokens.command("add")
+@TOKEN_FILE
+@click.option("--serial", "serials", multiple=True, help="A device serial the token may write (repeatable).")
+@click.option("--any-serial", is_flag=True, help="May write any serial (a bridge forwarding several glasses).")
+@click.option("--read", is_flag=True, help="May read /status, /metrics and /feed.")
+@click.option("--label", default="", help="What the token is for (shown by `tokens list`).")
+def tokens_add(path, serials, any_serial, read, label):
+    """Make a token, print it once, and store its hash in the file (kept tokens stay)."""
+    from . import tokens as tokens_module
+
+    if not (serials or any_serial or read):
+        raise click.UsageError("say what the token may do: --serial S (repeatable), --any-serial or --read")
+    if serials and any_serial:
+        raise click.UsageError("--serial and --any-serial: give one of them")
+    try:
+        token, entry = tokens_module.add(path, label=label, serials=serials, any_serial=any_serial, read=read)
+    except (tokens_module.TokenFileError, OSError) as exc:
+        raise click.ClickException(str(exc) if isinstance(exc, tokens_module.TokenFileError)
+                                   else f"cannot write {path}: {exc.strerror or exc}") from None
+    click.echo(token)
+    click.echo(f"token {entry.id} ({entry.permissions()}) added to {path}; it is shown only now: "
+               "keep it where the device or reader can send it as `Authorization: Bearer <token>`", err=True)
+
+
+@tokens.command("list")
+@TOKEN_FILE
+def tokens_list(path):
+    """The tokens in the file: id, creation time, permissions and label (never the token)."""
+    from . import tokens as tokens_module
+
+    try:
+        entries = tokens_module.read_file(path)
+    except tokens_module.TokenFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not entries:
+        click.echo(f"no tokens in {path}")
+        return
+    for entry in entries:
+        click.echo(f"{entry.id}  {entry.created}  {entry.permissions()}" + (f"  {entry.label}" if entry.label else ""))
+
+
+@tokens.command("revoke")
+@TOKEN_FILE
+@click.argument("token_id")
+def tokens_revoke(path, token_id):
+    """Remove the token TOKEN_ID (an id from `tokens list`, or a label only one token has).
+    A running `recorder serve --tokens` refuses it within about a second."""
+    from . import tokens as tokens_module
+
+    try:
+        entry = tokens_module.revoke(path, token_id)
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from None
+    except tokens_module.TokenFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked token {entry.id} ({entry.permissions()})" + (f" {entry.label}" if entry.label else ""))
 
 
 @main.command("ls")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from . import certs
+from . import certs, tokens
 from .rtmp import console as rtmp_console
 from .rtmp import status as rtmp_status
 from .rtmp.config import RtmpConfig
@@ -43,7 +43,28 @@ def check_data_dir(folder: Path) -> None:
                                  f"(choose another --data-dir, or make this one writable)") from None
 
 
+# TLS 1.2 suites offered by the recorder: forward secret key exchange (ECDHE) and AEAD ciphers
+# only. Left out are RSA key exchange, CBC suites (with SHA-1 or SHA-256 MACs), 3DES, RC4 and
+# anything unauthenticated: what a TLS scanner's defaults flag as weak. TLS 1.3 suites (all AEAD)
+# are OpenSSL's own and are not touched by this string.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def check_tokens_file(path: Path) -> None:
+    """A token file the server cannot read stops it now: with --tokens, a server that let every
+    device in, or none, because of a typo would be worse than one that does not start."""
+    if not Path(path).exists():
+        raise ConfigurationError(f"the token file {path} does not exist: make tokens with "
+                                 f"`recorder tokens add --file {path} --serial <serial>` (or drop --tokens)")
+    try:
+        tokens.read_file(path)
+    except tokens.TokenFileError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def server_ssl_context(config: ServerConfig, *, verify_clients: bool | None = None) -> ssl.SSLContext:
+    """The TLS of the HTTPS (and RTMPS) port: the server's certificate, TLS 1.2 or later, the
+    strong suites above; with verify_clients, a device certificate signed by root_ca.pem."""
     folder = config.certs_dir
     cert, key, ca = folder / certs.SERVER, folder / certs.SERVER_KEY, folder / certs.CA
     missing = [p.name for p in (cert, key) if not p.exists()]
@@ -52,6 +73,8 @@ def server_ssl_context(config: ServerConfig, *, verify_clients: bool | None = No
                                  f"--dir {folder}` or copy the streaming certificates there (or use --plain-http)")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
     if config.verify_clients if verify_clients is None else verify_clients:
         if not ca.exists():
             raise ConfigurationError(f"--verify-clients needs {ca}")
@@ -68,6 +91,8 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
     `handle_signals` False: run until cancelled (signals can only be received on the main thread)."""
     await trio.to_thread.run_sync(check_data_dir, config.data_dir)
     context = server_ssl_context(config) if config.tls else None
+    if config.tokens_file is not None:
+        check_tokens_file(config.tokens_file)
     recovered = await trio.to_thread.run_sync(store.recover_all)
     for report in recovered:
         console.recovered(report)
@@ -86,9 +111,11 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
     rtmp_listeners = [listener for listener, _ in rtmp_endpoints]
     port = listeners[0].socket.getsockname()[1]
     scheme = "https" if context else "http"
-    console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
-                      ("client certificates required" if config.verify_clients else "TLS") if context
-                      else "plain HTTP, no TLS")
+    protection = (("client certificates required" if config.verify_clients else "TLS") if context
+                  else "plain HTTP, no TLS")
+    if config.tokens_file is not None:
+        protection += f", device and reader tokens from {config.tokens_file}"
+    console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
         # Connections live in a nursery of their own, beside the servers': stopping the servers

@@ -204,14 +204,15 @@ class LiveSource:
     every stream: a handler that only registers imu callbacks can ask for imu-left and imu-right,
     and the recorder then holds and sends no frames for it). ca_file / verify: how the recorder's
     certificate is checked; cert_file / key_file: this reader's certificate, for a recorder that
-    runs with --verify-clients. The recorder drops batches when this reader cannot keep up (its
+    runs with --verify-clients; token: a read token (`recorder tokens add --read`), sent as
+    `Authorization: Bearer`, for a recorder that runs with --tokens. The recorder drops batches when this reader cannot keep up (its
     /status counts them, and `dropped_by_recorder` here); a slow handler has its own batches
     dropped here (`devices`)."""
 
     def __init__(self, url: str, factory: Factory, *, serials: list[str] | None = None,
                  streams: list[str] | None = None, ca_file: str | None = None,
                  verify: bool = True, cert_file: str | None = None, key_file: str | None = None,
-                 on_error: ErrorHandler | None = None, queue_batches: int = QUEUE_BATCHES,
+                 token: str | None = None, on_error: ErrorHandler | None = None, queue_batches: int = QUEUE_BATCHES,
                  queue_bytes: int = QUEUE_BYTES, timeout_s: float = READ_TIMEOUT_S):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -229,6 +230,7 @@ class LiveSource:
                 self._context.verify_mode = ssl.CERT_NONE
             if cert_file:
                 self._context.load_cert_chain(cert_file, key_file)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout_s = timeout_s
         self.handlers = Handlers(factory, on_error=on_error, max_batches=queue_batches, max_bytes=queue_bytes)
         self.dropped_by_recorder: dict[str, dict] = {}  # per device: batches and rows the recorder dropped for us
@@ -261,7 +263,7 @@ class LiveSource:
             connection = self._connection = self._open()
             if self._stopping:
                 return
-            connection.request("GET", self._path)
+            connection.request("GET", self._path, headers=self._headers)
             response = connection.getresponse()
             if response.status != 200:
                 raise ConnectionError(f"the recorder answered {response.status} {response.reason}: "

@@ -15,6 +15,7 @@ import h11
 import trio
 
 from ..listeners import accept_forever
+from ..tokens import TokenChecker
 from . import console
 from .config import ServerConfig
 from .feed import FEED_PATH, FeedEndpoint, FeedHub
@@ -27,6 +28,9 @@ from .status import StatusSource, metrics, status
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
 # What this server answers besides devices' streams (which are POSTed to any path).
 READ_PATHS = ("/status", "/metrics", "/healthz")
+# With a token file, these need a read token (what is recorded, and from whom, is for the
+# operator's eyes); /healthz stays open for liveness probes and says nothing but "ok".
+PROTECTED_READS = ("/status", "/metrics", FEED_PATH)
 # Every TLS connection begins with a handshake record, whose first byte is this content type;
 # anything else on the HTTPS port is most likely plain HTTP, which gets a plain answer.
 TLS_HANDSHAKE_RECORD = 0x16
@@ -51,6 +55,9 @@ class Recorder:
         self._attach_locks: dict[tuple[str, str], list] = {}
         # Open connections and bytes in flight against their limits; refusals (see overload.py).
         self.overload = Overload(config)
+        # Device and reader tokens (see recorder/tokens.py); None: no token checks.
+        self.tokens = None if config.tokens_file is None else TokenChecker(
+            config.tokens_file, on_error=lambda message: console.say(message))
         self.shutting_down = False
         self.started = time.time()
         # Every connection runs shielded: it must outlive a cancellation of serve() until
@@ -184,6 +191,13 @@ class Recorder:
     async def route(self, conn: HttpConnection, request: h11.Request) -> None:
         path = request.target.decode("latin-1").split("?", 1)[0]
         method = request.method.decode("latin-1")
+        denied = self._denied(path, method, request)
+        if denied:
+            code, message = denied
+            console.refused(conn.remote, code, message)
+            challenge = [("www-authenticate", 'Bearer realm="recorder"')] if code == 401 else []
+            await conn.error(code, message, head=method == "HEAD", extra_headers=challenge)
+            return
         if (conn.h11.they_are_waiting_for_100_continue and method == "POST" and not self.shutting_down
                 and not conn.ticket.over):
             await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
@@ -220,6 +234,41 @@ class Recorder:
             await conn.error(405, f"devices stream with POST; {method} is not accepted on {path}")
             return
         await self.ingest(conn, request)
+
+    def _denied(self, path: str, method: str, request: h11.Request) -> tuple[int, str] | None:
+        """With a token file: (401 or 403, why) for a request its token does not allow, else None.
+        A POST (a device's stream) needs a token allowed to write its device-serial; GET and
+        HEAD of /status, /metrics and /feed a read token. Answered before anything of the
+        request is read or stored. A token is checked on top of the client certificate when
+        --verify-clients is on too: TLS has already refused a device without one."""
+        if self.tokens is None:
+            return None
+        if method == "POST" and path not in READ_PATHS and path != FEED_PATH:
+            need = "write"
+        elif method in ("GET", "HEAD") and path in PROTECTED_READS:
+            need = "read"
+        else:
+            return None  # /healthz, and what is answered 404 or 405 anyway
+        authorization = serial = None
+        for name, value in request.headers:
+            name = name.lower()
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif name == b"device-serial" and serial is None:
+                serial = value.decode("latin-1").strip()
+        token = self.tokens.authenticate(authorization)
+        if token is None:
+            what = "a device token (Authorization: Bearer <token>)" if need == "write" else \
+                "a read token (Authorization: Bearer <token>)"
+            return 401, (f"{path} needs {what}; " + ("the token sent is not valid (unknown or revoked)"
+                                                     if authorization else "none was sent"))
+        if need == "read":
+            return None if token.read else (403, f"token {token.id} may not read {path} (it is not a read token)")
+        if not token.writes:
+            return 403, f"token {token.id} may not send data (it is a read token)"
+        if serial is not None and not token.may_write(serial):
+            return 403, f"token {token.id} may not write device serial {serial}"
+        return None  # a missing device-serial is answered 400 by ingest()
 
     async def drain(self, conn: HttpConnection) -> None:
         """Read (and drop) the rest of a request that carries nothing for us."""

@@ -16,6 +16,9 @@ class ServerConfig:
     certs_dir: Path = DEFAULT_FOLDER
     tls: bool = True
     verify_clients: bool = False
+    # The token file (`recorder tokens`): devices must send a token allowed to write their serial,
+    # readers of /status, /metrics and /feed a read token. None: no token checks.
+    tokens_file: Path | None = None
     # The calibration header alone is tens of kilobytes; h11's default of 16 KiB is far too small.
     max_header_bytes: int = 4 << 20
     # A request head (line and headers) must arrive within this once its first byte has.

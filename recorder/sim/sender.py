@@ -56,17 +56,18 @@ def periods(duration_s: float, period_s: float):
 async def stream_device(device, target: Target, ssl_context, *, duration_s: float, batch_period_s: float,
                         fast: bool, request_seconds: float = 0.0, timeout_s: float | None = None,
                         on_progress: ProgressCallback | None = None,
-                        report: DeviceReport | None = None) -> DeviceReport:
+                        report: DeviceReport | None = None, token: str | None = None) -> DeviceReport:
     """Stream one device's session for duration_s; raises SendError if the recorder refuses it
     or makes no progress for timeout_s. `report` is filled in as the device goes, so that a
-    caller still has what was sent when it fails."""
+    caller still has what was sent when it fails. `token`: a device token, sent with every
+    request as `Authorization: Bearer` (for a recorder run with --tokens)."""
     report = report or DeviceReport(device.serial, device.session_id)
     started = time.monotonic()
     paced_from = trio.current_time()  # trio's clock has its own origin; pace against it
     conn = await Connection.open(target, ssl_context, timeout_s=timeout_s)
     try:
         request_started = 0.0
-        await conn.start(target.path, device.headers())
+        await conn.start(target.path, _with_token(device.headers(), token))
         report.requests += 1
         for t, t_next in periods(duration_s, batch_period_s):
             # Generating a window (rendering frames, encoding video) takes long enough to stall
@@ -81,7 +82,7 @@ async def stream_device(device, target: Target, ssl_context, *, duration_s: floa
                 on_progress(device, t_next - t, len(body))
             if request_seconds and t_next - request_started >= request_seconds - 1e-9 and t_next < duration_s - 1e-9:
                 report.responses.append(await _finish(conn))
-                await conn.start(target.path, device.headers())
+                await conn.start(target.path, _with_token(device.headers(), token))
                 report.requests += 1
                 request_started = t_next
         report.responses.append(await _finish(conn))
@@ -90,6 +91,10 @@ async def stream_device(device, target: Target, ssl_context, *, duration_s: floa
     report.records = device.records_sent
     report.seconds = time.monotonic() - started
     return report
+
+
+def _with_token(headers: dict[str, str], token: str | None) -> dict[str, str]:
+    return {**headers, "authorization": f"Bearer {token}"} if token else headers
 
 
 async def _finish(conn: Connection) -> dict:
@@ -103,7 +108,7 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
                        fast: bool, request_seconds: float = 0.0, timeout_s: float | None = None,
                        on_progress: ProgressCallback | None = None,
                        on_done: Callable[[DeviceReport], None] | None = None,
-                       reports: list[DeviceReport] | None = None) -> list[DeviceReport]:
+                       reports: list[DeviceReport] | None = None, token: str | None = None) -> list[DeviceReport]:
     """Stream every device at once, each on its own connection; a failing device does not stop others.
     Pass an empty list as `reports` to hold each device's report as it goes (for a summary after
     an interruption)."""
@@ -117,7 +122,7 @@ async def stream_fleet(devices, url: str, ssl_context, *, duration_s: float, bat
         try:
             await stream_device(device, target, ssl_context, duration_s=duration_s, batch_period_s=batch_period_s,
                                 fast=fast, request_seconds=request_seconds, timeout_s=timeout_s,
-                                on_progress=on_progress, report=reports[i])
+                                on_progress=on_progress, report=reports[i], token=token)
         except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, SendError) as exc:
             reports[i].error = describe(exc)
             reports[i].records = device.records_sent
