@@ -86,7 +86,12 @@ async def test_a_token_writes_its_own_serials_only(start_server, token_file, dev
     assert not (server.data_dir / other_headers["device-serial"]).exists()
     reply = await post(server, body, headers, client_ssl, token=token)
     assert reply.status == 200 and reply.json["records"] > 0
-    assert (server.session_path(headers["device-serial"], headers["session-id"]) / "session.json").exists()
+    folder = server.session_path(headers["device-serial"], headers["session-id"])
+    assert (folder / "session.json").exists()
+    await server.stop()
+    for stored in folder.rglob("*"):  # the stored headers keep no credential
+        assert stored.is_dir() or token.encode() not in stored.read_bytes(), stored
+    assert "authorization" not in (folder / "session.json").read_text().lower()
 
 
 async def test_an_any_serial_token_writes_every_serial(start_server, token_file, device, client_ssl):

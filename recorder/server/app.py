@@ -31,6 +31,8 @@ READ_PATHS = ("/status", "/metrics", "/healthz")
 # With a token file, these need a read token (what is recorded, and from whom, is for the
 # operator's eyes); /healthz stays open for liveness probes and says nothing but "ok".
 PROTECTED_READS = ("/status", "/metrics", FEED_PATH)
+# Request headers that are not stored with a session's headers.
+SECRET_HEADERS = (b"authorization", b"proxy-authorization", b"cookie")
 # Every TLS connection begins with a handshake record, whose first byte is this content type;
 # anything else on the HTTPS port is most likely plain HTTP, which gets a plain answer.
 TLS_HANDSHAKE_RECORD = 0x16
@@ -278,7 +280,10 @@ class Recorder:
     # -- ingest -------------------------------------------------------------------------------
 
     async def ingest(self, conn: HttpConnection, request: h11.Request) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        # Credentials never reach the disk, /status or the feed: the stored headers would
+        # otherwise hand a device's token to whoever reads the session (or replays it).
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers
+                   if k.lower() not in SECRET_HEADERS}
         if self.shutting_down:
             await conn.error(503, "the recorder is shutting down; reconnect to continue the session")
             return
