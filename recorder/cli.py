@@ -374,6 +374,9 @@ def recover(path):
 @click.option("--no-verify-server-certs", is_flag=True, help="Skip server certificate verification.")
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Give up on a server that takes no data, or gives no answer, for this many seconds.")
+@click.option("--token", envvar="RECORDER_TOKEN", default=None,
+              help="With --to https://: a device token allowed to write the sessions' serials (an --any-serial "
+                   "token for several devices), for a recorder run with --tokens [env: RECORDER_TOKEN].")
 @click.option("--handler", metavar="MODULE:FACTORY",
               help="Replay into the SDK callbacks of FACTORY(), called once per device to make its "
                    "StreamDataInterface (MODULE in the current folder or on PYTHONPATH).")
@@ -381,7 +384,7 @@ def recover(path):
 @click.option("--end", type=float, metavar="S", help="With --handler: end S seconds into the timeline.")
 @click.option("--streams", metavar="A,B", help="With --handler: only these streams (e.g. camera-rgb,imu-left).")
 @click.option("--loop", is_flag=True, help="With --handler: start again at the end, until Ctrl+C.")
-def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, handler, start, end, streams, loop):
+def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, token, handler, start, end, streams, loop):
     """Replay recorded SESSIONS (session folders, RTMP recordings, or folders holding them).
 
     With --to, every session is sent at once, each on its own connection, as its device sent
@@ -414,7 +417,7 @@ def replay(sessions, to_url, speed, ca_file, no_verify_server_certs, timeout, ha
         raise click.UsageError("say where to replay to: --handler MODULE:FACTORY or --to URL")
     try:
         reports, interrupted = replay_to(list(sessions), to_url, speed=speed, ca_file=ca_file,
-                                         verify=not no_verify_server_certs, timeout_s=timeout)
+                                         verify=not no_verify_server_certs, timeout_s=timeout, token=token)
     except NotReplayable as exc:
         raise click.ClickException(str(exc)) from None
     if interrupted:

@@ -17,6 +17,7 @@ from server_support import RECORDER, open_stream, request
 from test_server_tls import refused
 
 from recorder import certs, tokens
+from recorder.restream.send import restream
 from recorder.sdk import StreamDataInterface
 from recorder.sdk.live import LiveSource
 from recorder.sim import sender
@@ -92,6 +93,13 @@ async def test_a_token_writes_its_own_serials_only(start_server, token_file, dev
     for stored in folder.rglob("*"):  # the stored headers keep no credential
         assert stored.is_dir() or token.encode() not in stored.read_bytes(), stored
     assert "authorization" not in (folder / "session.json").read_text().lower()
+    # Replayed to a recorder that checks tokens, the session needs one too (replay --to --token).
+    copy = await start_server(tokens_file=token_file)
+    (report,) = await restream([folder], copy.url, client_ssl, speed=0, timeout_s=10)
+    assert "401" in report.error
+    (report,) = await restream([folder], copy.url, client_ssl, speed=0, timeout_s=10, token=token)
+    assert report.error is None and report.done
+    assert (copy.session_path(headers["device-serial"], headers["session-id"]) / "session.json").exists()
 
 
 async def test_an_any_serial_token_writes_every_serial(start_server, token_file, device, client_ssl):
@@ -210,6 +218,21 @@ def test_the_tokens_commands(token_file):
     assert "no tokens" in run("list").stdout
     assert "no token" in run("revoke", "nope", ok=False).stderr
     assert "--serial" in run("add", ok=False).stderr  # a token that may do nothing is not made
+    # A file that is not a token file is neither overwritten nor used.
+    token_file.write_text("my notes\n")
+    assert "not a token file" in run("add", "--read", ok=False).stderr
+    assert token_file.read_text() == "my notes\n"
+
+
+def test_serve_refuses_a_token_file_it_cannot_use(tmp_path, certs_dir):
+    for content in (None, "{not json"):
+        path = tmp_path / "tokens.json"
+        if content is not None:
+            path.write_text(content)
+        done = subprocess.run([RECORDER, "serve", "--port", "0", "--rtmp-port", "0", "--certs-dir", str(certs_dir),
+                               "--data-dir", str(tmp_path / "data"), "--tokens", str(path)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and str(path) in done.stderr, done
 
 
 # -- TLS: what a scanner's defaults call weak is refused -------------------------------------

@@ -57,7 +57,7 @@ def tls_context(url: str, ca_file: str | None = None, verify: bool = True) -> ss
 
 
 def replay(paths: list[str | Path], url: str, *, speed: float = 1.0, ca_file: str | None = None,
-           verify: bool = True, timeout_s: float | None = 30.0,
+           verify: bool = True, timeout_s: float | None = 30.0, token: str | None = None,
            console: Console | None = None) -> tuple[list[Report], bool]:
     """What `recorder replay --to` does: check the paths, send them all at once with a progress
     bar on a terminal, and return the reports and whether Ctrl+C cut it short. Raises
@@ -68,7 +68,7 @@ def replay(paths: list[str | Path], url: str, *, speed: float = 1.0, ca_file: st
     interrupted = False
     with ReplayProgress(console) as progress:
         try:
-            trio.run(lambda: replay_to(found, kind, url, context, speed=speed, timeout_s=timeout_s,
+            trio.run(lambda: replay_to(found, kind, url, context, speed=speed, timeout_s=timeout_s, token=token,
                                        on_start=progress.started, on_progress=progress.advance,
                                        on_done=progress.finished, reports=reports))
         except* KeyboardInterrupt:  # trio may deliver Ctrl+C wrapped in an exception group
@@ -81,14 +81,14 @@ def replay(paths: list[str | Path], url: str, *, speed: float = 1.0, ca_file: st
 
 async def replay_to(paths: list[Path], kind: str, url: str, ssl_context: ssl.SSLContext | None = None, *,
                     speed: float = 1.0, timeout_s: float | None = 30.0, on_start=None, on_progress=None,
-                    on_done=None, reports: list[Report] | None = None) -> list[Report]:
+                    on_done=None, reports: list[Report] | None = None, token: str | None = None) -> list[Report]:
     """Send every path (as check() gave them) at once; `reports` (an empty list) is filled in
-    as they go."""
+    as they go. `token`: a device token for a recorder run with --tokens (HTTP only)."""
     if reports is None:
         reports = []
     if kind == "http":
         return await restream(paths, url, ssl_context, speed=speed, timeout_s=timeout_s, on_start=on_start,
-                              on_progress=on_progress, on_done=on_done, reports=reports)
+                              on_progress=on_progress, on_done=on_done, reports=reports, token=token)
     target = RtmpTarget.parse(url)
     reports[:] = [RtmpReport(str(path)) for path in paths]
     if on_start:

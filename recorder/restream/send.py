@@ -71,8 +71,9 @@ def plan_report(path: str | Path, bodies: SessionBodies) -> SessionReport:
 class _Link:
     """A device's connection, opened again when the recorder closed it after an answer."""
 
-    def __init__(self, target: Target, ssl_context, timeout_s: float | None):
+    def __init__(self, target: Target, ssl_context, timeout_s: float | None, token: str | None = None):
         self.target, self.ssl_context, self.timeout_s = target, ssl_context, timeout_s
+        self.token = token
         self.conn: Connection | None = None
 
     async def start(self, headers) -> Connection:
@@ -80,6 +81,9 @@ class _Link:
             await self.close()
         if self.conn is None:
             self.conn = await Connection.open(self.target, self.ssl_context, timeout_s=self.timeout_s)
+        if self.token:  # the recorder replayed to may want a device token (serve --tokens)
+            headers = [*(headers.items() if isinstance(headers, dict) else headers),
+                       ("authorization", f"Bearer {self.token}")]
         await self.conn.start(self.target.path, headers)
         return self.conn
 
@@ -91,11 +95,11 @@ class _Link:
 
 async def restream_session(bodies: SessionBodies, target: Target, ssl_context, report: SessionReport, *,
                            speed: float = 1.0, timeout_s: float | None = 30.0,
-                           on_progress: ProgressCallback | None = None) -> SessionReport:
+                           on_progress: ProgressCallback | None = None, token: str | None = None) -> SessionReport:
     """Send one session's requests in order on one connection; raises SendError if the
     recorder refuses a request or makes no progress for timeout_s."""
     started = time.monotonic()
-    link = _Link(target, ssl_context, timeout_s)
+    link = _Link(target, ssl_context, timeout_s, token)
     clock = _Clock(speed)
     try:
         for request in bodies.requests:
@@ -187,7 +191,7 @@ async def restream(paths: list[str | Path], url: str, ssl_context: ssl.SSLContex
                    on_start: Callable[[list[SessionReport]], None] | None = None,
                    on_progress: ProgressCallback | None = None,
                    on_done: Callable[[SessionReport], None] | None = None,
-                   reports: list[SessionReport] | None = None) -> list[SessionReport]:
+                   reports: list[SessionReport] | None = None, token: str | None = None) -> list[SessionReport]:
     """Send every session at once, each on its own connection; one that fails does not stop
     the others. `reports` (an empty list) is filled in as they go, for a summary after an
     interruption; on_start gets them once every session is read, before anything is sent. A
@@ -215,7 +219,7 @@ async def restream(paths: list[str | Path], url: str, ssl_context: ssl.SSLContex
         started = time.monotonic()
         try:
             await restream_session(bodies, target, ssl_context, report, speed=speed, timeout_s=timeout_s,
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, token=token)
         except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, SendError) as exc:
             report.error = describe(exc)
             report.seconds = time.monotonic() - started
