@@ -18,7 +18,9 @@ reader of the disk and a check costs microseconds per request.
 
 The file is JSON, written whole to a temporary file beside it and moved into place
 (os.replace), with mode 0600: a reader (the server re-reads it when it changes) never sees half
-a file. Adding to an existing file keeps the tokens in it.
+a file. Adding to an existing file keeps the tokens in it; a file that is not a token file is
+refused, never overwritten. Changes (add, revoke) hold an exclusive lock on the file's folder
+(flock) while they read and rewrite it, so that two at once do not lose one of them.
 
 Checking (TokenChecker): the presented token's SHA-256 is compared with every stored hash with
 hmac.compare_digest, and the loop does not stop at a match, so the time a check takes does not
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import hmac
 import json
@@ -131,34 +134,49 @@ def write_file(path: Path, tokens: list[Token]) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _changing(path: Path):
+    """An exclusive lock for a read-modify-write of the token file: flock on its folder (the
+    file itself is replaced, so a lock on it would not hold across the change)."""
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def add(path: Path, *, label: str = "", serials: list[str] | tuple[str, ...] = (), any_serial: bool = False,
         read: bool = False) -> tuple[str, Token]:
     """Make a token, store its hash in `path` beside the tokens already there; returns
     (the token, its entry). The token itself is not stored anywhere: show it to the user once."""
     if not (serials or any_serial or read):
         raise ValueError("a token needs a permission: serials, any_serial or read")
-    tokens = read_file(path)
-    token = secrets.token_urlsafe(32)
-    ids = {t.id for t in tokens}
-    new_id = secrets.token_hex(4)
-    while new_id in ids:
+    with _changing(path):
+        tokens = read_file(path)
+        token = secrets.token_urlsafe(32)
+        ids = {t.id for t in tokens}
         new_id = secrets.token_hex(4)
-    entry = Token(id=new_id, label=label, sha256=digest(token), serials=tuple(dict.fromkeys(serials)),
-                  any_serial=any_serial, read=read,
-                  created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    write_file(path, [*tokens, entry])
+        while new_id in ids:
+            new_id = secrets.token_hex(4)
+        entry = Token(id=new_id, label=label, sha256=digest(token), serials=tuple(dict.fromkeys(serials)),
+                      any_serial=any_serial, read=read,
+                      created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+        write_file(path, [*tokens, entry])
     return token, entry
 
 
 def revoke(path: Path, name: str) -> Token:
     """Remove the token with id `name` (or, failing that, the one token labelled `name`);
     returns its entry. Raises KeyError when there is no such token (or several with that label)."""
-    tokens = read_file(path)
-    matches = [t for t in tokens if t.id == name] or [t for t in tokens if t.label == name]
-    if len(matches) != 1:
-        raise KeyError(f"no token with id {name!r} in {path}" if not matches else
-                       f"{len(matches)} tokens are labelled {name!r}: revoke one by its id")
-    write_file(path, [t for t in tokens if t is not matches[0]])
+    with _changing(path):
+        tokens = read_file(path)
+        matches = [t for t in tokens if t.id == name] or [t for t in tokens if t.label == name]
+        if len(matches) != 1:
+            raise KeyError(f"no token with id {name!r} in {path}" if not matches else
+                           f"{len(matches)} tokens are labelled {name!r}: revoke one by its id")
+        write_file(path, [t for t in tokens if t is not matches[0]])
     return matches[0]
 
 

@@ -5,6 +5,7 @@ real TLS, real sockets."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import ssl
 import subprocess
 import uuid
@@ -192,6 +193,13 @@ def test_the_token_file_holds_no_token(token_file):
     assert tokens.digest(token) in text
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert [t.id for t in tokens.read_file(token_file)][0] == entry.id  # adding kept the first
+
+
+def test_tokens_added_at_once_are_all_kept(token_file):
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda i: tokens.add(token_file, serials=[f"SERIAL{i}"])[1].id, range(16)))
+    assert sorted(t.id for t in tokens.read_file(token_file)) == sorted(made)
+    assert not [p for p in token_file.parent.iterdir() if p != token_file]  # no temporary file left
 
 
 def test_the_tokens_commands(token_file):
