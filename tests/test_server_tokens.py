@@ -85,6 +85,10 @@ async def test_a_token_writes_its_own_serials_only(start_server, token_file, dev
     server = await start_server(tokens_file=token_file)
     reply = await post(server, other_body, other_headers, client_ssl, token=token)
     assert reply.status == 403 and other_headers["device-serial"] in reply.json["error"]
+    # Nor by naming its own serial first and another after it (the last is the one stored).
+    reply = await post(server, other_body, {**other_headers, "Device-Serial": other_headers["device-serial"],
+                                            "device-serial": headers["device-serial"]}, client_ssl, token=token)
+    assert reply.status == 403
     assert not (server.data_dir / other_headers["device-serial"]).exists()
     reply = await post(server, body, headers, client_ssl, token=token)
     assert reply.status == 200 and reply.json["records"] > 0

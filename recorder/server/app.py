@@ -251,13 +251,13 @@ class Recorder:
             need = "read"
         else:
             return None  # /healthz, and what is answered 404 or 405 anyway
-        authorization = serial = None
+        authorization, serials = None, []
         for name, value in request.headers:
             name = name.lower()
             if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-            elif name == b"device-serial" and serial is None:
-                serial = value.decode("latin-1").strip()
+            elif name == b"device-serial":  # every one of them: ingest() takes the last
+                serials.append(value.decode("latin-1"))
         token = self.tokens.authenticate(authorization)
         if token is None:
             what = "a device token (Authorization: Bearer <token>)" if need == "write" else \
@@ -268,8 +268,9 @@ class Recorder:
             return None if token.read else (403, f"token {token.id} may not read {path} (it is not a read token)")
         if not token.writes:
             return 403, f"token {token.id} may not send data (it is a read token)"
-        if serial is not None and not token.may_write(serial):
-            return 403, f"token {token.id} may not write device serial {serial}"
+        for serial in serials:
+            if not token.may_write(serial):
+                return 403, f"token {token.id} may not write device serial {serial}"
         return None  # a missing device-serial is answered 400 by ingest()
 
     async def drain(self, conn: HttpConnection) -> None:
