@@ -257,17 +257,23 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    """`recorder serve --plain-http` in its own process, its output in a file."""
+    """`recorder serve --plain-http` in its own process, its output in a file; with certs_dir,
+    HTTPS with the certificates there instead (ssl_context is then a device's, trusting them)."""
 
     data_dir: Path
     log: Path
     port: int = field(default_factory=free_port)
     args: tuple = ()
     process: trio.Process | None = None
+    certs_dir: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.certs_dir else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ssl_context(self):
+        return sender.client_ssl_context(str(Path(self.certs_dir) / "root_ca.pem")) if self.certs_dir else None
 
     @property
     def output(self) -> str:
@@ -277,7 +283,8 @@ class ServerProcess:
         async with await trio.open_file(self.log, "ab") as out:
             self.process = await trio.lowlevel.open_process(
                 [RECORDER, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
-                 str(self.data_dir), "--plain-http", *self.args,
+                 str(self.data_dir), *(("--certs-dir", str(self.certs_dir)) if self.certs_dir else ("--plain-http",)),
+                 *self.args,
                  # RTMP off unless the test asks for it: the default port may be taken.
                  *(() if "--rtmp-port" in self.args else ("--rtmp-port", "0"))],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -286,10 +293,10 @@ class ServerProcess:
                 if self.process.poll() is not None:
                     raise AssertionError(f"recorder serve exited with {self.process.returncode}:\n{self.output}")
                 try:
-                    reply = await get(self.url, "/healthz")
+                    reply = await get(self.url, "/healthz", self.ssl_context)
                     if reply.status == 200:
                         return self
-                except OSError:
+                except (OSError, trio.BrokenResourceError):
                     pass
                 await trio.sleep(0.05)
 
