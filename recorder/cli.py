@@ -115,6 +115,9 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
               help="Seconds of silence after which a connection is closed.")
 @click.option("--session-grace", default=30.0, show_default=True, type=click.FloatRange(min=0.0),
               help="Seconds a session waits for its device to reconnect before it is finalised.")
+@click.option("--keep-finished", default=600.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Seconds a finished session stays in /status, /metrics and the final summary's list; it "
+                   "stays on disk (recorder ls) and a device that comes back later continues it.")
 @click.option("--blob-level", default=None, type=click.IntRange(-7, 19),
               help="zstd level for camera frames, audio and opaque bytes [default: 3]. 1 takes about half the "
                    "CPU for raw images and stores them about a quarter larger: for more devices per core.")
@@ -135,7 +138,8 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
 @click.option("--max-memory-in-flight", default=512, show_default=True, type=click.IntRange(min=0),
               help="MiB received and not yet written, across all devices, past which a new device is answered "
                    "503 (0: no limit).")
-def serve(host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_http, idle_timeout, session_grace, blob_level,
+def serve(host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_http, idle_timeout, session_grace,
+          keep_finished, blob_level,
           rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret, max_connections, max_connections_per_address,
           max_memory_in_flight):
     """Receive devices' streams and record every session to disk."""
@@ -154,7 +158,7 @@ def serve(host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_ht
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, tokens_file=tokens_file,
                           idle_timeout_s=idle_timeout,
-                          session_grace_s=session_grace, max_connections=max_connections,
+                          session_grace_s=session_grace, keep_finished_s=keep_finished, max_connections=max_connections,
                           max_connections_per_address=max_connections_per_address,
                           max_memory_in_flight=max_memory_in_flight << 20)
     rtmp = RtmpConfig(port=rtmp_port, tls_port=rtmps_port, host=host, grace_s=rtmp_grace, idle_timeout_s=idle_timeout,

@@ -52,6 +52,8 @@ class Recorder:
         # Shown in /status and /metrics beside the sessions.
         self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
+        # Sessions that finished and left `sessions` (keep_finished_s), and what they received.
+        self.forgotten = {"sessions": 0, "records": 0, "bytes": 0}
         # Per session: a lock that requests take to attach to it, one at a time (see _attaching),
         # and how many requests hold or wait for it.
         self._attach_locks: dict[tuple[str, str], list] = {}
@@ -501,7 +503,10 @@ class Recorder:
             await trio.sleep(1.0)
             now = time.monotonic()
             self.overload.report(now)
-            for session in list(self.sessions.values()):
+            for key, session in list(self.sessions.items()):
+                if session.state == "finished" and time.time() - session.state_since >= self.config.keep_finished_s:
+                    self.forget(key, session)
+                    continue
                 if session.state in ("finished", "unfinished"):
                     continue
                 if session.state == "waiting" and now - session.waiting_since >= self.config.session_grace_s:
@@ -516,6 +521,15 @@ class Recorder:
                 for session in self.sessions.values():
                     if session.state == "receiving":
                         console.periodic(session)
+
+    def forget(self, key: tuple[str, str], session: LiveSession) -> None:
+        """A session finished long enough ago leaves the live view; what it was is kept in two
+        counts, so that nothing grows with the number of sessions a server has seen. A device
+        coming back later reopens it from disk (attach)."""
+        del self.sessions[key]
+        self.forgotten["sessions"] += 1
+        self.forgotten["records"] += session.counters.records
+        self.forgotten["bytes"] += session.counters.bytes + session.raw_bytes
 
     async def _sample(self, session: LiveSession, now: float) -> None:
         async with session.lock:
@@ -536,7 +550,7 @@ class Recorder:
                 await self.finalise(session)
         await self.feed_endpoint.close()  # readers of the feed take its last batches
         self.overload.report_all()
-        console.summary(list(self.sessions.values()))
+        console.summary(list(self.sessions.values()), self.forgotten)
 
     def release_connections(self) -> None:
         """After shutdown(): end the connections still open (idle keep-alives, readers of /status)."""

@@ -27,6 +27,10 @@ class ServerConfig:
     idle_timeout_s: float = 60.0
     # A session with no connection for this long is finalised; a later reconnect resumes it.
     session_grace_s: float = 30.0
+    # A finished session leaves /status, /metrics and the server's memory this long after it
+    # finished (it stays on disk, listed by `recorder ls`; a device that comes back later
+    # continues it): a server that runs for days holds only its recent sessions.
+    keep_finished_s: float = 600.0
     receive_bytes: int = 256 << 10
     # Body bytes gathered before they are decoded and written together (bounds memory per connection).
     coalesce_bytes: int = 1 << 20

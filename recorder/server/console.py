@@ -82,11 +82,15 @@ def connection_error(remote: str, exc: Exception) -> None:
     say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
 
 
-def summary(sessions) -> None:
-    if not sessions:
+def summary(sessions, forgotten: dict | None = None) -> None:
+    forgotten = forgotten or {"sessions": 0}
+    if not sessions and not forgotten["sessions"]:
         say("No device streamed over HTTP.")
         return
     say("Final summary:")
+    if forgotten["sessions"]:
+        say_more(f"{forgotten['sessions']} sessions finished earlier ({forgotten['records']} records, "
+                 f"{forgotten['bytes'] / 1e6:.1f} MB; recorder ls lists them)")
     for s in sessions:
         tdm = (s.stats or {}).get("tdm") or {}
         tdm_text = (f"{tdm['samples']} TDM samples, avg offset {tdm['mean_offset_ns'] / 1e6:.3f}ms"

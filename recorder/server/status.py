@@ -64,6 +64,8 @@ def status(recorder) -> dict:
         "status": "shutting_down" if recorder.shutting_down else "ok",
         "uptime_s": time.time() - recorder.started,
         "sessions": [session_status(s) for s in recorder.sessions.values()],
+        # Finished sessions that left the list above (keep_finished_s): how many, what they got.
+        "finished_earlier": dict(recorder.forgotten),
         # The overload limits, the connections and bytes in flight against them, refusals per limit.
         "overload": recorder.overload.status(),
         **{source.name: source.status() for source in recorder.status_sources},
