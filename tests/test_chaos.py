@@ -40,12 +40,12 @@ from server_support import (
     session_folders,
     stored_sequences,
 )
-from storage_support import expected_from
+from storage_support import expected_from, store_body
 
 from recorder import open_session
 from recorder.devicelink import SendError
 from recorder.sim.fleet import make_fleet
-from recorder.storage import layout
+from recorder.storage import Store, layout
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "3"))
 FIRST_SEED = int(os.environ.get("CHAOS_SEED", "1"))
@@ -295,3 +295,19 @@ async def test_chaos_kill_9_at_random_moments_of_multi_device_tls_ingest(tmp_pat
     for k in kills:
         assert max(k.lost_age_s) <= GUARANTEE_S, k  # checked in the round already: records, here time
     print("\n" + summary(kills))
+
+
+def test_a_live_file_cut_before_its_schema_is_no_stream_yet(tmp_path):
+    """Found by the chaos test (seed 77): a kill right after a stream's live file was created,
+    before its schema reached it, left a stream that streams() listed and table() refused."""
+    device = make_fleet(2, seed=3, profile=PROFILE)[1]
+    path = store_body(Store(tmp_path / "data"), device.headers(), device.window(0, PERIOD))
+    with open_session(path) as reader:
+        streams = reader.streams()
+    for name, cut in (("imu-empty", b""), ("imu-headless", b"\xff\xff\xff\xff\x10")):
+        (path / name).mkdir()
+        (path / name / layout.live_name(1)).write_bytes(cut)
+    with open_session(path) as reader:
+        assert reader.streams() == streams
+        for stream in reader.streams():
+            reader.table(stream)

@@ -127,9 +127,10 @@ class Session:
     # -- tables -------------------------------------------------------------------------------
 
     def streams(self) -> list[str]:
-        """The names of the streams that hold rows, sorted."""
+        """The names of the streams that hold rows, sorted. A live file a crash (or a reader
+        racing the writer) caught before its schema was written holds none yet."""
         return [name for name, folder in layout.stream_folders(self.path).items()
-                if layout.parts(folder) or layout.lives(folder)]
+                if layout.parts(folder) or (layout.lives(folder) and stream_schema(folder) is not None)]
 
     def schema(self, stream: str) -> pa.Schema:
         """The stored schema of a stream: every column, with unit, description and enum labels
