@@ -30,8 +30,10 @@ stored: 0.323 s of recorder CPU per device-second without a subscriber, 0.361 s 
 other runs +13 % to +20 %), 12 MB of feed per device-second. Since the feed sends each frame as
 the storage compressed it (7 MB per device-second), sends a flush's batches in one write and
 counts queued bytes without walking the buffers: four runs of 6 to 8 repeats each way gave
-+15.6 %, +15.2 %, +9.6 % and +19.3 % (0.04 to 0.07 s per device-second), and the pairs within
-one run range from -8 % to +34 %: the machine's noise is as large as the effect. Threads' CPU
++15.6 %, +15.2 %, +9.6 % and +19.3 % (0.04 to 0.07 s per device-second) with other work on the
+cores, and +6.8 %, +10.6 % and +14.3 % on a quiet machine (8 repeats each; the median of those 24
+pairs is +9.5 %, the pairs ranging from +1 % to +27 %): the machine's noise is as large as the
+effect. Threads' CPU
 from /proc/<pid>/task (4 repeats) puts the extra mostly on the event loop's thread: +0.015 s user
 and +0.015 s system per device-second over TLS (frames, TLS, the loopback socket's kernel work,
 which on 127.0.0.1 includes the receiving side's), about half that over plain HTTP. The aim of
