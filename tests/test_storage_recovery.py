@@ -20,6 +20,7 @@ from storage_support import assert_session_matches, expected_from, send
 from recorder import open_session
 from recorder.sim.fleet import make_fleet
 from recorder.storage import Store, layout, recover
+from recorder.wire import Decoder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -199,3 +200,41 @@ def test_recover_leaves_a_finished_session_alone(tmp_path, device_body):
     assert report.found_state == "finished" and not report.changed
     assert {p: p.read_bytes() for p in writer.path.rglob("*") if p.is_file()} == before
     assert Store(tmp_path).unfinished() == []
+
+
+def test_a_kill_inside_the_first_flush_leaves_no_false_watermark(tmp_path, device_body):
+    """Killed while the very first flush was writing stream after stream: one stream's records
+    are on disk, others' (sent earlier) are not, and no manifest ever held a highest sequence.
+    Recovery must not take the highest stored sequence for a watermark (the resend would then
+    count the missing records as resends and drop them): it knows of no whole range, notes what
+    is stored, and the device's resend fills every hole, each record once."""
+    device, body = device_body
+    store = Store(tmp_path)
+    writer = store.open_writer(device.serial, device.session_id)
+    writer.begin_request(device.headers(), "10.0.0.2:5555", time.time_ns())
+    writer.write(Decoder().feed(body))
+    assert any(name.startswith("camera-") for name in writer._streams)
+    # The kill lands when every stream but one camera's had reached its live file, before the
+    # manifest: the camera's frames, sent among the others' records, are missing.
+    skipped = next(name for name in writer._streams if name.startswith("camera-"))
+    for name, stream in writer._streams.items():
+        if name != skipped:
+            stream.flush()
+    path = writer.path  # dropped without close(): kill -9
+
+    recover(path)
+    with open_session(path) as reader:
+        camera = reader.table(skipped) if skipped in reader.streams() else None
+        assert camera is None or not camera.num_rows
+        # The watermark ends before the first missing camera frame; what is stored above it is noted.
+        watermark = reader.manifest["highest_sequence"]
+        assert watermark is not None and reader.manifest["stored_above_highest_sequence"]
+        assert watermark < device.records_sent - 1
+    again = Store(tmp_path).open_writer(device.serial, device.session_id)
+    send(again, body, device.headers())
+    again.close()
+    with open_session(path) as reader:
+        assert_session_matches(reader, expected_from([body]))
+        sequences = np.concatenate([np.unique(reader.table(s).column("sequence").to_numpy()) for s in reader.streams()
+                                    if s not in (layout.VERBATIM_STREAM, layout.RAW_BODY_STREAM)])
+        assert len(np.unique(sequences)) == len(sequences) == device.records_sent  # each record once

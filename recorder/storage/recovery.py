@@ -98,13 +98,17 @@ def recover(path: Path, *, sync: bool = True) -> RecoveryReport:
         report.changed = True
 
     # The manifest's highest sequence is a watermark: everything at or below it was flushed.
+    # Without one (no flush finished before the crash, or no manifest), the highest stored
+    # sequence is no watermark: a kill inside the first flush can leave one stream's records
+    # stored and another's, sent earlier, not. Every stored sequence is scanned (-1) instead.
     committed = state.highest_sequence if report.found_state != "missing" else None
+    above = committed if committed is not None else -1
     streams: dict[str, StreamStats] = {}
     scans = []
     for name, folder in layout.stream_folders(path).items():
         _finish_lives(folder, report, sync)
         _repair_blobs(folder, report, sync)
-        scan = scan_stream(folder, state.streams.get(name), above=committed)
+        scan = scan_stream(folder, state.streams.get(name), above=above)
         if scan.stats is not None:
             streams[name] = scan.stats
         scans.append(scan)
@@ -117,8 +121,15 @@ def recover(path: Path, *, sync: bool = True) -> RecoveryReport:
     # A kill between two streams' writes may have stored some records above the watermark and
     # not others: keep the watermark (the device's resends fill the holes) and note what is
     # stored above it, so those are not stored twice (ahead.py).
-    highest = data_top if committed is None or data_top is None else min(committed, data_top)
-    ahead = to_ranges(np.concatenate([s.above for s in scans])) if highest is not None and scans else []
+    if committed is None:
+        # No watermark was ever saved: the stored records make one as far as they run on without
+        # a hole from the lowest (what is below the lowest stored record cannot be known).
+        stored = np.unique(np.concatenate([s.above for s in scans])) if scans else np.empty(0, np.uint64)
+        holes = np.flatnonzero(np.diff(stored) != 1)
+        highest = None if not len(stored) else int(stored[holes[0]] if len(holes) else stored[-1])
+    else:
+        highest = None if data_top is None else min(committed, data_top)
+    ahead = to_ranges(np.concatenate([s.above for s in scans])) if scans else []
     ahead = [r for r in ahead if r[1] > (highest if highest is not None else -1)]
     if (highest, ahead) != (state.highest_sequence, state.stored_ahead):
         state.highest_sequence, state.stored_ahead = highest, ahead
@@ -239,7 +250,8 @@ class StreamScan:
 
 
 def scan_stream(folder: Path, previous: StreamStats | None = None, *, above: int | None = None) -> StreamScan:
-    """A stream's figures rebuilt from its files."""
+    """A stream's figures rebuilt from its files, and its sequences above `above` (every one for
+    -1, none for None)."""
     none = np.empty(0, np.uint64)
     table = read_stream(folder, columns=SCAN_COLUMNS)
     if table is None or not table.num_rows:
@@ -267,7 +279,10 @@ def scan_stream(folder: Path, previous: StreamStats | None = None, *, above: int
     if not len(sequences):
         return StreamScan(stats, None, none)
     values = sequences.to_numpy()
-    higher = np.unique(values[values > above]) if above is not None else none
+    if above is None:
+        higher = none
+    else:
+        higher = np.unique(values) if above < 0 else np.unique(values[values > above])
     return StreamScan(stats, int(values.max()), higher.astype(np.uint64))
 
 
