@@ -4,14 +4,13 @@ device streaming meanwhile keeps recording, complete and clean."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import uuid
 
 import h11
 import pytest
 import trio
+from disk_support import mounted_tmpfs, take_free_space
 from server_support import (
     PERIOD,
     Reply,
@@ -191,15 +190,9 @@ async def test_sigterm_mid_request_answers_503_and_finalises_the_session(tmp_pat
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """An 8 MiB tmpfs (we run as root in CI); unmounted afterwards."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
-    yield folder
-    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
+    """An 8 MiB tmpfs, unmounted afterwards."""
+    with mounted_tmpfs(tmp_path / "small-disk", "8m") as folder:
+        yield folder
 
 
 async def fill_the_disk(server: ServerProcess, disk):
@@ -212,14 +205,7 @@ async def fill_the_disk(server: ServerProcess, disk):
         reply, sent = await stream_until_answered(server.url, None, device.headers(), windows)
     assert_json_error(reply, 507, "disk is full")
     assert sent < 200
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    take_free_space(disk / "filler")
     return device, sent
 
 
