@@ -35,6 +35,7 @@ def crashed_session(root: Path, device, body: bytes) -> Path:
     """A session written and flushed but never closed: what kill -9 right after a flush leaves."""
     writer = Store(root).open_writer(device.serial, device.session_id)
     send(writer, body, device.headers())
+    writer.folder_lock.release()  # as the kernel does when it ends a killed process
     return writer.path  # the writer is dropped without close()
 
 
@@ -221,6 +222,7 @@ def test_a_kill_inside_the_first_flush_leaves_no_false_watermark(tmp_path, devic
         if name != skipped:
             stream.flush()
     path = writer.path  # dropped without close(): kill -9
+    writer.folder_lock.release()  # as the kernel does when it ends a killed process
 
     recover(path)
     with open_session(path) as reader:

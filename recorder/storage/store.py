@@ -2,6 +2,8 @@
 
 open_writer() is called from worker threads, possibly for several sessions at once, so the
 table of open sessions has a lock; each session's own calls are serialised by the server.
+Across processes, a session folder is written (or recovered) only by the one holding its
+SessionLock: opening a session another process writes raises SessionBusy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from . import layout, manifest
 from .manifest import SessionState
 from .recovery import RecoveryReport, needs_recovery, recover
 from .session import SessionWriter
+from .sessionlock import SessionBusy, SessionLock
 from .stream import RollPolicy
 
 
@@ -50,12 +53,20 @@ class Store:
 
     def _open_new(self, path: Path, serial: str, session_id: str) -> SessionWriter:
         """Called with the lock held (a slow recovery here delays other opens: it is rare, since
-        the server recovers everything when it starts)."""
-        if path.exists() and needs_recovery(path):
-            recover(path, sync=self.policy.sync)
+        the server recovers everything when it starts). SessionBusy if another process writes
+        the session."""
+        existed = path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        state = manifest.load(path) or SessionState(serial=serial, session_id=session_id)
-        writer = SessionWriter(path, state, self.policy, release=self._release, on_close=self._closed)
+        folder_lock = SessionLock.acquire(path)
+        try:
+            if existed and needs_recovery(path):
+                recover(path, sync=self.policy.sync)
+            state = manifest.load(path) or SessionState(serial=serial, session_id=session_id)
+            writer = SessionWriter(path, state, self.policy, release=self._release, on_close=self._closed)
+        except BaseException:
+            folder_lock.release()
+            raise
+        writer.folder_lock = folder_lock
         self._open[path] = writer
         return writer
 
@@ -68,6 +79,7 @@ class Store:
     def _closed(self, writer: SessionWriter) -> None:
         with self._lock:
             self._open.pop(writer.path, None)
+        writer.folder_lock.release()
         writer.finished_event.set()
 
     def sessions(self) -> list[Path]:
@@ -80,4 +92,15 @@ class Store:
         return [p for p in self.sessions() if p not in open_now and needs_recovery(p)]
 
     def recover_all(self) -> list[RecoveryReport]:
-        return [recover(p, sync=self.policy.sync) for p in self.unfinished()]
+        """Recover every session a crash left open, but those another process is writing (it
+        holds their lock: they are not left open, they are being recorded)."""
+        reports = []
+        for path in self.unfinished():
+            try:
+                folder_lock = SessionLock.acquire(path)
+            except (SessionBusy, FileNotFoundError):
+                continue
+            with folder_lock:
+                if needs_recovery(path):  # it may have been finished while we looked
+                    reports.append(recover(path, sync=self.policy.sync))
+        return reports
