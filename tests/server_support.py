@@ -266,6 +266,7 @@ class ServerProcess:
     args: tuple = ()
     process: trio.Process | None = None
     certs_dir: Path | None = None
+    program: tuple = (RECORDER,)  # what runs `serve`: the recorder, or a wrapper around it
 
     @property
     def url(self) -> str:
@@ -282,7 +283,7 @@ class ServerProcess:
     async def start(self, timeout: float = 20.0) -> ServerProcess:
         async with await trio.open_file(self.log, "ab") as out:
             self.process = await trio.lowlevel.open_process(
-                [RECORDER, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
+                [*self.program, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
                  str(self.data_dir), *(("--certs-dir", str(self.certs_dir)) if self.certs_dir else ("--plain-http",)),
                  *self.args,
                  # RTMP off unless the test asks for it: the default port may be taken.
