@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -138,17 +139,26 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
 @click.option("--max-memory-in-flight", default=512, show_default=True, type=click.IntRange(min=0),
               help="MiB received and not yet written, across all devices, past which a new device is answered "
                    "503 (0: no limit).")
-def serve(host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_http, idle_timeout, session_grace,
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Ingest processes, each with its own event loop, sharing the port: one per core records the "
+                   "most devices. A device's session goes on whichever worker it reconnects to; a worker that "
+                   "dies is started again while the others keep recording. The limits above are shared out.")
+@click.option("--worker", "worker_spec", default=None, hidden=True)
+@click.option("--worker-run-dir", default=None, hidden=True)
+@click.option("--worker-fds", default=None, hidden=True)
+@click.option("--worker-rtmp-fds", default="-1,-1", hidden=True)
+@click.pass_context
+def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_http, idle_timeout, session_grace,
           keep_finished, blob_level,
           rtmp_port, rtmps_port, rtmp_grace, rtmp_keys, rtmp_secret, max_connections, max_connections_per_address,
-          max_memory_in_flight):
+          max_memory_in_flight, workers, worker_spec, worker_run_dir, worker_fds, worker_rtmp_fds):
     """Receive devices' streams and record every session to disk."""
     import functools
 
     import trio
 
     from . import certs
-    from .process import ConfigurationError, check_data_dir
+    from .process import ConfigurationError, WorkerPlace, check_data_dir
     from .process import serve as run_process
     from .rtmp.access import AccessPolicy
     from .rtmp.config import RtmpConfig
@@ -167,14 +177,78 @@ def serve(host, port, data_dir, certs_dir, verify_clients, tokens_file, plain_ht
         raise click.UsageError("--verify-clients needs TLS; drop --plain-http")
     if plain_http and rtmps_port:
         raise click.UsageError("--rtmps-port needs the server's certificate; drop --plain-http")
+    place = None
+    if worker_spec is not None:
+        index, count = (int(n) for n in worker_spec.split("/"))
+        place = WorkerPlace(index, count, Path(worker_run_dir), tuple(int(fd) for fd in worker_fds.split(",")),
+                            tuple(int(fd) for fd in worker_rtmp_fds.split(",")))
+        place.die_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
+        config = shared_out(config, count)
     try:
         check_data_dir(data_dir)
+        if workers > 1 and place is None:
+            sys.exit(supervise(ctx, config, rtmp, workers))
         store = Store(data_dir, blob_level=blob_level)
-        trio.run(functools.partial(run_process, config, store, rtmp=rtmp))
+        trio.run(functools.partial(run_process, config, store, rtmp=rtmp, worker=place))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+SUPERVISOR_PID_ENV = "RECORDER_SUPERVISOR_PID"
+# serve's options that are not passed on to its workers as they were given.
+NOT_FOR_WORKERS = frozenset({"workers", "worker_spec", "worker_run_dir", "worker_fds", "worker_rtmp_fds",
+                             "rtmp_secret"})
+
+
+def supervise(ctx: click.Context, config, rtmp, workers: int) -> int:
+    """recorder serve --workers N: the listening sockets, then N workers on them (supervisor.py)."""
+    from .process import check_tokens_file, server_ssl_context
+    from .supervisor import Supervisor, open_listener
+
+    if config.tls:
+        server_ssl_context(config)  # a setting every worker would die of stops the server now
+    if config.tokens_file is not None:
+        check_tokens_file(config.tokens_file)
+    http = open_listener(config.host, config.port)
+    rtmp_socks = [open_listener(rtmp.host, p) if p else None for p in (rtmp.port, rtmp.tls_port)]
+    fds = [http.fileno(), *(s.fileno() for s in rtmp_socks if s is not None)]
+    passed = [a for p in ctx.command.params if p.name not in NOT_FOR_WORKERS for a in _given(p, ctx.params[p.name])]
+    # The RTMP secret goes to the workers in their environment, not on a command line others can read.
+    env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()),
+           **({"RECORDER_RTMP_SECRET": ctx.params["rtmp_secret"]} if ctx.params["rtmp_secret"] else {})}
+
+    def worker_argv(index: int, run_dir: str) -> list[str]:
+        return ["serve", *passed, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
+                "--worker-fds", str(http.fileno()),
+                "--worker-rtmp-fds", ",".join(str(s.fileno()) if s else "-1" for s in rtmp_socks)]
+
+    return Supervisor(workers, worker_argv, fds, env=env).run()
+
+
+def _given(param: click.Parameter, value) -> list[str]:
+    """An option's value as command-line arguments again."""
+    option = max(param.opts, key=len)
+    if value is None or value is False:
+        return []
+    if getattr(param, "is_flag", False):
+        return [option]
+    if getattr(param, "multiple", False):
+        return [a for v in value for a in (option, str(v))]
+    return [option, str(value)]
+
+
+def shared_out(config, count: int):
+    """A worker's share of the server's limits (each worker counts its own connections)."""
+    import dataclasses
+
+    def share(limit: int) -> int:
+        return -(-limit // count) if limit else 0
+
+    return dataclasses.replace(config, max_connections=share(config.max_connections),
+                               max_connections_per_address=share(config.max_connections_per_address),
+                               max_memory_in_flight=share(config.max_memory_in_flight))
 
 
 @main.group()

@@ -21,10 +21,12 @@ CAPACITY_REPORT_INTERVAL_S = 10.0
 
 def peer_name(stream: trio.SocketStream) -> str:
     try:
-        host, port = stream.socket.getpeername()[:2]
+        address = stream.socket.getpeername()
     except OSError:
         return "?"
-    return f"{host}:{port}"
+    if not isinstance(address, tuple):  # a Unix socket's peer has no address
+        return "local"
+    return f"{address[0]}:{address[1]}"
 
 
 def listener_name(listener: trio.SocketListener) -> str:

@@ -6,10 +6,13 @@ their TLS, the signals, one /status for both, and a clean shutdown of both."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import signal
+import socket
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -23,11 +26,49 @@ from .server import console
 from .server.app import Recorder
 from .server.config import ServerConfig
 from .server.feed import FeedHub
+from .server.peers import Peers, socket_path
 from .server.status import StatusSource
 
 
 class ConfigurationError(Exception):
     """The process cannot start as configured; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WorkerPlace:
+    """This process is worker `index` of `count` (recorder serve --workers, see supervisor.py):
+    it accepts on listening sockets it inherited, and answers the other workers on its socket
+    in `run_dir`. Worker 0 also runs the RTMP server, on `rtmp_fds` (plain, TLS; -1: off)."""
+
+    index: int
+    count: int
+    run_dir: Path
+    http_fds: tuple[int, ...]
+    rtmp_fds: tuple[int, int] = (-1, -1)
+
+    def die_with_supervisor(self, supervisor_pid: int) -> None:
+        """A worker ends with its supervisor, killed as it is: `kill -9` of the server's
+        process is a crash of the whole server, whose workers would otherwise go on holding
+        its port and its sessions."""
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != supervisor_pid:  # it died before the line above
+            os._exit(1)
+
+
+def inherited_listeners(fds) -> list[trio.SocketListener]:
+    return [trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=fd))) for fd in fds]
+
+
+async def worker_listener(place: WorkerPlace) -> trio.SocketListener:
+    """The Unix socket the other workers ask this one on (server/peers.py)."""
+    path = socket_path(place.run_dir, place.index)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a crashed worker's, before this one took its place
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(path))
+    sock.listen(64)
+    return trio.SocketListener(sock)
 
 
 def check_data_dir(folder: Path) -> None:
@@ -84,11 +125,15 @@ def server_ssl_context(config: ServerConfig, *, verify_clients: bool | None = No
 
 
 async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, feed: FeedHub | None = None,
-                handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                handle_signals: bool = True, worker: WorkerPlace | None = None,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run until SIGINT or SIGTERM (or cancellation); task_status gets the HTTP server's port.
     `rtmp` None (or with no port) leaves the RTMP server off. `feed`: the hub the live feed
     goes through, for subscribers in this process (recorder.sdk.RecorderServer).
-    `handle_signals` False: run until cancelled (signals can only be received on the main thread)."""
+    `handle_signals` False: run until cancelled (signals can only be received on the main thread).
+    `worker`: this process is one of several ingest workers (recorder serve --workers)."""
+    if worker is not None and worker.index != 0:
+        rtmp = None  # worker 0 runs it
     await trio.to_thread.run_sync(check_data_dir, config.data_dir)
     context = server_ssl_context(config) if config.tls else None
     if config.tokens_file is not None:
@@ -100,12 +145,18 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
     sources = [] if rtmp_service is None else [StatusSource(
         "rtmp", functools.partial(rtmp_status.status, rtmp_service),
         functools.partial(rtmp_status.metric_families, rtmp_service))]
-    recorder = Recorder(config, store, status_sources=sources, feed=feed)
-    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    peers = Peers(worker.run_dir, worker.index) if worker is not None else None
+    recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers)
+    if worker is not None:
+        listeners = inherited_listeners(worker.http_fds)
+        worker_listeners = [await worker_listener(worker)]
+    else:
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        worker_listeners = []
     try:
-        rtmp_endpoints = await _open_rtmp_listeners(rtmp, config) if rtmp_service is not None else []
+        rtmp_endpoints = await _open_rtmp_listeners(rtmp, config, worker) if rtmp_service is not None else []
     except BaseException:
-        for listener in listeners:
+        for listener in [*listeners, *worker_listeners]:
             await listener.aclose()
         raise
     rtmp_listeners = [listener for listener, _ in rtmp_endpoints]
@@ -115,7 +166,11 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
                   else "plain HTTP, no TLS")
     if config.tokens_file is not None:
         protection += f", device and reader tokens from {config.tokens_file}"
-    console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
+    if worker is None:
+        console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
+    elif worker.index == 0:
+        console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
+                          f"{protection}; {worker.count} ingest workers")
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
         # Connections live in a nursery of their own, beside the servers': stopping the servers
@@ -124,7 +179,8 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
         async with trio.open_nursery() as connections:
             try:
                 async with trio.open_nursery() as servers:
-                    await servers.start(recorder.serve, listeners, connections, context)
+                    await servers.start(functools.partial(recorder.serve, listeners, connections, context,
+                                                          worker_listeners=worker_listeners))
                     if rtmp_service is not None:
                         await servers.start(rtmp_service.serve, rtmp_endpoints, connections)
                     task_status.started(port)
@@ -135,7 +191,7 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
                 # However we stop (signal or cancellation), what was received is written and
                 # every open session is finalised.
                 with trio.CancelScope(shield=True):
-                    for listener in [*listeners, *rtmp_listeners]:
+                    for listener in [*listeners, *worker_listeners, *rtmp_listeners]:
                         await listener.aclose()
                     if rtmp_service is not None:
                         await rtmp_service.shutdown()
@@ -164,19 +220,23 @@ async def _recovered_rtmp(settings: RtmpConfig | None, config: ServerConfig) -> 
     return service
 
 
-async def _open_rtmp_listeners(settings: RtmpConfig, config: ServerConfig) -> list:
+async def _open_rtmp_listeners(settings: RtmpConfig, config: ServerConfig, worker: WorkerPlace | None = None) -> list:
     """The RTMP listeners as (listener, wrap): rtmp:// plain, rtmps:// in TLS with the server's
-    certificate (never asking glasses for one of theirs)."""
+    certificate (never asking glasses for one of theirs). A worker's were opened for it."""
     endpoints: list = []
     wrap_tls = None
     if settings.tls_port:
         tls = server_ssl_context(config, verify_clients=False)
         wrap_tls = functools.partial(trio.SSLStream, ssl_context=tls, server_side=True)
-    for port, scheme, wrap in ((settings.port, "rtmp", None), (settings.tls_port, "rtmps", wrap_tls)):
+    for position, (port, scheme, wrap) in enumerate(((settings.port, "rtmp", None),
+                                                     (settings.tls_port, "rtmps", wrap_tls))):
         if not port:
             continue
         try:
-            opened = await trio.open_tcp_listeners(port, host=settings.host)
+            if worker is not None:
+                opened = inherited_listeners([worker.rtmp_fds[position]])
+            else:
+                opened = await trio.open_tcp_listeners(port, host=settings.host)
         except OSError as exc:
             for listener, _ in endpoints:
                 await listener.aclose()

@@ -6,26 +6,34 @@ import contextlib
 import errno
 import functools
 import json
+import os
 import socket
 import ssl
 import time
 from collections.abc import Sequence
+from urllib.parse import parse_qs
 
 import h11
 import trio
 
 from ..listeners import accept_forever
+from ..storage.sessionlock import SessionBusy
 from ..tokens import TokenChecker
 from . import console
 from .config import ServerConfig
 from .feed import FEED_PATH, FeedEndpoint, FeedHub
+from .feedrelay import relay_peers
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
+from .merge import merge_metrics, merge_status
 from .overload import Overload, Ticket
+from .peers import RELEASE_PATH, Peers
 from .status import StatusSource, metrics, status
 
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
+SESSION_BUSY_MESSAGE = ("the session is being written by another process that did not let it go: another "
+                        "recorder on this data folder?")
 # What this server answers besides devices' streams (which are POSTed to any path).
 READ_PATHS = ("/status", "/metrics", "/healthz")
 # With a token file, these need a read token (what is recorded, and from whom, is for the
@@ -43,9 +51,12 @@ PLAIN_HTTP_TO_HTTPS = (
 
 class Recorder:
     def __init__(self, config: ServerConfig, store, status_sources: Sequence[StatusSource] = (),
-                 feed: FeedHub | None = None):
+                 feed: FeedHub | None = None, peers: Peers | None = None):
         self.config = config
         self.store = store
+        # The other ingest workers (recorder serve --workers N), or None when this process is
+        # the only one.
+        self.peers = peers
         # The live feed: what the sessions store, for GET /feed and in-process handlers.
         self.feed = feed if feed is not None else FeedHub()
         self.feed_endpoint = FeedEndpoint(self.feed)
@@ -76,15 +87,18 @@ class Recorder:
     # -- connections --------------------------------------------------------------------------
 
     async def serve(self, listeners, connections: trio.Nursery, ssl_context: ssl.SSLContext | None = None, *,
-                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    worker_listeners=(), task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept devices on `listeners` (in TLS with `ssl_context` if given) into `connections`,
         a nursery that outlives this task: when serving stops, connections go on until
-        shutdown() has answered them."""
+        shutdown() has answered them. `worker_listeners`: the Unix socket the other workers
+        ask this one on (peers.py)."""
         handle = self._run_plain_connection if ssl_context is None else functools.partial(
             self._run_tls_connection, ssl_context)
         async with trio.open_nursery() as nursery:
             for listener in listeners:
                 nursery.start_soon(accept_forever, listener, connections, handle)
+            for listener in worker_listeners:
+                nursery.start_soon(accept_forever, listener, connections, self._run_worker_connection)
             nursery.start_soon(self.housekeeping)
             task_status.started()
 
@@ -95,6 +109,10 @@ class Recorder:
                 await self.handle_connection(stream, remote, ticket)
             finally:
                 self.connection_scopes.discard(scope)
+
+    async def _run_worker_connection(self, stream: trio.SocketStream, remote: str) -> None:
+        """Another worker asking (peers.py): no limits, no tokens, only this worker's own figures."""
+        await self._run_connection(stream, "worker", Ticket("worker"))
 
     async def _run_plain_connection(self, stream: trio.SocketStream, remote: str) -> None:
         with self.overload.connection(remote) as ticket:
@@ -149,6 +167,7 @@ class Recorder:
         conn = HttpConnection(stream, max_header_bytes=self.config.max_header_bytes,
                               receive_bytes=self.config.receive_bytes, remote=remote)
         conn.ticket = ticket
+        conn.from_worker = ticket.address == "worker"
         # A connection past a limit is there for one answer: it waits no longer for its request
         # to begin than for the request's head.
         idle_timeout = self.config.header_timeout_s if ticket.over else self.config.idle_timeout_s
@@ -195,6 +214,9 @@ class Recorder:
     async def route(self, conn: HttpConnection, request: h11.Request) -> None:
         path = request.target.decode("latin-1").split("?", 1)[0]
         method = request.method.decode("latin-1")
+        if conn.from_worker:
+            await self.route_worker(conn, request, path, method)
+            return
         denied = self._denied(path, method, request)
         if denied:
             code, message = denied
@@ -213,7 +235,8 @@ class Recorder:
                 await self._refuse(conn, conn.ticket.over)
                 return
             await self.drain(conn)
-            await self.feed_endpoint.serve(conn, request)
+            relay = None if self.peers is None else functools.partial(relay_peers, self.peers)
+            await self.feed_endpoint.serve(conn, request, relay=relay)
             return
         if path in READ_PATHS:
             if method not in ("GET", "HEAD"):
@@ -222,9 +245,9 @@ class Recorder:
             await self.drain(conn)
             head = method == "HEAD"
             if path == "/status":
-                body, kind = json.dumps(status(self), indent=1).encode() + b"\n", "application/json"
+                body, kind = json.dumps(await self.all_status(), indent=1).encode() + b"\n", "application/json"
             elif path == "/metrics":
-                body, kind = metrics(self), "text/plain; version=0.0.4; charset=utf-8"
+                body, kind = await self.all_metrics(), "text/plain; version=0.0.4; charset=utf-8"
             else:
                 body, kind = b'{"status": "ok"}\n', "application/json"
             await conn.respond(200, body, kind, head=head)
@@ -238,6 +261,42 @@ class Recorder:
             await conn.error(405, f"devices stream with POST; {method} is not accepted on {path}")
             return
         await self.ingest(conn, request)
+
+    async def all_status(self) -> dict:
+        """/status: this process's, or with workers every worker's as one."""
+        if self.peers is None:
+            return status(self)
+        return merge_status([self.worker_status(), *(json.loads(body) for body in await self.peers.gather("/status"))])
+
+    def worker_status(self) -> dict:
+        """This worker's /status, which names it in "workers" (a list the merge joins)."""
+        own = status(self)
+        own["workers"] = [{"index": self.peers.index, "pid": os.getpid(), "uptime_s": own["uptime_s"],
+                           "sessions": len(self.sessions),
+                           "receiving": sum(s.state == "receiving" for s in self.sessions.values())}]
+        return own
+
+    async def all_metrics(self) -> bytes:
+        own = metrics(self)
+        if self.peers is None:
+            return own
+        return merge_metrics([own, *await self.peers.gather("/metrics")])
+
+    async def route_worker(self, conn: HttpConnection, request: h11.Request, path: str, method: str) -> None:
+        """What another worker asks of this one: its own figures and feed, or a session."""
+        await self.drain(conn)
+        if path == "/status" and method == "GET":
+            await conn.respond(200, json.dumps(self.worker_status()).encode(), "application/json")
+        elif path == "/metrics" and method == "GET":
+            await conn.respond(200, metrics(self), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == FEED_PATH and method == "GET":
+            await self.feed_endpoint.serve(conn, request, kind="worker")
+        elif path == RELEASE_PATH and method == "POST":
+            query = parse_qs(request.target.decode("latin-1").partition("?")[2])
+            released = await self.release((query["serial"][0], query["session"][0].lower()))
+            await conn.respond_json(200, {"released": released})
+        else:
+            await conn.error(404, f"workers do not ask {method} {path}")
 
     def _denied(self, path: str, method: str, request: h11.Request) -> tuple[int, str] | None:
         """With a token file: (401 or 403, why) for a request its token does not allow, else None.
@@ -305,6 +364,10 @@ class Recorder:
                 session = await self.attach(headers, conn)
             except OSError as exc:
                 await self._storage_error(conn, exc)
+                return
+            except SessionBusy:
+                console.refused(conn.remote, 503, SESSION_BUSY_MESSAGE)
+                await conn.error(503, SESSION_BUSY_MESSAGE, extra_headers=[("retry-after", "5")])
                 return
             # Before the next request for this session may attach: it sees this one receiving,
             # takes the session over by cancelling `scope`, and waits for `released`.
@@ -449,13 +512,13 @@ class Recorder:
         session = self.sessions.get(key)
         first = session is None
         if session is None:
-            writer = await trio.to_thread.run_sync(self.store.open_writer, *key)
+            writer = await self.open_writer(key)
             session = LiveSession(*key, writer, resumed=writer.highest_sequence is not None)
             self.sessions[key] = session
         elif session.state in ("finished", "unfinished"):
             # The device came back after the session was finalised (or failed to be, say on a
             # full disk): reopen it, appending; the store recovers a folder left unfinished.
-            session.writer = await trio.to_thread.run_sync(self.store.open_writer, *key)
+            session.writer = await self.open_writer(key)
             session.resumed = True
         elif session.connection_scope is not None and session.state == "receiving":
             session.connection_scope.cancel()  # a reconnect replaces a connection that went stale
@@ -473,6 +536,40 @@ class Recorder:
             await trio.to_thread.run_sync(session.writer.begin_request, headers, conn.remote, time.time_ns())
         return session
 
+    async def open_writer(self, key: tuple[str, str]):
+        """The session's writer. A session another worker holds (its device reconnected to this
+        one) is asked for, and taken once that worker has let it go (see release())."""
+        try:
+            return await trio.to_thread.run_sync(self.store.open_writer, *key)
+        except SessionBusy:
+            if self.peers is None:
+                raise
+        deadline = trio.current_time() + self.config.header_timeout_s
+        await self.peers.release(*key, timeout_s=self.config.header_timeout_s)
+        while True:
+            try:
+                return await trio.to_thread.run_sync(self.store.open_writer, *key)
+            except SessionBusy:
+                if trio.current_time() >= deadline:
+                    raise
+                await trio.sleep(0.05)
+
+    async def release(self, key: tuple[str, str]) -> bool:
+        """Another worker's request: let go of a session its device now sends to that worker.
+        A connection still receiving it is ended (what it received is written), the session is
+        finalised and leaves this worker; the other worker reopens it and goes on appending."""
+        async with self._attaching(key):
+            session = self.sessions.get(key)
+            if session is None:
+                return False
+            if session.connection_scope is not None and session.state == "receiving":
+                session.connection_scope.cancel()
+                await session.released.wait()
+            if session.state not in ("finished", "unfinished"):
+                await self.finalise(session, handed_over=True)
+            del self.sessions[key]
+            return True
+
     def detach(self, session: LiveSession, reason: str) -> None:
         if session.state == "receiving":
             console.dropped(session, reason)
@@ -483,7 +580,7 @@ class Recorder:
         session.connection_scope = None
         session.waiting_since = time.monotonic()
 
-    async def finalise(self, session: LiveSession) -> None:
+    async def finalise(self, session: LiveSession, *, handed_over: bool = False) -> None:
         async with session.lock:
             try:
                 await trio.to_thread.run_sync(session.writer.close)
@@ -494,7 +591,10 @@ class Recorder:
             finally:
                 session.stats = await trio.to_thread.run_sync(session.writer.stats)
         session.set_state("finished")
-        console.finished(session)
+        if handed_over:
+            console.handed_over(session)
+        else:
+            console.finished(session)
 
     async def housekeeping(self) -> None:
         """Once a second: rates, flushes of quiet sessions, finalising sessions nobody resumed."""
@@ -550,7 +650,8 @@ class Recorder:
                 await self.finalise(session)
         await self.feed_endpoint.close()  # readers of the feed take its last batches
         self.overload.report_all()
-        console.summary(list(self.sessions.values()), self.forgotten)
+        console.summary(list(self.sessions.values()), self.forgotten,
+                        worker=None if self.peers is None else f"worker {self.peers.index}")
 
     def release_connections(self) -> None:
         """After shutdown(): end the connections still open (idle keep-alives, readers of /status)."""

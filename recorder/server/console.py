@@ -56,6 +56,11 @@ def dropped(s, reason: str) -> None:
     say(f"[{s.serial}] connection ended: {reason}; waiting for a reconnect")
 
 
+def handed_over(s) -> None:
+    say(f"[{s.serial}] session {s.session_id} handed over to another worker (its device reconnected there): "
+        f"{s.counters.records} records here")
+
+
 def finished(s) -> None:
     c = s.counters
     say(f"[{s.serial}] finished session {s.session_id}: {c.records} records, "
@@ -82,12 +87,13 @@ def connection_error(remote: str, exc: Exception) -> None:
     say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
 
 
-def summary(sessions, forgotten: dict | None = None) -> None:
+def summary(sessions, forgotten: dict | None = None, worker: str | None = None) -> None:
+    """`worker`: which ingest worker's sessions these are (recorder serve --workers)."""
     forgotten = forgotten or {"sessions": 0}
     if not sessions and not forgotten["sessions"]:
-        say("No device streamed over HTTP.")
+        say(f"No device streamed over HTTP to {worker}." if worker else "No device streamed over HTTP.")
         return
-    say("Final summary:")
+    say(f"Final summary of {worker}:" if worker else "Final summary:")
     if forgotten["sessions"]:
         say_more(f"{forgotten['sessions']} sessions finished earlier ({forgotten['records']} records, "
                  f"{forgotten['bytes'] / 1e6:.1f} MB; recorder ls lists them)")

@@ -29,12 +29,9 @@ when the recorder stops.
 Several processes. The hub is per process, and what it carries is self-contained: a FeedItem
 encodes to one frame (a JSON head naming the device, session and stream, then the rows as an
 Arrow IPC stream) and decodes back, so a frame can cross a process boundary as bytes. When
-ingest runs in several worker processes (not yet: today one process does it all), each owning
-whole sessions, each worker keeps its hub and forwards frames to the process that serves /feed,
-whose hub takes them with publish() of FeedItem.from_frame(): the endpoint merges the workers'
-feeds, subscribers and their counts stay in one place, and a worker's forwarding is one more
-bounded subscriber of its own hub, so a stalled endpoint drops frames instead of stalling a
-worker.
+ingest runs in several worker processes (`recorder serve --workers N`), each owning whole
+sessions, a GET /feed reader on one worker also gets the frames of the others' feeds, passed
+on as they came (feedrelay.py).
 """
 
 from __future__ import annotations
@@ -126,6 +123,10 @@ class FeedItem:
                 body = self.data
             self._frame = frame_pieces(self.head(), body)
         return self._frame
+
+    def preset_frame(self, pieces: list) -> None:
+        """The item came as a frame (from another worker): sent on as it came."""
+        self._frame = pieces
 
     @classmethod
     def from_frame(cls, head: dict, body) -> FeedItem:
@@ -229,6 +230,13 @@ class FeedQueue:
         if self.wake is not None:
             self.wake()
         return True
+
+    def dropped_elsewhere(self, serial: str, batches: int, rows: int) -> None:
+        """Drops counted on the way to this queue (by another worker's side of a relayed feed)."""
+        with self._ready:
+            for counts in (self.counts(serial), self._unreported.setdefault(serial, DeviceCounts())):
+                counts.dropped_batches += batches
+                counts.dropped_rows += rows
 
     def close(self) -> None:
         """No more items: the reader takes what is queued, then gets None."""
@@ -505,6 +513,11 @@ class SessionFeed:
                 batch = pa.concat_batches(value) if len(value) > 1 else value[0]
             self.hub.publish(FeedItem(ROWS, self.serial, self.session_id, stream, batch))
 
+    def dropped(self) -> None:
+        """What is held was not stored after all (a storage error stopped the writer): none of
+        it is published."""
+        self._held, self._held_bytes = {}, 0
+
     def closed(self) -> None:
         """The session is finalised (a later reconnect opens it again, with a new SessionFeed
         call from the server)."""
@@ -526,6 +539,27 @@ def take_burst(queue: FeedQueue) -> list[FeedItem]:
     return items
 
 
+class Wakeup:
+    """A reader's task waits on it; a queue's offer() sets it, from whatever thread."""
+
+    def __init__(self):
+        self._token = trio.lowlevel.current_trio_token()
+        self._event = trio.Event()
+
+    def renew(self) -> None:
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def from_any_thread(self) -> None:  # must not block: it runs in a writer's thread
+        event = self._event
+        try:
+            self._token.run_sync_soon(event.set)
+        except trio.RunFinishedError:
+            pass
+
+
 class FeedEndpoint:
     """GET /feed (every device) or /feed?serial=A&serial=B (or serial=A,B), and of those only
     some streams with stream=imu-right,vio: a chunked response that never ends while the
@@ -538,56 +572,58 @@ class FeedEndpoint:
         self.no_readers = trio.Event()
         self.no_readers.set()
 
-    async def serve(self, conn, request: h11.Request) -> None:
-        query = parse_qs(request.target.decode("latin-1").partition("?")[2])
+    async def serve(self, conn, request: h11.Request, *, relay=None, kind: str = "http") -> None:
+        """`relay(subscriber, query)`, if given, runs beside the reader for as long as it reads
+        (the other workers' feeds into its queue, see feedrelay.py)."""
+        query_string = request.target.decode("latin-1").partition("?")[2]
+        query = parse_qs(query_string)
         serials = {s for value in query.get("serial", []) for s in value.split(",") if s}
         streams = {s for value in query.get("stream", []) for s in value.split(",") if s}
-        token = trio.lowlevel.current_trio_token()
-        wakeup = trio.Event()
-
-        def wake():  # from the writer's thread: must not block
-            try:
-                token.run_sync_soon(lambda: wakeup.set())
-            except trio.RunFinishedError:
-                pass
-
-        subscriber = Subscriber("http", remote=conn.remote, serials=frozenset(serials) or None,
-                                streams=frozenset(streams) or None, queue=FeedQueue(wake=wake))
+        wakeup = Wakeup()
+        subscriber = Subscriber(kind, remote=conn.remote, serials=frozenset(serials) or None,
+                                streams=frozenset(streams) or None, queue=FeedQueue(wake=wakeup.from_any_thread))
         if self.readers == 0:
             self.no_readers = trio.Event()
         self.readers += 1
         self.hub.subscribe(subscriber)
         try:
-            await conn.send(h11.Response(status_code=200, headers=[
-                ("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("connection", "close")]))
-            await conn.send(h11.Data(data=encode_frame({"type": HELLO, "version": 1, "serials": sorted(serials) or None,
-                                                        "streams": sorted(streams) or None})))
-            queue = subscriber.queue
-            while True:
-                for serial, drops in queue.unreported_drops().items():
-                    await conn.send(h11.Data(data=encode_frame({
-                        "type": DROPPED, "device": serial, "batches": drops.dropped_batches,
-                        "rows": drops.dropped_rows})))
-                wakeup = trio.Event()
-                items = take_burst(queue)
-                if not items:
-                    if queue.finished():  # closed, and nothing came in before it was
-                        break
-                    with trio.move_on_after(self.heartbeat_s) as idle:
-                        await wakeup.wait()
-                    if idle.cancelled_caught:
-                        await conn.send(h11.Data(data=encode_frame({"type": HEARTBEAT, "time": time.time()})))
-                    continue
-                await conn.send_data([piece for item in items for piece in item.frame()])
-                for item in items:
-                    queue.delivered(item)
-            await conn.send(h11.Data(data=encode_frame({"type": END})))
-            await conn.send(h11.EndOfMessage())
+            async with trio.open_nursery() as relays:
+                if relay is not None:
+                    relays.start_soon(relay, subscriber, query_string)
+                await self._send_items(conn, subscriber, serials, streams, wakeup)
+                relays.cancel_scope.cancel()
         finally:
             self.hub.unsubscribe(subscriber)
             self.readers -= 1
             if self.readers == 0:
                 self.no_readers.set()
+
+    async def _send_items(self, conn, subscriber: Subscriber, serials, streams, wakeup: Wakeup) -> None:
+        await conn.send(h11.Response(status_code=200, headers=[
+            ("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("connection", "close")]))
+        await conn.send(h11.Data(data=encode_frame({"type": HELLO, "version": 1, "serials": sorted(serials) or None,
+                                                    "streams": sorted(streams) or None})))
+        queue = subscriber.queue
+        while True:
+            for serial, drops in queue.unreported_drops().items():
+                await conn.send(h11.Data(data=encode_frame({
+                    "type": DROPPED, "device": serial, "batches": drops.dropped_batches,
+                    "rows": drops.dropped_rows})))
+            wakeup.renew()
+            items = take_burst(queue)
+            if not items:
+                if queue.finished():  # closed, and nothing came in before it was
+                    break
+                with trio.move_on_after(self.heartbeat_s) as idle:
+                    await wakeup.wait()
+                if idle.cancelled_caught:
+                    await conn.send(h11.Data(data=encode_frame({"type": HEARTBEAT, "time": time.time()})))
+                continue
+            await conn.send_data([piece for item in items for piece in item.frame()])
+            for item in items:
+                queue.delivered(item)
+        await conn.send(h11.Data(data=encode_frame({"type": END})))
+        await conn.send(h11.EndOfMessage())
 
     async def close(self, drain_s: float = DRAIN_S) -> None:
         """End every reader's response once it has taken what is queued (waiting up to drain_s:

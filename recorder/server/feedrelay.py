@@ -1,0 +1,87 @@
+"""The live feed across ingest workers: a GET /feed reader on one worker gets the other
+workers' devices too.
+
+For each reader, its worker reads every other worker's own feed (GET /feed with the reader's
+query, over the worker's Unix socket; see peers.py) and puts those frames in the reader's
+queue beside its own sessions' items. A frame is passed on as it came, never decoded and
+encoded again; a reader's queue is as bounded as ever, and what it cannot take is dropped and
+counted as for local items. Drops a worker counted for its side are added to the reader's. A
+worker that goes away (restarted after a crash) is read again once it is back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import trio
+
+from .feed import DROPPED, END, HEARTBEAT, HELLO, MAGIC, PREFIX, FeedItem, Subscriber
+from .peers import PeerError, Peers
+
+# How often the run folder is looked at for workers this reader does not read yet.
+RESCAN_S = 1.0
+# Frames that are about the connection to the other worker, not about devices.
+CONNECTION_FRAMES = frozenset({HELLO, HEARTBEAT, END})
+
+
+async def relay_peers(peers: Peers, subscriber: Subscriber, query: str) -> None:
+    """Until cancelled: every other worker's feed into `subscriber`'s queue."""
+    reading: set[Path] = set()
+
+    async def relay(sock: Path) -> None:
+        try:
+            await relay_one(peers, sock, subscriber, query)
+        except PeerError:
+            pass
+        finally:
+            reading.discard(sock)
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            for sock in peers.sockets():
+                if sock not in reading:
+                    reading.add(sock)
+                    nursery.start_soon(relay, sock)
+            await trio.sleep(RESCAN_S)
+
+
+async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str) -> None:
+    frames = FrameSplitter()
+    async for piece in peers.feed(sock, query):
+        for head, pieces in frames.feed(piece):
+            kind = head.get("type")
+            if kind in CONNECTION_FRAMES:
+                continue
+            if kind == DROPPED:
+                subscriber.queue.dropped_elsewhere(head["device"], head["batches"], head["rows"])
+                continue
+            item = FeedItem.from_frame(head, pieces[1])
+            item.preset_frame(pieces)
+            subscriber.offer(item)
+
+
+class FrameSplitter:
+    """Feed frames out of a byte stream cut anywhere: (head, [prefix and head, body]) each."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[dict, list]]:
+        self._buffer += data
+        frames = []
+        start = 0
+        buffer = self._buffer
+        while len(buffer) - start >= PREFIX.size:
+            magic, head_len, body_len = PREFIX.unpack_from(buffer, start)
+            if magic != MAGIC:
+                raise PeerError(f"not a recorder feed frame (it begins {bytes(magic)!r})")
+            end = start + PREFIX.size + head_len + body_len
+            if len(buffer) < end:
+                break
+            head_end = start + PREFIX.size + head_len
+            head = json.loads(bytes(buffer[start + PREFIX.size:head_end]))
+            frames.append((head, [bytes(buffer[start:head_end]), bytes(buffer[head_end:end])]))
+            start = end
+        del buffer[:start]
+        return frames

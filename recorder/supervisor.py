@@ -1,0 +1,151 @@
+"""`recorder serve --workers N`: ingest in N processes, one event loop each, on every core.
+
+The supervisor opens the listening sockets, then starts N workers (each `recorder serve` with
+the same settings and --worker k/N) that inherit them and accept on them side by side: the
+kernel hands each new connection to one of them. A worker owns the sessions its connections
+bring (their folders' locks, see storage/sessionlock.py); a device that reconnects to another
+worker has its session handed over (server/peers.py). Any worker answers /status, /metrics
+and /feed for all of them. The RTMP server runs in worker 0.
+
+A worker that dies is started again at once: what it had received is on disk, its sessions are
+recovered (by the new worker, or by whichever worker their devices reconnect to first), and the
+other workers' devices go on recording meanwhile. SIGINT or SIGTERM stops every worker in good
+order (each writes what it received and finalises its sessions) and then the supervisor.
+
+The supervisor runs no event loop and no threads of its own: it only starts, watches and stops
+processes, so nothing that a device sends can make it fail.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from .console import say
+
+# How often the supervisor looks at its workers.
+WATCH_INTERVAL_S = 0.2
+# A worker that dies sooner than this after its start is started again only after this long:
+# a worker that cannot start (a broken setting, a full disk) must not become a busy loop.
+QUICK_DEATH_S = 2.0
+# After a server was killed, its workers may hold the port for a moment while the kernel ends
+# them: binding is retried this long.
+BIND_RETRY_S = 5.0
+LISTEN_BACKLOG = 1024
+WORKER_ENTRY = "from recorder.cli import main; main()"
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    deadline = time.monotonic() + BIND_RETRY_S
+    while True:
+        try:
+            sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+            sock.set_inheritable(True)
+            return sock
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    """`worker_argv(index, run_dir)`: the command line of worker `index`; `fds`: the listening
+    sockets' descriptors every worker inherits."""
+
+    def __init__(self, count: int, worker_argv, fds: list[int], env: dict[str, str] | None = None):
+        self.count = count
+        self.worker_argv = worker_argv
+        self.fds = fds
+        self.env = env
+        self.run_dir = tempfile.mkdtemp(prefix="recorder-workers-")  # 0700: the workers' sockets
+        self.workers: dict[int, Worker] = {}
+        self.stopping = False
+        self.restarts = 0
+
+    def start(self, index: int) -> None:
+        process = subprocess.Popen([sys.executable, "-c", WORKER_ENTRY, *self.worker_argv(index, self.run_dir)],
+                                   pass_fds=self.fds, env=self.env)
+        self.workers[index] = Worker(index, process)
+
+    def stop(self, signum=None, frame=None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        say(f"stopping {len(self.workers)} workers (each writes what it received and finishes its sessions)")
+        for worker in self.workers.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        """Until SIGINT or SIGTERM and every worker has stopped; the exit status."""
+        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for index in range(self.count):
+                self.start(index)
+            failed = self._watch()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        say(f"all {self.count} workers stopped" + (f"; {self.restarts} restarted after dying" if self.restarts else ""))
+        return 1 if failed else 0
+
+    def _watch(self) -> bool:
+        failed = False
+        waiting: dict[int, float] = {}  # worker index -> when to start it again
+        while self.workers or (waiting and not self.stopping):
+            time.sleep(WATCH_INTERVAL_S)
+            now = time.monotonic()
+            for index, worker in list(self.workers.items()):
+                code = worker.process.poll()
+                if code is None:
+                    continue
+                del self.workers[index]
+                if self.stopping:
+                    failed |= code != 0
+                    continue
+                quick = now - worker.started < QUICK_DEATH_S
+                say(f"worker {index} (pid {worker.process.pid}) {describe_exit(code)}; "
+                    + ("starting it again in a moment" if quick else "starting it again")
+                    + ": its sessions are recovered and go on when their devices reconnect")
+                self.restarts += 1
+                waiting[index] = now + (QUICK_DEATH_S if quick else 0.0)
+            for index, when in list(waiting.items()):
+                if self.stopping:
+                    waiting.clear()
+                elif now >= when:
+                    del waiting[index]
+                    self.start(index)
+        return failed
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def default_count() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
