@@ -62,6 +62,7 @@ from pathlib import Path
 from .. import certs
 from ..devicelink import describe as describe_error
 from ..sim import sender
+from ..supervisor import default_count
 from .ingest import (
     PERIOD,
     Replayed,
@@ -85,10 +86,13 @@ MAX_CPU_PER_GB_RATIO = 5.0  # ... for at most five times its CPU per GB
 ANSWER = b'{"status": "ok"}'
 _libc = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
 
+# `recorder serve --workers` as measured: one worker per core.
+WORKERS = default_count()
 # (server, TLS): the cells of the table, in the order printed.
-SERVERS = [("recorder", True), ("recorder", False), ("uvicorn", True), ("uvicorn", False),
+SERVERS = [("recorder", True), ("recorder", False), ("recorder --workers", True), ("recorder --workers", False),
+           ("uvicorn", True), ("uvicorn", False),
            ("trio+h11", True), ("trio+h11", False), ("http.server", True), ("http.server", False)]
-LABELS = {"recorder": "recorder (stores)", "uvicorn": "uvicorn+httptools+uvloop (discards)",
+LABELS = {"recorder": "recorder (stores)", "recorder --workers": f"recorder --workers {WORKERS} (stores)", "uvicorn": "uvicorn+httptools+uvloop (discards)",
           "trio+h11": "trio+h11 (discards)", "http.server": "http.server (writes to a file)"}
 NEEDS = {"uvicorn": ("uvicorn", "httptools", "uvloop")}
 
@@ -267,13 +271,14 @@ def peer_serve(name: str, folder: Path, *, tls: bool, cert_dir: Path):
 
 @contextlib.contextmanager
 def start(server: str, folder: Path, *, tls: bool, cert_dir: Path):
-    if server == "recorder":
+    if server.startswith("recorder"):
         # recorder_serve makes certificates under the folder only where there are none: these
         # are the files every other TLS server uses.
         folder.mkdir()
         if tls:
             shutil.copytree(cert_dir, folder / "certs")
-        with recorder_serve(folder, tls=tls) as started:
+        options = ("--workers", str(WORKERS)) if server == "recorder --workers" else ()
+        with recorder_serve(folder, tls=tls, options=options) as started:
             yield started
     else:
         with peer_serve(server, folder, tls=tls, cert_dir=cert_dir) as started:
@@ -290,14 +295,35 @@ def process_cpu_seconds(pid: int) -> float:
     return time.clock_gettime(clock.value)
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """The server's CPU: its process's and its child processes' (recorder serve --workers)."""
+    total = process_cpu_seconds(pid)
+    for child in child_pids(pid):
+        try:
+            total += process_cpu_seconds(child)
+        except OSError:  # it ended meanwhile
+            pass
+    return total
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children
+
+
 def send(process: subprocess.Popen, base: str, ssl_context, devices: list[Replayed]) -> dict:
     """Every device at once, unpaced; MB/s of body received and the server's CPU meanwhile."""
     body_bytes = sum(sum(map(len, d.windows)) for d in devices)
-    cpu_before = process_cpu_seconds(process.pid)
+    cpu_before = server_cpu_seconds(process.pid)
     started = time.perf_counter()
     stream_devices(devices, f"{base}/", False, ssl_context)  # raises unless every answer was 200
     elapsed = time.perf_counter() - started
-    cpu = process_cpu_seconds(process.pid) - cpu_before
+    cpu = server_cpu_seconds(process.pid) - cpu_before
     return {"clients": len(devices), "seconds": elapsed, "mb": body_bytes / 1e6, "mb_per_s": body_bytes / elapsed / 1e6,
             "server_cpu_s": cpu, "cpu_per_gb": cpu / (body_bytes / 1e9)}
 
@@ -312,7 +338,7 @@ def one_repeat(server: str, tls: bool, folder: Path, cert_dir: Path, clients, wi
             devices = [Replayed(windows, records, headers, first + i) for i in range(n)]
             first += n
             results[n] = send(process, base, ssl_context, devices)
-            if server == "recorder":
+            if server.startswith("recorder"):
                 stored = stored_records(base, ssl_context)
                 results[n]["lost_records"] = sum(max(0, records - stored.get(d.serial, 0)) for d in devices)
     return results
@@ -342,7 +368,7 @@ def measure(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *
                 if name in failed:
                     continue
                 try:
-                    result = one_repeat(s, tls, root / f"{s}-{'tls' if tls else 'plain'}-{k}", root / "certs",
+                    result = one_repeat(s, tls, root / f"{s.replace(' --', '-')}-{'tls' if tls else 'plain'}-{k}", root / "certs",
                                         clients, windows, records, headers)
                 except Exception as exc:  # a peer that fails is reported, and the others go on
                     failed[name] = f"FAILED: {describe_failure(exc)}"
@@ -362,10 +388,11 @@ def measure(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *
                 "cpu_per_gb": statistics.median(r[n]["cpu_per_gb"] for r in runs[name]),
                 "runs": [r[n] for r in runs[name]],
             }
-            if s == "recorder":
+            if s.startswith("recorder"):
                 cells[n]["lost_records"] = sum(r[n]["lost_records"] for r in runs[name])
         figures["servers"][name] = {"server": s, "tls": tls, "clients": cells}
     figures["ratios"] = ratios(figures, max(clients))
+    figures["ratios_workers"] = ratios(figures, max(clients), recorder="recorder --workers TLS")
     figures["devices_the_disk_allows"] = figures["disk_mb_per_s"] / per_device
     return figures
 
@@ -377,10 +404,10 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {describe_error(exc)}"
 
 
-def ratios(figures: dict, clients: int) -> dict:
+def ratios(figures: dict, clients: int, recorder: str = "recorder TLS") -> dict:
     """The recorder over TLS against uvicorn over TLS discarding, at `clients` clients (None
     where either was not measured)."""
-    recorder = figures["servers"].get("recorder TLS", {}).get("clients", {}).get(clients)
+    recorder = figures["servers"].get(recorder, {}).get("clients", {}).get(clients)
     peer = figures["servers"].get("uvicorn TLS", {}).get("clients", {}).get(clients)
     if not recorder or not peer:
         return {"clients": clients, "mb_per_s": None, "cpu_per_gb": None}
@@ -403,7 +430,7 @@ def print_table(figures: dict) -> None:
             continue
         row = "".join(f"{cell['clients'][n]['mb_per_s']:17.0f}" for n in clients)
         row += f"{cell['clients'][most]['cpu_per_gb']:17.2f}"
-        if s == "recorder":
+        if s.startswith("recorder"):
             lost = sum(c["lost_records"] for c in cell["clients"].values())
             row += "   stored every record" if lost == 0 else f"   LOST {lost} records"
         print(f"  {label:48s}{row}")
@@ -421,11 +448,11 @@ def run(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *, ce
     print(f"one device: {per_device:.1f} MB/s; ceilings: loopback TCP {figures['loopback_mb_per_s']:.0f} MB/s, "
           f"disk writes (fsync'd) {figures['disk_mb_per_s']:.0f} MB/s")
     print_table(figures)
-    r = figures["ratios"]
-    if r["mb_per_s"] is None:
-        print(f"ratios to uvicorn over TLS at {r['clients']} clients: not measured (one of the two did not run)")
-    else:
-        print(f"recorder TLS / uvicorn TLS discarding, {r['clients']} clients: MB/s {r['mb_per_s']:.2f} "
+    for r, name in ((figures["ratios"], "recorder TLS"), (figures["ratios_workers"], f"recorder --workers {WORKERS} TLS")):
+        if r["mb_per_s"] is None:
+            print(f"{name} / uvicorn TLS at {r['clients']} clients: not measured (one of the two did not run)")
+            continue
+        print(f"{name} / uvicorn TLS discarding, {r['clients']} clients: MB/s {r['mb_per_s']:.2f} "
               f"(aim: at least {MIN_MB_PER_S_RATIO:g}) -> {'met' if r['mb_per_s'] >= MIN_MB_PER_S_RATIO else 'NOT met'}; "
               f"CPU per GB {r['cpu_per_gb']:.1f} (aim: at most {MAX_CPU_PER_GB_RATIO:g}) -> "
               f"{'met' if r['cpu_per_gb'] <= MAX_CPU_PER_GB_RATIO else 'NOT met'}")
