@@ -3,6 +3,9 @@ device, and a summary per device at shutdown."""
 
 from __future__ import annotations
 
+import errno
+import time
+
 from ..console import say, say_more
 
 
@@ -12,6 +15,17 @@ def _tdm(stats: dict) -> str:
         return "no TDM (broadcaster or unsynchronised)"
     latest = tdm.get("latest_offset_ns", tdm.get("mean_offset_ns", 0.0))
     return f"TDM offset {latest / 1e6:.3f}ms (avg {tdm.get('mean_offset_ns', 0.0) / 1e6:.3f}ms)"
+
+
+def _clock(wall_time_ns: int | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall_time_ns / 1e9)) if wall_time_ns else "?"
+
+
+def _storage_trouble(errors: dict) -> str:
+    """What stopped a session's recording, in words: "the disk was full" for ENOSPC."""
+    if errors.get("errno") in (errno.errorcode[errno.ENOSPC], errno.errorcode[errno.EDQUOT]):
+        return "the disk was full"
+    return f"a storage error ({errors.get('error')})"
 
 
 def listening(url: str, data_dir, tls_note: str) -> None:
@@ -27,8 +41,11 @@ def connected(s, first_connection: bool) -> None:
         say(f"[{s.serial}] connected from {s.remote}: new session {s.session_id}")
     else:
         at = s.writer.highest_sequence
+        errors = s.writer.storage_errors if getattr(s.writer, "stopped", False) else None
         say(f"[{s.serial}] reconnected from {s.remote}: session {s.session_id} continues"
-             + (f" after sequence {at}" if at is not None else ""))
+             + (f" after sequence {at}" if at is not None and errors is None else "")
+             + (f"; its recording stopped at {_clock(errors['last_wall_time_ns'])} ({_storage_trouble(errors)}): "
+                f"it resumes from what is stored if there is room again" if errors else ""))
 
 
 def refused(remote: str, status: int, message: str) -> None:
@@ -56,6 +73,29 @@ def dropped(s, reason: str) -> None:
     say(f"[{s.serial}] connection ended: {reason}; waiting for a reconnect")
 
 
+def storage_error(s, status: int, message: str) -> None:
+    """A write of the session failed (a full disk, above all) and the device was answered
+    `status`. Said for the session's 1st, 2nd, 4th, 8th ... refused write: a disk that stays full
+    while devices retry does not flood the console."""
+    errors = getattr(s.writer, "storage_errors", None) or {}
+    count = errors.get("count", 1)
+    if count & (count - 1):
+        return
+    say(f"[{s.serial}] session {s.session_id} stopped recording: {message} (answered {status}"
+        + (f"; {count} refused writes since {_clock(errors.get('first_wall_time_ns'))}" if count > 1 else "")
+        + "); it resumes when the device sends again after space is freed")
+
+
+def _storage_summary(errors: dict | None) -> str:
+    if not errors:
+        return ""
+    resumed = errors.get("resumed_wall_time_ns")
+    return (f"; recording stopped {errors['stops']} time{'s' if errors['stops'] != 1 else ''} "
+            f"({_storage_trouble(errors)}, {errors['count']} refused writes, {_clock(errors['first_wall_time_ns'])}"
+            f" to {_clock(errors['last_wall_time_ns'])})"
+            + (f", last resumed at {_clock(resumed)}" if resumed else ", not resumed"))
+
+
 def handed_over(s) -> None:
     say(f"[{s.serial}] session {s.session_id} handed over to another worker (its device reconnected there): "
         f"{s.counters.records} records here")
@@ -66,6 +106,7 @@ def finished(s) -> None:
     say(f"[{s.serial}] finished session {s.session_id}: {c.records} records, "
          f"{(c.bytes + s.raw_bytes) / 1e6:.1f} MB, {c.gaps} missing, {c.corrupt_bytes} corrupt bytes"
          + (f", {s.raw_bytes} bytes stored undecoded (not SRF1 version 1)" if s.undecoded_body else "")
+         + _storage_summary(getattr(s.writer, "storage_errors", None))
          + f" -> {s.writer.path}")
 
 

@@ -53,6 +53,10 @@ class BlobFile:
             self.flush(sync=sync)
             self._file.close()
 
+    def abandon(self) -> None:
+        """Close without another write or sync (after a storage error)."""
+        self._file.close()
+
 
 def read_frame(file, offset: int, length: int) -> bytes:
     """One blob from an open file (binary, seekable)."""

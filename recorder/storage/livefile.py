@@ -14,12 +14,38 @@ from pathlib import Path
 import pyarrow as pa
 
 
+class WholeWrites:
+    """An unbuffered file whose write() writes everything or raises. A raw write may write short
+    (a disk filling up takes part of it), and pyarrow does not look at the count: the bytes it
+    left out would leave a hole inside the stream, and every batch after it unreadable."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:
+            view = view[self._file.write(view):]
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+
 class LiveFile:
     def __init__(self, path: Path, schema: pa.Schema):
         self.path = path
         # Unbuffered: each batch reaches the OS when write() returns (kill -9 cannot lose it).
         self._file = open(path, "wb", buffering=0)
-        self._writer = pa.ipc.new_stream(self._file, schema)
+        self._writer = pa.ipc.new_stream(WholeWrites(self._file), schema)
         self.rows = 0
 
     @property
@@ -39,6 +65,11 @@ class LiveFile:
         self._writer.close()  # the end-of-stream marker
         if sync:
             os.fdatasync(self._file.fileno())
+        self._file.close()
+
+    def abandon(self) -> None:
+        """Close without another write (after a storage error): no end-of-stream marker, which
+        readers do without."""
         self._file.close()
 
 

@@ -7,6 +7,7 @@ themselves. Counters (gaps, resends, corrupt bytes ...) exist only here and in r
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,9 @@ class SessionState:
     calibrations: list[dict] = field(default_factory=list)  # calibration.Calibrations.entries
     streams: dict[str, StreamStats] = field(default_factory=dict)
     recoveries: list[dict] = field(default_factory=list)
+    # A summary of the writes that failed (a full disk, say), None while none has: see
+    # note_storage_error. A few figures, whatever the number of errors.
+    storage_errors: dict | None = None
 
     def see_wall_time(self, t_ns: int) -> None:
         if self.first_wall_time_ns is None:
@@ -108,6 +112,7 @@ class SessionState:
             "camera_frames": self.camera_frames(),
             "streams": {name: s.as_dict() for name, s in sorted(self.streams.items())},
             "recoveries": self.recoveries,
+            "storage_errors": self.storage_errors,
         }
 
     @classmethod
@@ -126,7 +131,26 @@ class SessionState:
             calibrations=list((d.get("calibration") or {}).get("all", [])),
             streams={name: StreamStats.from_dict(s) for name, s in d.get("streams", {}).items()},
             recoveries=list(d.get("recoveries", [])),
+            storage_errors=d.get("storage_errors"),
         )
+
+
+def note_storage_error(state: SessionState, exc: OSError, wall_time_ns: int, *, stopped: bool) -> None:
+    """Count a failed write in the state's storage_errors: how many, the last one's errno and
+    message, the first and last time; `stopped`: it stopped the recording (the next write tries
+    to resume it, which sets resumed_wall_time_ns)."""
+    errors = state.storage_errors
+    if errors is None:
+        errors = state.storage_errors = {"count": 0, "stops": 0, "errno": None, "error": None,
+                                         "first_wall_time_ns": wall_time_ns, "last_wall_time_ns": None,
+                                         "resumed_wall_time_ns": None}
+    errors["count"] += 1
+    errors["errno"] = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    errors["error"] = (exc.strerror or str(exc))[:200]
+    errors["last_wall_time_ns"] = wall_time_ns
+    if stopped:
+        errors["stops"] += 1
+        errors["resumed_wall_time_ns"] = None
 
 
 def save(folder: Path, state: SessionState, *, sync: bool = True) -> None:

@@ -171,6 +171,8 @@ def _finish_lives(folder: Path, report: RecoveryReport, sync: bool) -> None:
         try:
             part, rows = finish_live(folder, number, sync=sync)
         except (pa.ArrowInvalid, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # the disk failed (full, say), not the file: it stays for the next recovery
             report.problems.append(f"{live}: {exc}; removed")
             live.unlink(missing_ok=True)
             part, rows = None, 0

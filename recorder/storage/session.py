@@ -4,10 +4,18 @@ The server calls it from worker threads, one call at a time per session: no lock
 write() routes a decoded Batch to its streams (vectorised per SampleBlock); flush() makes all
 of it reach the files (and, with sync, the disk) and rewrites the manifest; close() finishes
 every part so the session is plain Parquet and zstd, resumable by a later Store.open_writer().
+
+A storage error (a full disk, above all) stops the writer where it stands: what it held in
+memory is dropped, its files are left as a crash would leave them, and the error is noted in the
+manifest's storage_errors. The next call repairs the folder from its files as recovery does
+after a crash, and recording resumes; while the disk is still full, that call fails in turn. So
+what was stored stays readable, the session's highest sequence goes back to what is stored (the
+device's resends of what was lost are taken), and nobody has to restart anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -17,7 +25,7 @@ import pyarrow as pa
 
 from ..schema import MessageSpec
 from ..wire import Counters
-from . import layout, manifest, requestlog, tables
+from . import layout, manifest, recovery, requestlog, tables
 from .ahead import StoredAhead
 from .calibration import HEADER as CALIBRATION_HEADER
 from .calibration import Calibrations, header_bytes
@@ -45,6 +53,8 @@ class SessionWriter:
         self.openers = 1  # Store.open_writer() of an open session shares this writer
         self._tdm = state.tdm()
         self._ahead = StoredAhead(state.stored_ahead)
+        # The storage error that stopped this writer; the next call repairs the folder first.
+        self._stopped_by: OSError | None = None
         # Told what is stored, so that it can publish it once flushed (the server's live feed:
         # recorder/server/feed.py SessionFeed); None: nobody is told.
         self.feed = None
@@ -59,12 +69,79 @@ class SessionWriter:
     def state(self) -> str:
         return self._state.state
 
+    @property
+    def storage_errors(self) -> dict | None:
+        """The manifest's summary of this session's storage errors (None: there were none)."""
+        return self._state.storage_errors
+
+    @property
+    def stopped(self) -> bool:
+        """A storage error stopped the writer; the next call tries to resume it."""
+        return self._stopped_by is not None
+
+    # -- storage errors -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _storing(self):
+        """Around every call that writes: resume a writer a storage error stopped, and stop it
+        on a new one (the error is raised on, for the server to answer the device)."""
+        if self._stopped_by is not None:
+            self._resume()
+        try:
+            yield
+        except OSError as exc:
+            self._stop(exc)
+            raise
+
+    def _stop(self, exc: OSError) -> None:
+        if exc is self._stopped_by:
+            return  # a call inside another that writes: noted once
+        if self._stopped_by is None:
+            for stream in self._streams.values():
+                stream.abandon()
+            self._streams.clear()
+            if self.feed is not None:
+                self.feed.dropped()  # what it held was never stored: the resends bring it again
+        self._stopped_by = exc
+        manifest.note_storage_error(self._state, exc, time.time_ns(), stopped=True)
+
+    def _resume(self) -> None:
+        """Repair the folder as after a crash, then go on from what its files hold: rows and blob
+        bytes a failed write left half written are cut, and the highest sequence is the one the
+        manifest last saved (records stored above it are kept, and not stored twice)."""
+        stopped = self._stopped_by
+        errors = self._state.storage_errors
+        try:
+            recovery.recover(self.path, sync=self._policy.sync)
+            state = manifest.load(self.path)
+            if state is None:
+                raise OSError(f"the manifest of {self.path} cannot be read after its repair")
+            state.storage_errors = {**errors, "resumed_wall_time_ns": time.time_ns()}
+            state.state = manifest.RECORDING
+            manifest.save(self.path, state, sync=self._policy.sync)
+        except OSError as exc:
+            self._stopped_by = exc
+            manifest.note_storage_error(self._state, exc, time.time_ns(), stopped=False)
+            raise exc from stopped
+        self._state = state
+        self._calibrations = Calibrations(self.path, state.calibrations, sync=self._policy.sync)
+        self._tdm = state.tdm()
+        self._ahead = StoredAhead(state.stored_ahead)
+        self._raw_chunk = self._raw_offset = 0
+        self._wrote_decoded = False
+        self._changed = False
+        self._stopped_by = None
+
     # -- requests -----------------------------------------------------------------------------
 
     def begin_request(self, headers: dict[str, str], remote: str, wall_time_ns: int) -> None:
+        with self._storing():
+            self._begin_request(headers, remote, wall_time_ns)
+
+    def _begin_request(self, headers: dict[str, str], remote: str, wall_time_ns: int) -> None:
         state = self._state
         if state.open_request is not None:  # the previous one never ended: close its books
-            self.end_request(state.request_counters, wall_time_ns, interrupted=True)
+            self._end_request(state.request_counters, wall_time_ns, interrupted=True)
         n = state.requests
         state.requests += 1
         state.open_request = n
@@ -92,6 +169,10 @@ class SessionWriter:
                                       "headers": plain, "calibration": calibration_file}, sync=self._policy.sync)
 
     def end_request(self, counters: Counters, wall_time_ns: int, *, interrupted: bool = False) -> None:
+        with self._storing():
+            self._end_request(counters, wall_time_ns, interrupted=interrupted)
+
+    def _end_request(self, counters: Counters, wall_time_ns: int, *, interrupted: bool = False) -> None:
         state = self._state
         n = state.open_request
         if n is None:
@@ -114,7 +195,7 @@ class SessionWriter:
     def _request(self) -> int:
         """The open request's number; data outside begin/end counts as a request of its own."""
         if self._state.open_request is None:
-            self.begin_request({}, "", time.time_ns())
+            self._begin_request({}, "", time.time_ns())
         return self._state.open_request
 
     # -- data ---------------------------------------------------------------------------------
@@ -125,6 +206,10 @@ class SessionWriter:
 
     def write(self, batch) -> None:
         self._check_open()
+        with self._storing():
+            self._write(batch)
+
+    def _write(self, batch) -> None:
         request = self._request()
         self._wrote_decoded = True
         self._changed = True
@@ -223,6 +308,10 @@ class SessionWriter:
     def write_raw(self, data: bytes, wall_time_ns: int) -> None:
         """One chunk of a body that is not version 1, as it arrived."""
         self._check_open()
+        with self._storing():
+            self._write_raw(data, wall_time_ns)
+
+    def _write_raw(self, data: bytes, wall_time_ns: int) -> None:
         request = self._request()
         self._changed = True
         stream = self._stream(layout.RAW_BODY_STREAM, tables.RAW_BODY_SCHEMA, "raw", "raw-body")
@@ -242,6 +331,10 @@ class SessionWriter:
     def flush(self) -> None:
         """After this returns, everything written so far is in the files (and with sync on the
         disk); parts that are old or big enough are finished; the manifest is current."""
+        with self._storing():
+            self._flush()
+
+    def _flush(self) -> None:
         now = time.monotonic()
         for stream in self._streams.values():
             stream.flush()
@@ -263,15 +356,16 @@ class SessionWriter:
         if not last:
             self.flush()
             return
-        state = self._state
         try:
-            if state.open_request is not None:
-                self.end_request(state.request_counters, time.time_ns(), interrupted=True)
-            for stream in self._streams.values():
-                stream.close()
-            self._streams.clear()
-            state.state = manifest.FINISHED
-            manifest.save(self.path, state, sync=self._policy.sync)
+            with self._storing():
+                state = self._state
+                if state.open_request is not None:
+                    self._end_request(state.request_counters, time.time_ns(), interrupted=True)
+                for stream in self._streams.values():
+                    stream.close()
+                self._streams.clear()
+                state.state = manifest.FINISHED
+                manifest.save(self.path, state, sync=self._policy.sync)
             if self.feed is not None:
                 self.feed.flushed()
                 self.feed.closed()

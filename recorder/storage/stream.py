@@ -188,3 +188,15 @@ class StreamWriter:
 
     def close(self) -> None:
         self.roll()
+
+    def abandon(self) -> None:
+        """Let go of the files as they are and of the rows held, writing nothing more (after a
+        storage error: recovery then keeps of the files what reads whole)."""
+        if self._blobs is not None:
+            self._blobs.abandon()
+            self._blobs = None
+        if self._live is not None:
+            self._live.abandon()
+            self._live = None
+        self._pending, self._pending_rows, self._pending_bytes = [], [], 0
+        self._number = None
