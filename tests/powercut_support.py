@@ -26,6 +26,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32); XFS_IOC_GOINGDOWN is the same request
@@ -58,6 +59,24 @@ def unavailable() -> str | None:
     return None
 
 
+def holders(folder: Path) -> list[str]:
+    """The processes with a file, or their working folder, under `folder` (as fuser -m finds)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [proc / "cwd", *(proc / "fd").iterdir()]
+            paths = {os.readlink(link) for link in links if link.is_symlink()}
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+        held = sorted(p for p in paths if p == str(folder) or p.startswith(f"{folder}/"))
+        if held:
+            found.append(f"pid {proc.name} ({command[:120]}): {', '.join(held[:3])}")
+    return found
+
+
 class ScratchFilesystem:
     def __init__(self, image: Path, mountpoint: Path, size_mb: int = 512):
         self.image = image
@@ -82,8 +101,20 @@ class ScratchFilesystem:
         run("mount", "-t", "ext4", "-o", MOUNT_OPTIONS, self.device, str(self.mountpoint))
         self.mounted = True
 
-    def unmount(self) -> None:
-        run("umount", str(self.mountpoint))
+    def unmount(self, patience_s: float = 10.0) -> None:
+        """Unmount, waiting out a process that still holds a file there for a moment (one
+        finishing its exit); after that, say which processes hold it."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                run("umount", str(self.mountpoint))
+                break
+            except Unavailable as exc:
+                if "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"{exc}; held by {holders(self.mountpoint) or 'no process found'}") from exc
+                time.sleep(0.2)
         self.mounted = False
 
     def cut_power(self) -> None:

@@ -32,8 +32,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,22 +318,26 @@ def summary(cuts: list[Cut]) -> str:
 
 
 @pytest.fixture(scope="module")
-def scratch_fs(tmp_path_factory):
+def scratch_fs():
     reason = unavailable()
     if reason:
         pytest.skip(reason)
-    folder = tmp_path_factory.mktemp("power-loss")
+    # Not under pytest's tmp folders: another pytest run's clean-up of old ones must never walk
+    # into a mounted filesystem.
+    folder = Path(tempfile.mkdtemp(prefix="recorder-power-loss-"))
     fs = ScratchFilesystem(folder / "ext4.img", folder / "mnt")
     try:
-        fs.attach()
-        fs.format()
-        fs.mount()
-        fs.unmount()
-    except Unavailable as exc:
-        fs.close()
-        pytest.skip(f"no scratch ext4 filesystem here: {exc}")
-    yield fs
-    fs.close()
+        try:
+            fs.attach()
+            fs.format()
+            fs.mount()
+            fs.unmount()
+        except Unavailable as exc:
+            pytest.skip(f"no scratch ext4 filesystem here: {exc}")
+        yield fs
+    finally:
+        fs.close()  # lazily unmounted if need be: the folder no longer leads into the filesystem
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
