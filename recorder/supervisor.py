@@ -117,7 +117,8 @@ class Supervisor:
                     continue
                 del self.workers[index]
                 if self.stopping:
-                    failed |= code != 0
+                    # A worker stopped by the signal itself had not yet begun to serve: it held nothing.
+                    failed |= code not in (0, -signal.SIGTERM, -signal.SIGINT)
                     continue
                 quick = now - worker.started < QUICK_DEATH_S
                 say(f"worker {index} (pid {worker.process.pid}) {describe_exit(code)}; "
