@@ -148,6 +148,7 @@ async def test_five_devices_on_a_full_disk_get_507_and_resume_when_space_returns
             assert errors["count"] >= 1 + refused_again[device.serial], (errors, refused_again[device.serial])
             assert 1 <= errors["stops"] <= errors["count"], errors
             assert errors["first_wall_time_ns"] <= errors["last_wall_time_ns"] < freed_at_ns + 5e9, errors
+            assert errors["resumed_wall_time_ns"] is not None, ("recording resumed, and the manifest says when", errors)
             assert freed_at_ns <= errors["resumed_wall_time_ns"], (errors, freed_at_ns)
             assert errors["last_wall_time_ns"] <= errors["resumed_wall_time_ns"], errors
             assert len(str(errors)) < 400, "a small summary, not a list of every error"
