@@ -240,3 +240,42 @@ def test_a_kill_inside_the_first_flush_leaves_no_false_watermark(tmp_path, devic
         sequences = np.concatenate([np.unique(reader.table(s).column("sequence").to_numpy()) for s in reader.streams()
                                     if s not in (layout.VERBATIM_STREAM, layout.RAW_BODY_STREAM)])
         assert len(np.unique(sequences)) == len(sequences) == device.records_sent  # each record once
+
+
+def test_a_cut_inside_the_first_flush_before_sequence_0_was_stored_loses_nothing_resent(tmp_path, device_body):
+    """Found by the power-loss test (seed 15): a power cut inside the session's first flush kept
+    the streams written last and lost the one holding sequence 0 (and more of the first records).
+    A run of stored sequences from the lowest stored one is no watermark then: the records below
+    it were sent, and the resend would count them as resends and drop them. A session starts at
+    sequence 0, so without a saved watermark the stored records make one only from 0 on."""
+    device, body = device_body
+    writer = Store(tmp_path).open_writer(device.serial, device.session_id)
+    writer.begin_request(device.headers(), "10.0.0.2:5555", time.time_ns())
+    writer.write(Decoder().feed(body))
+
+    def holds_sequence_0(stream) -> bool:
+        batches = [b.column("sequence").to_numpy() for b in stream._pending if "sequence" in b.schema.names]
+        rows = [np.array([r["sequence"] for r in stream._pending_rows if r.get("sequence") is not None])]
+        return any(len(s) and s.min() == 0 for s in batches + rows)
+
+    first = [name for name, stream in writer._streams.items() if holds_sequence_0(stream)]
+    assert len(first) == 1
+    for name, stream in writer._streams.items():
+        if name not in first:
+            stream.flush()  # the cut lands when every stream but sequence 0's is durable
+    path = writer.path  # dropped without close(): the power is gone
+    writer.folder_lock.release()
+
+    recover(path)
+    with open_session(path) as reader:
+        assert reader.manifest["highest_sequence"] is None  # nothing from 0 on is known whole
+        assert reader.manifest["stored_above_highest_sequence"]
+    again = Store(tmp_path).open_writer(device.serial, device.session_id)
+    decoder = send(again, body, device.headers())
+    again.close()
+    assert decoder.counters.gaps == 0
+    with open_session(path) as reader:
+        assert_session_matches(reader, expected_from([body]))
+        sequences = np.concatenate([np.unique(reader.table(s).column("sequence").to_numpy()) for s in reader.streams()
+                                    if s not in (layout.VERBATIM_STREAM, layout.RAW_BODY_STREAM)])
+        assert len(np.unique(sequences)) == len(sequences) == device.records_sent  # each record once

@@ -123,10 +123,16 @@ def recover(path: Path, *, sync: bool = True) -> RecoveryReport:
     # stored above it, so those are not stored twice (ahead.py).
     if committed is None:
         # No watermark was ever saved: the stored records make one as far as they run on without
-        # a hole from the lowest (what is below the lowest stored record cannot be known).
+        # a hole from sequence 0, where a session starts (the decoder counts anything below the
+        # first record as missing). A run from a higher lowest record is none: the records below
+        # it were sent (a power cut inside the first flush kept the streams written last), and
+        # the resend would count them as resends and drop them.
         stored = np.unique(np.concatenate([s.above for s in scans])) if scans else np.empty(0, np.uint64)
         holes = np.flatnonzero(np.diff(stored) != 1)
-        highest = None if not len(stored) else int(stored[holes[0]] if len(holes) else stored[-1])
+        if not len(stored) or stored[0] != 0:
+            highest = None
+        else:
+            highest = int(stored[holes[0]] if len(holes) else stored[-1])
     else:
         highest = None if data_top is None else min(committed, data_top)
     ahead = to_ranges(np.concatenate([s.above for s in scans])) if scans else []
