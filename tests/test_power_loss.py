@@ -29,6 +29,7 @@ chooses the controls (`all`: every fsync skipped).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -60,6 +61,7 @@ from recorder import open_session
 from recorder.devicelink import Connection, SendError, Target
 from recorder.sim.fleet import make_fleet
 from recorder.storage import layout
+from recorder.storage.files import fsync_dir
 
 CUTS = int(os.environ.get("POWER_CUTS", "3"))
 FIRST_SEED = int(os.environ.get("POWER_SEED", "1"))
@@ -388,6 +390,21 @@ def test_a_power_cut_drops_what_was_not_made_durable(fresh_fs):
     assert (root / "moved").read_bytes() == b"m" * 10000 and not (root / "moved-unsynced").exists()
     assert not (root / "cached").exists() or (root / "cached").read_bytes() == b""
     assert not (root / "after").exists()
+    fs.unmount()
+
+
+def test_a_folder_fsync_that_fails_does_not_pass_for_durable(fresh_fs):
+    """After the cut every fsync fails (EIO). A rename's folder fsync that fails must raise like
+    any other: were it ignored, the server could answer 200 for a rename that is not on disk."""
+    fs = fresh_fs
+    fs.format()
+    fs.mount()
+    folder = fs.mountpoint / "session"
+    folder.mkdir()
+    fs.cut_power()
+    with pytest.raises(OSError) as failed:
+        fsync_dir(folder)
+    assert failed.value.errno == errno.EIO
     fs.unmount()
 
 

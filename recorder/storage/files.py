@@ -7,20 +7,31 @@ the new file is there, never half of one.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
+# What a system says when it cannot fsync a folder at all (Windows cannot open one, some
+# filesystems refuse fsync on one): a rename there is as durable as the system makes it.
+CANNOT_SYNC_FOLDERS = frozenset({errno.EACCES, errno.EPERM, errno.EISDIR, errno.EINVAL, errno.EBADF,
+                                 errno.ENOTSUP, errno.EOPNOTSUPP})
+
 
 def fsync_dir(folder: Path) -> None:
-    """Make a rename or creation in `folder` durable (a no-op where folders cannot be opened)."""
+    """Make a rename or creation in `folder` durable (a no-op where folders cannot be synced).
+    Any other error, EIO above all, is raised: the rename may not be on disk, and must not pass
+    for durable (the server would answer 200 for it)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+    except OSError as exc:
+        if exc.errno in CANNOT_SYNC_FOLDERS:
+            return
+        raise
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in CANNOT_SYNC_FOLDERS:
+            raise
     finally:
         os.close(fd)
 
