@@ -7,7 +7,8 @@ Store's roll_seconds; serve's 600 s would finish no part within a test's few sec
 power cut should also land while parts are being finished). --no-fsync-in MODULE: every fsync
 and fdatasync that module makes (`all`: anywhere in the server) returns at once having done
 nothing, a server that answers 200 for what may not be durable: the negative controls, which
-the test must catch.
+the test must catch. serve runs in this one process (--workers 1 unless told otherwise): the
+settings made here would not reach worker processes.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def configure(args: list[str]) -> list[str]:
                 importlib.import_module(module).os = OsWithoutSync()
         else:
             raise SystemExit(f"unknown option {option}")
+    if args[:1] == ["serve"] and "--workers" not in args:
+        args += ["--workers", "1"]  # these settings hold in this process only, not in workers it would start
     return args
 
 
