@@ -24,6 +24,9 @@ from ..schema import MessageSpec
 MANIFEST = "session.json"
 CALIBRATION = "calibration.json"
 REQUEST_LOG = "requests.jsonl"
+# Room a session being recorded sets aside, so that a full disk still lets its manifest say so
+# (storage/session.py); gone once the session is finished or recovered.
+SPACE_RESERVE = ".space-reserve"
 BLOB_DIR = "_blobs"
 VERBATIM_STREAM = "verbatim"
 RAW_BODY_STREAM = "raw-body"

@@ -89,6 +89,7 @@ def needs_recovery(path: Path) -> bool:
 
 def recover(path: Path, *, sync: bool = True) -> RecoveryReport:
     path = Path(path)
+    (path / layout.SPACE_RESERVE).unlink(missing_ok=True)  # the writer's room for its manifest: not data
     state = manifest.load(path)
     report = RecoveryReport(path, state.state if state else "missing")
     if state is None:

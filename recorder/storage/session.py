@@ -10,12 +10,15 @@ memory is dropped, its files are left as a crash would leave them, and the error
 manifest's storage_errors. The next call repairs the folder from its files as recovery does
 after a crash, and recording resumes; while the disk is still full, that call fails in turn. So
 what was stored stays readable, the session's highest sequence goes back to what is stored (the
-device's resends of what was lost are taken), and nobody has to restart anything.
+device's resends of what was lost are taken), and nobody has to restart anything. The manifest
+on disk learns of the error at once, in room set aside for it beforehand (SPACE_RESERVE), so
+that whoever opens the session next (another worker, a later run) knows it too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -33,6 +36,9 @@ from .compression import blob_level
 from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
 from .stream import RollPolicy, StreamStats, StreamWriter
 from .timemap import TdmSummary
+
+# Room set aside in a session folder being recorded: some ten times a manifest (4 to 6 kB).
+SPACE_RESERVE_BYTES = 64 << 10
 
 
 class SessionWriter:
@@ -59,7 +65,13 @@ class SessionWriter:
         # recorder/server/feed.py SessionFeed); None: nobody is told.
         self.feed = None
         state.state = manifest.RECORDING
+        errors = state.storage_errors
+        if errors is not None and errors.get("resumed_wall_time_ns") is None:
+            # A storage error stopped the session's previous writer (here or in another worker),
+            # and recovery has just repaired the folder for this one: recording resumes now.
+            errors["resumed_wall_time_ns"] = time.time_ns()
         manifest.save(path, state, sync=policy.sync)  # "recording" on disk before any data is
+        self._set_space_aside()
 
     @property
     def highest_sequence(self) -> int | None:
@@ -104,7 +116,28 @@ class SessionWriter:
                 self.feed.dropped()  # what it held was never stored: the resends bring it again
         self._stopped_by = exc
         manifest.note_storage_error(self._state, exc, time.time_ns(), stopped=True)
+        self._tell_the_manifest_on_disk()
 
+    def _set_space_aside(self) -> None:
+        try:
+            with open(self.path / layout.SPACE_RESERVE, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, SPACE_RESERVE_BYTES)
+        except OSError:
+            pass  # a disk already full has no room to set aside: the manifest learns of it later
+
+    def _tell_the_manifest_on_disk(self) -> None:
+        """The manifest on disk gains the storage errors, and nothing else: what is in memory
+        no longer matches the files (its highest sequence may count records never stored), the
+        manifest on disk does. The room set aside makes way for it, on a full disk too."""
+        try:
+            state = manifest.load(self.path)
+            if state is None:
+                return
+            state.storage_errors = self._state.storage_errors
+            (self.path / layout.SPACE_RESERVE).unlink(missing_ok=True)
+            manifest.save(self.path, state, sync=self._policy.sync)
+        except OSError:
+            pass  # best effort: the writer's next call saves it, when there is room
     def _resume(self) -> None:
         """Repair the folder as after a crash, then go on from what its files hold: rows and blob
         bytes a failed write left half written are cut, and the highest sequence is the one the
@@ -122,6 +155,7 @@ class SessionWriter:
         except OSError as exc:
             self._stopped_by = exc
             manifest.note_storage_error(self._state, exc, time.time_ns(), stopped=False)
+            self._tell_the_manifest_on_disk()
             raise exc from stopped
         self._state = state
         self._calibrations = Calibrations(self.path, state.calibrations, sync=self._policy.sync)
@@ -131,6 +165,7 @@ class SessionWriter:
         self._wrote_decoded = False
         self._changed = False
         self._stopped_by = None
+        self._set_space_aside()
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -366,6 +401,7 @@ class SessionWriter:
                 self._streams.clear()
                 state.state = manifest.FINISHED
                 manifest.save(self.path, state, sync=self._policy.sync)
+                (self.path / layout.SPACE_RESERVE).unlink(missing_ok=True)
             if self.feed is not None:
                 self.feed.flushed()
                 self.feed.closed()
