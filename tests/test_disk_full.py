@@ -11,10 +11,13 @@ nothing waiting to be written, and no 507), and then goes on in the same request
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import time
 
 import numpy as np
+import pyarrow as pa
+import pytest
 import trio
 from crash_support import assert_every_file_opens, window_starts
 from disk_support import mounted_tmpfs, take_free_space
@@ -34,6 +37,7 @@ from storage_support import expected_from
 from recorder import open_session
 from recorder.sim import sender
 from recorder.sim.fleet import make_fleet
+from recorder.storage.livefile import LiveFile, read_complete
 
 MIB = 1 << 20
 DEVICES = 5
@@ -223,3 +227,20 @@ async def test_five_devices_on_a_full_disk_get_507_and_resume_when_space_returns
         assert any("finished session" in line and "disk was full" in line and "resumed at" in line
                    for line in about), (device.serial, server.output[-3000:])
     assert "Traceback" not in server.output, server.output
+
+
+def test_a_live_file_write_the_full_disk_cuts_short_raises(tmp_path):
+    """A raw file may write part of what it is given (a disk filling up takes what fits), and
+    pyarrow does not look at the count: a batch cut short would pass for stored, and every
+    batch after it would be unreadable. The live file writes it whole or raises."""
+    schema = pa.schema([("data", pa.binary())])
+    batch = pa.record_batch([pa.array([os.urandom(50_000)])], schema=schema)
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        live = LiveFile(disk / "live.arrows", schema)
+        live.write(batch, sync=False)
+        take_free_space(disk / "filler")
+        with pytest.raises(OSError) as raised:
+            live.write(batch, sync=False)
+        assert raised.value.errno == errno.ENOSPC
+        live.abandon()
+        assert read_complete(disk / "live.arrows").num_rows == 1  # what was written reads whole
