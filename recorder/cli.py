@@ -139,10 +139,11 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
 @click.option("--max-memory-in-flight", default=512, show_default=True, type=click.IntRange(min=0),
               help="MiB received and not yet written, across all devices, past which a new device is answered "
                    "503 (0: no limit).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Ingest processes, each with its own event loop, sharing the port: one per core records the "
                    "most devices. A device's session goes on whichever worker it reconnects to; a worker that "
-                   "dies is started again while the others keep recording. The limits above are shared out.")
+                   "dies is started again while the others keep recording. The limits above are shared out. "
+                   "[default: the number of cores]")
 @click.option("--worker", "worker_spec", default=None, hidden=True)
 @click.option("--worker-run-dir", default=None, hidden=True)
 @click.option("--worker-fds", default=None, hidden=True)
@@ -164,6 +165,7 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
     from .rtmp.config import RtmpConfig
     from .server.config import ServerConfig
     from .storage import Store
+    from .supervisor import default_count
 
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, tokens_file=tokens_file,
@@ -181,14 +183,20 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
     if worker_spec is not None:
         index, count = (int(n) for n in worker_spec.split("/"))
         place = WorkerPlace(index, count, Path(worker_run_dir), tuple(int(fd) for fd in worker_fds.split(",")),
-                            tuple(int(fd) for fd in worker_rtmp_fds.split(",")))
+                            tuple(int(fd) for fd in worker_rtmp_fds.split(",")), limits={
+                                "max_connections": config.max_connections,
+                                "max_connections_per_address": config.max_connections_per_address,
+                                "max_memory_in_flight": config.max_memory_in_flight,
+                                "retry_after_s": config.retry_after_s})
         place.die_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
         config = shared_out(config, count)
     try:
         check_data_dir(data_dir)
-        if workers > 1 and place is None:
-            sys.exit(supervise(ctx, config, rtmp, workers))
+        if workers is None:
+            workers = default_count()
         store = Store(data_dir, blob_level=blob_level)
+        if workers > 1 and place is None:
+            sys.exit(supervise(ctx, config, rtmp, store, workers))
         trio.run(functools.partial(run_process, config, store, rtmp=rtmp, worker=place))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
@@ -202,18 +210,24 @@ NOT_FOR_WORKERS = frozenset({"workers", "worker_spec", "worker_run_dir", "worker
                              "rtmp_secret"})
 
 
-def supervise(ctx: click.Context, config, rtmp, workers: int) -> int:
+def supervise(ctx: click.Context, config, rtmp, store, workers: int) -> int:
     """recorder serve --workers N: the listening sockets, then N workers on them (supervisor.py)."""
     from .process import check_tokens_file, server_ssl_context
-    from .supervisor import Supervisor, open_listener
+    from .server import console as server_console
+    from .supervisor import Supervisor, open_listeners
 
     if config.tls:
         server_ssl_context(config)  # a setting every worker would die of stops the server now
     if config.tokens_file is not None:
         check_tokens_file(config.tokens_file)
-    http = open_listener(config.host, config.port)
-    rtmp_socks = [open_listener(rtmp.host, p) if p else None for p in (rtmp.port, rtmp.tls_port)]
-    fds = [http.fileno(), *(s.fileno() for s in rtmp_socks if s is not None)]
+    # What a crash left open is recovered before anything listens, as with one process.
+    for report in store.recover_all():
+        server_console.recovered(report)
+    http = open_listeners(config.host, config.port, workers)  # one each
+    rtmp_socks = [open_listeners(rtmp.host, p, 1)[0] if p else None for p in (rtmp.port, rtmp.tls_port)]  # worker 0's
+
+    def fds(index: int) -> list[int]:
+        return [http[index].fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
     passed = [a for p in ctx.command.params if p.name not in NOT_FOR_WORKERS for a in _given(p, ctx.params[p.name])]
     # The RTMP secret goes to the workers in their environment, not on a command line others can read.
     env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()),
@@ -221,8 +235,8 @@ def supervise(ctx: click.Context, config, rtmp, workers: int) -> int:
 
     def worker_argv(index: int, run_dir: str) -> list[str]:
         return ["serve", *passed, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
-                "--worker-fds", str(http.fileno()),
-                "--worker-rtmp-fds", ",".join(str(s.fileno()) if s else "-1" for s in rtmp_socks)]
+                "--worker-fds", str(http[index].fileno()),
+                "--worker-rtmp-fds", ",".join(str(s.fileno()) if s and index == 0 else "-1" for s in rtmp_socks)]
 
     return Supervisor(workers, worker_argv, fds, env=env).run()
 

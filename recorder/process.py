@@ -45,6 +45,7 @@ class WorkerPlace:
     run_dir: Path
     http_fds: tuple[int, ...]
     rtmp_fds: tuple[int, int] = (-1, -1)
+    limits: dict | None = None  # the server's overload limits, which this worker has a share of
 
     def die_with_supervisor(self, supervisor_pid: int) -> None:
         """A worker ends with its supervisor, killed as it is: `kill -9` of the server's
@@ -145,7 +146,7 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
     sources = [] if rtmp_service is None else [StatusSource(
         "rtmp", functools.partial(rtmp_status.status, rtmp_service),
         functools.partial(rtmp_status.metric_families, rtmp_service))]
-    peers = Peers(worker.run_dir, worker.index) if worker is not None else None
+    peers = Peers(worker.run_dir, worker.index, worker.count, worker.limits) if worker is not None else None
     recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers)
     if worker is not None:
         listeners = inherited_listeners(worker.http_fds)

@@ -1,8 +1,11 @@
 """`recorder serve --workers N`: ingest in N processes, one event loop each, on every core.
 
-The supervisor opens the listening sockets, then starts N workers (each `recorder serve` with
-the same settings and --worker k/N) that inherit them and accept on them side by side: the
-kernel hands each new connection to one of them. A worker owns the sessions its connections
+The supervisor opens the listening sockets, one per worker on the same port (SO_REUSEPORT), then
+starts N workers (each `recorder serve` with the same settings and --worker k/N), each
+accepting on its own: the kernel spreads new connections over them evenly by their addresses.
+(One socket shared by all would hand most connections to whichever worker happens to wake
+first.) The supervisor keeps every socket open, so a connection that comes for a worker being
+started again waits in its socket's queue instead of being refused. A worker owns the sessions its connections
 bring (their folders' locks, see storage/sessionlock.py); a device that reconnects to another
 worker has its session handed over (server/peers.py). Any worker answers /status, /metrics
 and /feed for all of them. The RTMP server runs in worker 0.
@@ -19,6 +22,7 @@ processes, so nothing that a device sends can make it fail.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -28,8 +32,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .console import say
+from .server import console as server_console
+from .server.peers import summary_path
 
 # How often the supervisor looks at its workers.
 WATCH_INTERVAL_S = 0.2
@@ -43,17 +50,25 @@ LISTEN_BACKLOG = 1024
 WORKER_ENTRY = "from recorder.cli import main; main()"
 
 
-def open_listener(host: str, port: int) -> socket.socket:
+def open_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one port (the first one's, when `port` is 0)."""
     deadline = time.monotonic() + BIND_RETRY_S
     while True:
         try:
-            sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
-            sock.set_inheritable(True)
-            return sock
+            first = _listener(host, port)
+            break
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
+    port = first.getsockname()[1]
+    return [first, *(_listener(host, port) for _ in range(count - 1))]
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG, reuse_port=True)
+    sock.set_inheritable(True)
+    return sock
 
 
 @dataclass
@@ -64,10 +79,10 @@ class Worker:
 
 
 class Supervisor:
-    """`worker_argv(index, run_dir)`: the command line of worker `index`; `fds`: the listening
-    sockets' descriptors every worker inherits."""
+    """`worker_argv(index, run_dir)`: the command line of worker `index`; `fds(index)`: the
+    descriptors it inherits (its listening sockets)."""
 
-    def __init__(self, count: int, worker_argv, fds: list[int], env: dict[str, str] | None = None):
+    def __init__(self, count: int, worker_argv, fds, env: dict[str, str] | None = None):
         self.count = count
         self.worker_argv = worker_argv
         self.fds = fds
@@ -79,7 +94,7 @@ class Supervisor:
 
     def start(self, index: int) -> None:
         process = subprocess.Popen([sys.executable, "-c", WORKER_ENTRY, *self.worker_argv(index, self.run_dir)],
-                                   pass_fds=self.fds, env=self.env)
+                                   pass_fds=self.fds(index), env=self.env)
         self.workers[index] = Worker(index, process)
 
     def stop(self, signum=None, frame=None) -> None:
@@ -98,12 +113,27 @@ class Supervisor:
             for index in range(self.count):
                 self.start(index)
             failed = self._watch()
+            self.print_summary()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             shutil.rmtree(self.run_dir, ignore_errors=True)
         say(f"all {self.count} workers stopped" + (f"; {self.restarts} restarted after dying" if self.restarts else ""))
         return 1 if failed else 0
+
+    def print_summary(self) -> None:
+        """One final summary of every worker's sessions (each left its part in the run folder)."""
+        rows: list[str] = []
+        forgotten = {"sessions": 0, "records": 0, "bytes": 0}
+        for index in range(self.count):
+            try:
+                part = json.loads(summary_path(Path(self.run_dir), index).read_text())
+            except (OSError, ValueError):
+                continue  # a worker that did not stop in good order: its sessions are recovered
+            rows += part["rows"]
+            for key in forgotten:
+                forgotten[key] += part["forgotten"].get(key, 0)
+        server_console.print_summary(rows, forgotten)
 
     def _watch(self) -> bool:
         failed = False

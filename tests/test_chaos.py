@@ -6,6 +6,12 @@ every record sent more than a second before the kill, exactly as sent, each once
 then reconnect and resend what they cannot know arrived, and every session equals all its
 device sent, each record once.
 
+The server runs two ingest workers (`--workers 2`). Rounds of odd seeds kill `recorder serve`
+itself (its workers die with it); rounds of even seeds kill one worker, the one recording the
+first device: the supervisor starts it again, the devices on the other worker finish their
+requests untouched, and the killed worker's devices are checked and resend as above, to the
+same running server.
+
 CHAOS_KILLS rounds (default 3, the short form every test run has; `make chaos` runs 100), one
 kill each; round k has the seed CHAOS_SEED + k (CHAOS_SEED defaults to 1). Each seed fixes the
 devices, when each starts, the moment of the kill and where each resends from; a failure names
@@ -32,6 +38,7 @@ from server_support import (
     assert_folders_read_as_datasets,
     assert_session_equals,
     assert_stored_part,
+    get,
     make_windows,
     post_windows,
     session_folders,
@@ -53,6 +60,7 @@ KILL_AFTER_S = (0.5, 3.0)  # the kill lands this long after the devices begin st
 START_SPREAD_S = 0.3  # each device begins streaming up to this long after the first
 GUARANTEE_S = 1.0  # at most the last second before a kill may be lost (until the devices resend)
 CUT_OFF = (OSError, trio.BrokenResourceError, ConnectionError, SendError)
+WORKERS = ("--workers", "2")
 
 
 @dataclass
@@ -71,6 +79,7 @@ class Device:
 class Kill:
     seed: int
     after_s: float
+    target: str = "serve"  # or "worker <index>"
     seconds: float = 0.0  # the whole round, start to finish
     lost: list[int] = field(default_factory=list)  # per device: records sent before the kill, not stored
     lost_age_s: list[float] = field(default_factory=list)  # per device: the oldest of them, sent this long before
@@ -82,57 +91,81 @@ async def chaos_round(seed: int, tmp: Path, certs_dir: Path) -> Kill:
     rng = random.Random(f"chaos {seed}")  # a string seed is hashed: neighbouring seeds draw unrelated moments
     kill = Kill(seed, after_s=rng.uniform(*KILL_AFTER_S))
     offsets = [rng.uniform(0, START_SPREAD_S) for _ in range(DEVICES)]
-    tag = f"seed {seed} (kill {kill.after_s:.3f} s into the streaming)"
+    kill_a_worker = seed % 2 == 0
+    tag = f"seed {seed} (kill of {'a worker' if kill_a_worker else 'serve'} {kill.after_s:.3f} s into the streaming)"
     devices = []
     for sim in make_fleet(DEVICES, seed=seed, profile=PROFILE):
         windows = make_windows(sim, WINDOWS)
         devices.append(Device(sim, windows, window_starts(windows)))
 
     data_dir = tmp / "data"
-    first = ServerProcess(data_dir, tmp / "serve-1.log", certs_dir=certs_dir)
+    first = ServerProcess(data_dir, tmp / "serve-1.log", certs_dir=certs_dir, args=WORKERS)
     await first.start()
     ssl_context = first.ssl_context
+    replies: dict[str, tuple] = {}
 
     async def stream(device: Device, offset: float) -> None:
         await trio.sleep(offset)
         try:
-            await post_windows(first.url, ssl_context, device.sim.headers(), device.windows, pace=PERIOD,
-                               sent_at=device.sent_at)
+            replies[device.sim.serial] = await post_windows(first.url, ssl_context, device.sim.headers(),
+                                                            device.windows, pace=PERIOD, sent_at=device.sent_at)
         except CUT_OFF as exc:
             device.error = exc
 
+    uncut: list[Device] = []
     try:
         async with trio.open_nursery() as nursery:
             for device, offset in zip(devices, offsets, strict=True):
                 nursery.start_soon(stream, device, offset)
             await trio.sleep(kill.after_s)
-            first.send_signal(signal.SIGKILL)
-            killed_at = trio.current_time()
-            assert await first.wait() == -signal.SIGKILL, tag
+            if kill_a_worker:
+                victim, pid, holds = await worker_of(first, devices[0].sim.serial)
+                kill.target = f"worker {victim}"
+                uncut = [d for d in devices if d.sim.serial not in holds]
+                os.kill(pid, signal.SIGKILL)
+                killed_at = trio.current_time()
+            else:
+                first.send_signal(signal.SIGKILL)
+                killed_at = trio.current_time()
+                assert await first.wait() == -signal.SIGKILL, tag
     finally:
-        await first.aclose()
+        if not kill_a_worker:
+            await first.aclose()
+    cut = [d for d in devices if d not in uncut]
 
     sent, safe = [], []
-    for device in devices:
+    for device in cut:
         assert device.error is not None, f"{tag}: {device.sim.serial}'s request should have been cut off by the kill"
         sent.append(len([t for t in device.sent_at if t <= killed_at]))
         safe.append(len([t for t in device.sent_at if t < killed_at - GUARANTEE_S]))
         assert sent[-1] < WINDOWS, tag
+    for device in uncut:  # the other worker's devices never noticed
+        status, reply = replies[device.sim.serial]
+        assert status == 200 and reply["highest_sequence"] == device.sim.records_sent - 1, (tag, reply)
 
-    # Right after the kill: every file opens, as the crash left it.
     paths = {device.path(data_dir) for device in devices}
-    before = assert_every_file_opens(data_dir, f"{tag}, after the kill", recovered=False)
-    assert set(before) <= paths, (tag, sorted(before))
-
-    second = ServerProcess(data_dir, tmp / "serve-2.log", port=first.port, certs_dir=certs_dir)
-    try:
-        await second.start()
-    except AssertionError as exc:
-        raise AssertionError(f"{tag}: the server did not start again after the kill: {exc}") from exc
+    if kill_a_worker:
+        # The supervisor starts the worker again, which recovers the sessions its predecessor left.
+        second = first
+        try:
+            await restarted(first, victim, pid)
+        except BaseException:
+            await first.aclose()
+            raise
+        before = {}
+    else:
+        # Right after the kill: every file opens, as the crash left it.
+        before = assert_every_file_opens(data_dir, f"{tag}, after the kill", recovered=False)
+        assert set(before) <= paths, (tag, sorted(before))
+        second = ServerProcess(data_dir, tmp / "serve-2.log", port=first.port, certs_dir=certs_dir, args=WORKERS)
+        try:
+            await second.start()
+        except AssertionError as exc:
+            raise AssertionError(f"{tag}: the server did not start again after the kill: {exc}") from exc
     try:
         assert_every_file_opens(data_dir, f"{tag}, after the recovery", recovered=True)
         kept_by_device = []
-        for device, n_sent, n_safe in zip(devices, sent, safe, strict=True):
+        for device, n_sent, n_safe in zip(cut, sent, safe, strict=True):
             path, starts = device.path(data_dir), device.starts
             serial = device.sim.serial
             if path not in before and not path.exists():
@@ -177,8 +210,8 @@ async def chaos_round(seed: int, tmp: Path, certs_dir: Path) -> Kill:
 
         results: list = []
         resumes = [(device, kept, rng.randint(max(0, n_safe - 3), n_safe))
-                   for device, (kept, _), n_safe in zip(devices, kept_by_device, safe, strict=True)]
-        watermarks = {device.sim.serial: watermark for device, (_, watermark) in zip(devices, kept_by_device,
+                   for device, (kept, _), n_safe in zip(cut, kept_by_device, safe, strict=True)]
+        watermarks = {device.sim.serial: watermark for device, (_, watermark) in zip(cut, kept_by_device,
                                                                                       strict=True)}
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
@@ -220,8 +253,29 @@ async def chaos_round(seed: int, tmp: Path, certs_dir: Path) -> Kill:
     return kill
 
 
+async def worker_of(server: ServerProcess, serial: str) -> tuple[int, int, set[str]]:
+    """The worker recording `serial`'s session: its index, its pid, the devices it records."""
+    status = (await get(server.url, "/status", server.ssl_context)).json
+    pids = {w["index"]: w["pid"] for w in status["workers"]}
+    [index] = [s["worker"] for s in status["sessions"] if s["device"] == serial]
+    return index, pids[index], {s["device"] for s in status["sessions"] if s["worker"] == index}
+
+
+async def restarted(server: ServerProcess, index: int, old_pid: int) -> None:
+    """Until worker `index` runs again, as another process, and answers."""
+    with trio.fail_after(60):
+        while True:
+            try:
+                status = (await get(server.url, "/status", server.ssl_context)).json
+                if any(w["index"] == index and w["pid"] != old_pid for w in status["workers"]):
+                    return
+            except (OSError, trio.BrokenResourceError):
+                pass
+            await trio.sleep(0.1)
+
+
 def round_line(k: Kill) -> str:
-    return (f"  seed {k.seed}: kill at {k.after_s:.2f} s, records lost before the resend {k.lost} "
+    return (f"  seed {k.seed}: kill of {k.target} at {k.after_s:.2f} s, records lost before the resend {k.lost} "
             f"(the oldest sent {max(k.lost_age_s):.2f} s before the kill), after it {k.lost_after_resend}; "
             f"round {k.seconds:.1f} s")
 

@@ -21,7 +21,9 @@ async def wait_for_output(server: ServerProcess, text: str, timeout: float = 10.
 
 
 async def test_out_of_file_descriptors_is_said_on_the_console_and_passes(tmp_path):
-    server = await ServerProcess(tmp_path / "data", tmp_path / "serve.log").start()
+    # One process that accepts, whose descriptor limit the test lowers (with --workers, each
+    # worker is such a process).
+    server = await ServerProcess(tmp_path / "data", tmp_path / "serve.log", args=("--workers", "1")).start()
     clients: list[socket.socket] = []
     pid = server.process.pid
     try:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 
+import h11
 import trio
 from server_support import (
     ServerProcess,
@@ -25,6 +26,7 @@ from server_support import (
 from storage_support import expected_from
 from test_live_feed import SUBSCRIBER, wait_for_subscribers
 
+from recorder import devicelink as sender
 from recorder import open_session
 from recorder.devicelink import SendError
 from recorder.sim.fleet import make_fleet
@@ -38,6 +40,41 @@ async def start_workers(tmp_path, certs_dir, count: int = 2, *args) -> ServerPro
                            args=("--workers", str(count), *args))
     await server.start(timeout=60)
     return server
+
+
+async def open_on_a_running_worker(server: ServerProcess, ssl_context="server") -> sender.Connection:
+    """A connection that a running worker has taken. Each worker accepts on a socket of its own
+    (SO_REUSEPORT): a connection the kernel gives a stopped worker waits in that worker's queue,
+    so it is given up after a moment for another (another source port: maybe another worker)."""
+    target = sender.Target.parse(server.url)
+    context = server.ssl_context if ssl_context == "server" else ssl_context
+    with trio.fail_after(60):
+        while True:
+            conn = None
+            with trio.move_on_after(1.0):
+                conn = await sender.Connection.open(target, context)
+                await conn.stream.send_all(conn.h11.send(h11.Request(method="GET", target="/healthz",
+                                                                     headers=[("host", "127.0.0.1")])))
+                await conn.stream.send_all(conn.h11.send(h11.EndOfMessage()))
+                status, _ = await conn.response()
+                assert status == 200
+                return conn
+            if conn is not None:
+                await conn.aclose()
+
+
+async def post_on(conn: sender.Connection, headers: dict, windows: list[bytes], pace: float | None = None):
+    """One chunked request on `conn`, a chunk per window (every `pace` s); its answer."""
+    try:
+        await conn.start("/", headers)
+        start = trio.current_time()
+        for k, body in enumerate(windows):
+            if pace:
+                await trio.sleep_until(start + (k + 1) * pace)
+            await conn.send(body)
+        return await conn.finish()
+    finally:
+        await conn.aclose()
 
 
 async def worker_pids(server: ServerProcess) -> dict[int, int]:
@@ -81,9 +118,9 @@ async def test_devices_on_two_workers_record_whole_and_any_worker_shows_them_all
 
 
 async def test_a_session_continues_on_the_worker_its_device_reconnects_to(tmp_path, certs_dir):
-    """SIGSTOP steers each connection: a stopped worker accepts nothing, so the first request
-    lands on worker 0 and the second, on a new connection, on worker 1, which has worker 0
-    hand the session over (worker 0 is let go on once worker 1 has the connection)."""
+    """SIGSTOP steers each connection (see open_on_a_running_worker): the first request goes to
+    worker 0 and the second, on a new connection, to worker 1, which has worker 0 hand the
+    session over (worker 0 is let go on once worker 1 has the connection)."""
     device = make_fleet(1, seed=82, profile=PROFILE)[0]
     windows = make_windows(device, 20)
     server = await start_workers(tmp_path, certs_dir)
@@ -91,20 +128,22 @@ async def test_a_session_continues_on_the_worker_its_device_reconnects_to(tmp_pa
         pids = await worker_pids(server)
         os.kill(pids[1], signal.SIGSTOP)
         try:
-            status, reply = await post_windows(server.url, server.ssl_context, device.headers(), windows[:10])
+            conn = await open_on_a_running_worker(server)
         finally:
             os.kill(pids[1], signal.SIGCONT)
+        status, reply = await post_on(conn, device.headers(), windows[:10])
         assert status == 200 and reply["records"] > 0
         os.kill(pids[0], signal.SIGSTOP)
         try:
+            conn = await open_on_a_running_worker(server)
             async with trio.open_nursery() as nursery:
                 answers = []
 
                 async def second_request():
-                    answers.append(await post_windows(server.url, server.ssl_context, device.headers(), windows[10:]))
+                    answers.append(await post_on(conn, device.headers(), windows[10:]))
 
                 nursery.start_soon(second_request)
-                await trio.sleep(1.0)  # worker 1 takes the connection and asks worker 0, which is stopped
+                await trio.sleep(1.0)  # worker 1 has the request and asks worker 0, which is stopped
                 os.kill(pids[0], signal.SIGCONT)
         finally:
             os.kill(pids[0], signal.SIGCONT)
@@ -135,9 +174,9 @@ async def test_a_killed_worker_is_started_again_and_the_other_workers_devices_go
         pids = await worker_pids(server)
         results = {}
 
-        async def send(device, windows, key):
+        async def send(conn, device, windows, key):
             try:
-                results[key] = await post_windows(server.url, server.ssl_context, device.headers(), windows, pace=0.1)
+                results[key] = await post_on(conn, device.headers(), windows, pace=0.1)
             except CUT_OFF as exc:
                 results[key] = exc
 
@@ -146,10 +185,10 @@ async def test_a_killed_worker_is_started_again_and_the_other_workers_devices_go
             for device, windows, key, other in ((steady, steady_windows, "steady", 1), (cut, cut_windows, "cut", 0)):
                 os.kill(pids[other], signal.SIGSTOP)
                 try:
-                    nursery.start_soon(send, device, windows, key)
-                    await trio.sleep(0.5)
+                    conn = await open_on_a_running_worker(server)
                 finally:
                     os.kill(pids[other], signal.SIGCONT)
+                nursery.start_soon(send, conn, device, windows, key)
             await trio.sleep(0.8)
             os.kill(pids[1], signal.SIGKILL)
         assert results["steady"][0] == 200 and results["steady"][1]["records"] > 0
@@ -188,9 +227,10 @@ async def test_the_feed_of_any_worker_carries_every_workers_devices(tmp_path):
         for device, other in zip(fleet, (1, 0), strict=True):
             os.kill(pids[other], signal.SIGSTOP)  # the device's connection goes to the other worker
             try:
-                status, _ = await post_windows(server.url, None, device.headers(), make_windows(device, 10))
+                conn = await open_on_a_running_worker(server, ssl_context=None)
             finally:
                 os.kill(pids[other], signal.SIGCONT)
+            status, _ = await post_on(conn, device.headers(), make_windows(device, 10))
             assert status == 200
         with trio.fail_after(30):  # until the subscriber has taken every published batch of both
             while True:

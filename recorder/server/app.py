@@ -271,6 +271,10 @@ class Recorder:
     def worker_status(self) -> dict:
         """This worker's /status, which names it in "workers" (a list the merge joins)."""
         own = status(self)
+        for session in own["sessions"]:
+            session["worker"] = self.peers.index
+        if self.peers.limits is not None:
+            own["overload"]["limits"] = dict(self.peers.limits)  # the server's, which the workers share out
         own["workers"] = [{"index": self.peers.index, "pid": os.getpid(), "uptime_s": own["uptime_s"],
                            "sessions": len(self.sessions),
                            "receiving": sum(s.state == "receiving" for s in self.sessions.values())}]
@@ -484,7 +488,12 @@ class Recorder:
     async def _storage_error(self, conn: HttpConnection, exc: OSError) -> None:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         message = ENOSPC_MESSAGE if full else f"the recorder could not store the data: {exc.strerror or exc}"
-        console.refused(conn.remote, 507 if full else 500, message)
+        # The session whose write failed, for the console to name (None: it never opened).
+        session = next((s for s in self.sessions.values() if s.connection is conn), None)
+        if session is None:
+            console.refused(conn.remote, 507 if full else 500, message)
+        else:
+            console.storage_error(session, 507 if full else 500, message)
         try:
             await conn.error(507 if full else 500, message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
@@ -650,8 +659,11 @@ class Recorder:
                 await self.finalise(session)
         await self.feed_endpoint.close()  # readers of the feed take its last batches
         self.overload.report_all()
-        console.summary(list(self.sessions.values()), self.forgotten,
-                        worker=None if self.peers is None else f"worker {self.peers.index}")
+        if self.peers is None:
+            console.summary(list(self.sessions.values()), self.forgotten)
+        else:  # the supervisor prints one summary of every worker's
+            self.peers.summary_path().write_text(json.dumps({
+                "rows": console.summary_rows(list(self.sessions.values())), "forgotten": self.forgotten}))
 
     def release_connections(self) -> None:
         """After shutdown(): end the connections still open (idle keep-alives, readers of /status)."""

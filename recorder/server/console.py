@@ -128,19 +128,31 @@ def connection_error(remote: str, exc: Exception) -> None:
     say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
 
 
-def summary(sessions, forgotten: dict | None = None, worker: str | None = None) -> None:
-    """`worker`: which ingest worker's sessions these are (recorder serve --workers)."""
-    forgotten = forgotten or {"sessions": 0}
-    if not sessions and not forgotten["sessions"]:
-        say(f"No device streamed over HTTP to {worker}." if worker else "No device streamed over HTTP.")
-        return
-    say(f"Final summary of {worker}:" if worker else "Final summary:")
-    if forgotten["sessions"]:
-        say_more(f"{forgotten['sessions']} sessions finished earlier ({forgotten['records']} records, "
-                 f"{forgotten['bytes'] / 1e6:.1f} MB; recorder ls lists them)")
+def summary(sessions, forgotten: dict | None = None) -> None:
+    print_summary(summary_rows(sessions), forgotten)
+
+
+def summary_rows(sessions) -> list[str]:
+    """A line per session for the final summary (a worker's go to its supervisor, which prints
+    one summary for all)."""
+    rows = []
     for s in sessions:
         tdm = (s.stats or {}).get("tdm") or {}
         tdm_text = (f"{tdm['samples']} TDM samples, avg offset {tdm['mean_offset_ns'] / 1e6:.3f}ms"
                     if tdm.get("samples") else "0 TDM samples")
-        say_more(f"{s.serial} ({s.session_id}): {s.counters.records} records, "
-                 f"{(s.counters.bytes + s.raw_bytes) / 1e6:.1f} MB, {tdm_text}")
+        rows.append(f"{s.serial} ({s.session_id}): {s.counters.records} records, "
+                    f"{(s.counters.bytes + s.raw_bytes) / 1e6:.1f} MB, {tdm_text}")
+    return rows
+
+
+def print_summary(rows: list[str], forgotten: dict | None = None) -> None:
+    forgotten = forgotten or {"sessions": 0}
+    if not rows and not forgotten["sessions"]:
+        say("No device streamed over HTTP.")
+        return
+    say("Final summary:")
+    if forgotten["sessions"]:
+        say_more(f"{forgotten['sessions']} sessions finished earlier ({forgotten['records']} records, "
+                 f"{forgotten['bytes'] / 1e6:.1f} MB; recorder ls lists them)")
+    for row in rows:
+        say_more(row)

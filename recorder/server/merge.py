@@ -16,6 +16,8 @@ from prometheus_client.registry import CollectorRegistry
 # Figures of a worker that are not added up but taken at their largest: how long it has run
 # (the server has run as long as its oldest worker), and what a refused device is told.
 LARGEST = frozenset({"uptime_s", "retry_after_s"})
+# Figures every worker shows alike: the server's limits.
+SAME = frozenset({"limits"})
 
 
 def merge_status(statuses: list[dict]) -> dict:
@@ -27,6 +29,8 @@ def merge_status(statuses: list[dict]) -> dict:
 
 
 def _merge(a, b, key: str | None = None):
+    if key in SAME:
+        return a
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for k, v in b.items():

@@ -33,17 +33,28 @@ def socket_path(run_dir: Path, index: int) -> Path:
     return Path(run_dir) / f"worker-{index}.sock"
 
 
+def summary_path(run_dir: Path, index: int) -> Path:
+    return Path(run_dir) / f"worker-{index}.summary.json"
+
+
 class PeerError(Exception):
     """A worker could not be asked (gone, restarting) or answered with an error."""
 
 
 class Peers:
-    """The workers other than this one, found by their sockets in the run folder."""
+    """The workers other than this one, found by their sockets in the run folder; and what
+    they share: how many they are, and the server's limits (each worker enforces its share)."""
 
-    def __init__(self, run_dir: Path, index: int):
+    def __init__(self, run_dir: Path, index: int, count: int = 1, limits: dict | None = None):
         self.run_dir = Path(run_dir)
         self.index = index
+        self.count = count
+        self.limits = limits
         self.own_socket = socket_path(self.run_dir, index)
+
+    def summary_path(self) -> Path:
+        """Where this worker leaves its part of the final summary for the supervisor to print."""
+        return summary_path(self.run_dir, self.index)
 
     def sockets(self) -> list[Path]:
         return sorted(p for p in self.run_dir.glob(SOCKET_GLOB) if p != self.own_socket)
