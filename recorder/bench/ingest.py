@@ -137,10 +137,11 @@ def stream_devices(devices: list[Replayed], url: str, paced: bool, ssl_context=N
 
 
 @contextlib.contextmanager
-def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = None):
+def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = None, options: tuple[str, ...] = ()):
     """`recorder serve` as a subprocess on a free loopback port, its data (and certificates) under
-    folder. Yields (the process, its base URL, the client's SSL context or None) once /healthz
-    answers; stopped (SIGTERM: every session is finalised) on the way out."""
+    folder; `options` are further options of `recorder serve` (they override the ones here).
+    Yields (the process, its base URL, the client's SSL context or None) once /healthz answers;
+    stopped (SIGTERM: every session is finalised) on the way out."""
     port = free_port()
     args = [sys.executable, "-m", "recorder.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", f"{folder}/data", "--session-grace", "3600", "--rtmp-port", "0",
@@ -156,6 +157,7 @@ def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = 
         args.append("--plain-http")
     if blob_level is not None:
         args += ["--blob-level", str(blob_level)]
+    args += options
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
@@ -212,10 +214,32 @@ def wait_for(what: str, check, timeout: float, **processes: subprocess.Popen):
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system, every thread) a process has used so far, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """CPU time (user and system, every thread) a process and the processes it started (the
+    workers of `recorder serve`) are using so far, from /proc."""
+    return sum(own_cpu_seconds(p) for p in process_tree(pid))
+
+
+def own_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # it ended meanwhile
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live process below it."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                pending += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return tree
 
 
 def describe(result: dict) -> str:

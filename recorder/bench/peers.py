@@ -66,10 +66,11 @@ from ..supervisor import default_count
 from .ingest import (
     PERIOD,
     Replayed,
-    cpu_seconds,
     disk_write_speed,
     free_port,
     loopback_ceiling,
+    own_cpu_seconds,
+    process_tree,
     profile9_windows,
     recorder_serve,
     stored_records,
@@ -286,34 +287,18 @@ def start(server: str, folder: Path, *, tls: bool, cert_dir: Path):
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """The same total as cpu_seconds (user and system, every thread, ended ones included), to the
-    nanosecond: /proc/<pid>/stat counts in clock ticks (10 ms), and a fast peer takes a few MB in
-    less than that. From the process's CPU clock; cpu_seconds where there is none."""
+    """The same total as own_cpu_seconds (user and system, every thread, ended ones included), to
+    the nanosecond: /proc/<pid>/stat counts in clock ticks (10 ms), and a fast peer takes a few MB
+    in less than that. From the process's CPU clock; own_cpu_seconds where there is none."""
     clock = ctypes.c_int()
     if _libc is None or _libc.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
-        return cpu_seconds(pid)
+        return own_cpu_seconds(pid)
     return time.clock_gettime(clock.value)
 
 
 def server_cpu_seconds(pid: int) -> float:
     """The server's CPU: its process's and its child processes' (recorder serve --workers)."""
-    total = process_cpu_seconds(pid)
-    for child in child_pids(pid):
-        try:
-            total += process_cpu_seconds(child)
-        except OSError:  # it ended meanwhile
-            pass
-    return total
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return children
+    return sum(process_cpu_seconds(p) for p in process_tree(pid))
 
 
 def send(process: subprocess.Popen, base: str, ssl_context, devices: list[Replayed]) -> dict:
