@@ -6,10 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder, export, feed, ingest, peers, replay, rtmp, storage
+from . import decoder, export, feed, ingest, peers, replay, rtmp, soak, storage
 
 SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run,
-            "replay": replay.run, "feed": feed.run, "export": export.run, "peers": peers.run}
+            "replay": replay.run, "feed": feed.run, "export": export.run, "peers": peers.run,
+            "soak": soak.run}
 
 
 def main(argv: list[str]) -> int:

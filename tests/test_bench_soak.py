@@ -1,0 +1,53 @@
+"""The soak section in a short form: a few devices for a few seconds, sessions short enough that
+many come and go. What an operator checks after days in the field: /status lists only the
+live sessions, its size does not follow the number of sessions seen, the open files go back to
+the idle server's, and `recorder ls` lists every session. Figures are checked for presence
+and sense, never against a time."""
+
+from __future__ import annotations
+
+import math
+
+from recorder.bench import soak
+
+DEVICES = 4
+DURATION_S = 16.0
+
+
+def test_sessions_come_and_go_and_the_server_keeps_only_the_live_ones(tmp_path):
+    result = soak.measure(DEVICES, DURATION_S, session_s=2.0, period_s=0.25, session_grace_s=0.5,
+                          keep_finished_s=1.0, sample_every_s=0.5, folder=tmp_path)
+    f = result["figures"]
+    started = result["sessions_started"]
+    assert result["device_errors"] == [] and result["sampler_errors"] == []
+    assert started >= 6 * DEVICES  # many more sessions than devices came and went
+
+    # /status lists the live sessions only: those receiving, and those ended within the session
+    # grace and keep-finished times; the others are counted in finished_earlier.
+    during = [s for s in result["samples"] if s["t"] <= DURATION_S]
+    assert max(s["listed"] for s in during) <= 3 * DEVICES
+    assert during[-1]["finished_earlier"] >= started - 3 * DEVICES
+    # ... so its size does not grow with the sessions seen, which doubled between the parts.
+    assert f["sessions_between_parts"] >= 2 * DEVICES
+    assert f["status_bytes"]["last"] <= 1.5 * f["status_bytes"]["first"]
+    assert result["after"]["listed"] == 0 and f["flat"]["status_empty_after"]
+    assert result["finished_earlier"]["sessions"] == started
+
+    # Every session is on disk whole, and listed.
+    assert result["records_sent"] > 0 and result["sessions_short_on_disk"] == []
+    assert result["sessions_not_listed_by_ls"] == []
+
+    # Every session's files were closed: back to the idle server's descriptors.
+    assert result["after"]["fds"] <= result["idle"]["fds"] + soak.FD_TOLERANCE and f["flat"]["fds_back_to_idle"]
+    assert max(s["fds"] for s in during) > result["idle"]["fds"]  # the sessions' files were counted
+
+    # The bench's own figures.
+    assert len(result["samples"]) >= 10 and f["steady_samples"] >= 4
+    assert result["idle"]["rss"] > 10 * soak.MIB and f["rss"]["max"] >= f["rss"]["idle"]
+    assert math.isfinite(f["memory_per_device"]) and math.isfinite(f["rss_growth_per_1000_sessions"])
+    assert 0 < f["server_cores"] and 0 < f["sender_cores"]
+    sends = result["one_device_sends"]
+    assert sends["bytes_per_s"] > 0 and sends["records_per_s"] > 0
+    text = soak.summary(result)
+    assert "memory per connected device" in text and f"{started} started" in text
+    assert list(tmp_path.iterdir()) == []  # the run cleans up after itself
