@@ -11,6 +11,7 @@ nothing waiting to be written, and no 507), and then goes on in the same request
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import time
@@ -37,6 +38,7 @@ from storage_support import expected_from
 from recorder import open_session
 from recorder.sim import sender
 from recorder.sim.fleet import make_fleet
+from recorder.storage.files import append_line
 from recorder.storage.livefile import LiveFile, read_complete
 
 MIB = 1 << 20
@@ -203,6 +205,8 @@ async def test_five_devices_on_a_full_disk_get_507_and_resume_when_space_returns
             assert manifest["state"] == "finished", device.serial
             assert manifest["counters"]["gaps"] == 0, device.serial
             assert_folders_read_as_datasets(path)
+            for line in (path / "requests.jsonl").read_bytes().splitlines():
+                json.loads(line)  # no line cut short by the full disk, nor another glued to it
 
     # The manifest says what happened: storage errors, the disk full, when recording resumed.
     for device in fleet:
@@ -244,3 +248,16 @@ def test_a_live_file_write_the_full_disk_cuts_short_raises(tmp_path):
         assert raised.value.errno == errno.ENOSPC
         live.abandon()
         assert read_complete(disk / "live.arrows").num_rows == 1  # what was written reads whole
+
+
+def test_a_line_the_full_disk_cuts_short_is_taken_back(tmp_path):
+    """requests.jsonl is appended to: a line the disk took part of would have the next glued to
+    it, and both would be lost to a reader."""
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        log = disk / "requests.jsonl"
+        append_line(log, b'{"event": "begin"}\n', sync=False)
+        take_free_space(disk / "filler")
+        with pytest.raises(OSError) as raised:
+            append_line(log, json.dumps({"event": "end", "padding": "x" * 10_000}).encode() + b"\n", sync=False)
+        assert raised.value.errno == errno.ENOSPC
+        assert log.read_bytes() == b'{"event": "begin"}\n'

@@ -7,6 +7,7 @@ the new file is there, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -75,10 +76,18 @@ def truncate_durably(path: Path, size: int, *, sync: bool = True) -> None:
 
 def append_line(path: Path, line: bytes, *, sync: bool = True) -> None:
     """One write() call with O_APPEND: a crash leaves the line whole or cut at the end, never
-    interleaved; readers skip a cut last line."""
+    interleaved; readers skip a cut last line. A write that fails (a full disk takes part of
+    the line, then refuses the rest) takes its part back, or the next line would be glued to it
+    and lost with it."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        write_all(fd, line)
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, line)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
         if sync:
             os.fsync(fd)
     finally:
