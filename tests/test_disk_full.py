@@ -2,9 +2,11 @@
 small tmpfs: each device is answered 507 with a message that says the disk is full, nothing
 stored before is lost or damaged, the console names every session the full disk stopped, and
 each session's manifest records the storage errors and when its recording resumed. The devices
-retry as glasses do (reconnect, resend from before what the recorder lacks, then the rest),
-refused while the disk stays full; once another program's file is deleted they go on, with no
-restart and nothing else done, and every session ends holding each record exactly once. A sixth
+retry as glasses do (reconnect, resend from a little before what the recorder said it holds,
+then the rest), refused while the disk stays full; once another program's file is deleted they
+go on, with no restart and nothing else done, and every session ends holding each record exactly
+once. The server runs with its default workers (one per core): a retry that reaches another
+worker has the session handed over, on the full disk too. A sixth
 device keeps its request open through it all, sending nothing while the disk is full (so it has
 nothing waiting to be written, and no 507), and then goes on in the same request."""
 
