@@ -274,3 +274,24 @@ def test_blobs_read_together_equal_blobs_read_one_by_one(receiver):
         assert s.blobs("camera-rgb", 2, 2) == [] and len(s.blob_array("camera-rgb", 2, 2)) == 0
         with pytest.raises(IndexError):
             s.blobs("camera-rgb", 0, n + 1)
+
+
+def test_a_span_of_frames_is_read_whole_and_a_wrong_size_shows(tmp_path):
+    """blob_array decompresses a span of frames into a buffer of the size the index gives; a
+    span whose frames hold more or less than that comes back at its own size (so the caller
+    reads frame by frame instead), never cut to fit."""
+    from recorder.reading.session import _read_span_of_size
+    from recorder.storage.blobfile import BlobFile
+
+    blobs = BlobFile(tmp_path / "blobs.zst")
+    frames = [bytes([k]) * (1000 + 7 * k) for k in range(20)]
+    offsets = [blobs.append(frame)[0] for frame in frames]
+    blobs.close(sync=False)
+    with open(tmp_path / "blobs.zst", "rb") as f:
+        length = f.seek(0, 2)
+        size = sum(map(len, frames))
+        assert bytes(_read_span_of_size(f, 0, length, size)) == b"".join(frames)
+        assert len(_read_span_of_size(f, 0, length, size - 1)) == size  # more than said
+        assert len(_read_span_of_size(f, 0, offsets[-1], size)) == size - len(frames[-1])  # less than said
+        with pytest.raises(EOFError):
+            _read_span_of_size(f, 0, length + 1, size)
