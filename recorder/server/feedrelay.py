@@ -62,7 +62,8 @@ async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str
 
 
 class FrameSplitter:
-    """Feed frames out of a byte stream cut anywhere: (head, [prefix and head, body]) each."""
+    """Feed frames out of a byte stream cut anywhere: (head, [prefix and head, body]) each. A
+    frame's bytes are copied once, out of the buffer the pieces gather in."""
 
     def __init__(self):
         self._buffer = bytearray()
@@ -71,17 +72,18 @@ class FrameSplitter:
         self._buffer += data
         frames = []
         start = 0
-        buffer = self._buffer
-        while len(buffer) - start >= PREFIX.size:
-            magic, head_len, body_len = PREFIX.unpack_from(buffer, start)
-            if magic != MAGIC:
-                raise PeerError(f"not a recorder feed frame (it begins {bytes(magic)!r})")
-            end = start + PREFIX.size + head_len + body_len
-            if len(buffer) < end:
-                break
-            head_end = start + PREFIX.size + head_len
-            head = json.loads(bytes(buffer[start + PREFIX.size:head_end]))
-            frames.append((head, [bytes(buffer[start:head_end]), bytes(buffer[head_end:end])]))
-            start = end
-        del buffer[:start]
+        with memoryview(self._buffer) as view:
+            while len(view) - start >= PREFIX.size:
+                magic, head_len, body_len = PREFIX.unpack_from(view, start)
+                if magic != MAGIC:
+                    raise PeerError(f"not a recorder feed frame (it begins {bytes(magic)!r})")
+                end = start + PREFIX.size + head_len + body_len
+                if len(view) < end:
+                    break
+                head_end = start + PREFIX.size + head_len
+                prefix_and_head = bytes(view[start:head_end])
+                head = json.loads(prefix_and_head[PREFIX.size:])
+                frames.append((head, [prefix_and_head, bytes(view[head_end:end])]))
+                start = end
+        del self._buffer[:start]
         return frames
