@@ -165,7 +165,7 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
     from .rtmp.config import RtmpConfig
     from .server.config import ServerConfig
     from .storage import Store
-    from .supervisor import default_count
+    from .supervisor import SUPERVISOR_PID_ENV, default_count, serve_with_workers, shared_out
 
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, tokens_file=tokens_file,
@@ -196,7 +196,7 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
             workers = default_count()
         store = Store(data_dir, blob_level=blob_level)
         if workers > 1 and place is None:
-            sys.exit(supervise(ctx, config, rtmp, store, workers))
+            sys.exit(serve_with_workers(config, rtmp, store, workers, _options_for_workers(ctx), rtmp_secret))
         trio.run(functools.partial(run_process, config, store, rtmp=rtmp, worker=place))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
@@ -204,41 +204,14 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-SUPERVISOR_PID_ENV = "RECORDER_SUPERVISOR_PID"
 # serve's options that are not passed on to its workers as they were given.
 NOT_FOR_WORKERS = frozenset({"workers", "worker_spec", "worker_run_dir", "worker_fds", "worker_rtmp_fds",
                              "rtmp_secret"})
 
 
-def supervise(ctx: click.Context, config, rtmp, store, workers: int) -> int:
-    """recorder serve --workers N: the listening sockets, then N workers on them (supervisor.py)."""
-    from .process import check_tokens_file, server_ssl_context
-    from .server import console as server_console
-    from .supervisor import Supervisor, open_listeners
-
-    if config.tls:
-        server_ssl_context(config)  # a setting every worker would die of stops the server now
-    if config.tokens_file is not None:
-        check_tokens_file(config.tokens_file)
-    # What a crash left open is recovered before anything listens, as with one process.
-    for report in store.recover_all():
-        server_console.recovered(report)
-    http = open_listeners(config.host, config.port, workers)  # one each
-    rtmp_socks = [open_listeners(rtmp.host, p, 1)[0] if p else None for p in (rtmp.port, rtmp.tls_port)]  # worker 0's
-
-    def fds(index: int) -> list[int]:
-        return [http[index].fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
-    passed = [a for p in ctx.command.params if p.name not in NOT_FOR_WORKERS for a in _given(p, ctx.params[p.name])]
-    # The RTMP secret goes to the workers in their environment, not on a command line others can read.
-    env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()),
-           **({"RECORDER_RTMP_SECRET": ctx.params["rtmp_secret"]} if ctx.params["rtmp_secret"] else {})}
-
-    def worker_argv(index: int, run_dir: str) -> list[str]:
-        return ["serve", *passed, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
-                "--worker-fds", str(http[index].fileno()),
-                "--worker-rtmp-fds", ",".join(str(s.fileno()) if s and index == 0 else "-1" for s in rtmp_socks)]
-
-    return Supervisor(workers, worker_argv, fds, env=env).run()
+def _options_for_workers(ctx: click.Context) -> list[str]:
+    """serve's options as given, for its workers' command lines."""
+    return [a for p in ctx.command.params if p.name not in NOT_FOR_WORKERS for a in _given(p, ctx.params[p.name])]
 
 
 def _given(param: click.Parameter, value) -> list[str]:
@@ -251,18 +224,6 @@ def _given(param: click.Parameter, value) -> list[str]:
     if getattr(param, "multiple", False):
         return [a for v in value for a in (option, str(v))]
     return [option, str(value)]
-
-
-def shared_out(config, count: int):
-    """A worker's share of the server's limits (each worker counts its own connections)."""
-    import dataclasses
-
-    def share(limit: int) -> int:
-        return -(-limit // count) if limit else 0
-
-    return dataclasses.replace(config, max_connections=share(config.max_connections),
-                               max_connections_per_address=share(config.max_connections_per_address),
-                               max_memory_in_flight=share(config.max_memory_in_flight))
 
 
 @main.group()

@@ -21,6 +21,7 @@ processes, so nothing that a device sends can make it fail.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -48,6 +49,46 @@ QUICK_DEATH_S = 2.0
 BIND_RETRY_S = 5.0
 LISTEN_BACKLOG = 1024
 WORKER_ENTRY = "from recorder.cli import main; main()"
+# A worker learns its supervisor's pid from this, to die with it (process.WorkerPlace).
+SUPERVISOR_PID_ENV = "RECORDER_SUPERVISOR_PID"
+
+
+def serve_with_workers(config, rtmp, store, workers: int, options: list[str], rtmp_secret: str | None) -> int:
+    """recorder serve --workers N, `options` its command line's: what a crash left open is
+    recovered, the listening sockets opened, then N workers started on them; the exit status."""
+    from .process import check_tokens_file, server_ssl_context
+
+    if config.tls:
+        server_ssl_context(config)  # a setting every worker would die of stops the server now
+    if config.tokens_file is not None:
+        check_tokens_file(config.tokens_file)
+    for report in store.recover_all():  # before anything listens, as with one process
+        server_console.recovered(report)
+    http = open_listeners(config.host, config.port, workers)  # one each
+    rtmp_socks = [open_listeners(rtmp.host, p, 1)[0] if p else None for p in (rtmp.port, rtmp.tls_port)]  # worker 0's
+
+    def fds(index: int) -> list[int]:
+        return [http[index].fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
+
+    def worker_argv(index: int, run_dir: str) -> list[str]:
+        return ["serve", *options, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
+                "--worker-fds", str(http[index].fileno()),
+                "--worker-rtmp-fds", ",".join(str(s.fileno()) if s and index == 0 else "-1" for s in rtmp_socks)]
+
+    # The RTMP secret goes to the workers in their environment, not on a command line others can read.
+    env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()), **({"RECORDER_RTMP_SECRET": rtmp_secret} if rtmp_secret else {})}
+    return Supervisor(workers, worker_argv, fds, env=env).run()
+
+
+def shared_out(config, count: int):
+    """A worker's share of the server's limits (each worker counts its own connections)."""
+
+    def share(limit: int) -> int:
+        return -(-limit // count) if limit else 0
+
+    return dataclasses.replace(config, max_connections=share(config.max_connections),
+                               max_connections_per_address=share(config.max_connections_per_address),
+                               max_memory_in_flight=share(config.max_memory_in_flight))
 
 
 def open_listeners(host: str, port: int, count: int) -> list[socket.socket]:
