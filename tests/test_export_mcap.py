@@ -424,3 +424,167 @@ def _after_start_codes(data: bytes) -> list[int]:
         out.append(data[start + 3])
         start = data.find(b"\x00\x00\x01", start + 3)
     return out
+
+
+# -- the parts the export is made of -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message_class", ["CompressedVideo", "CompressedImage", "RawImage"])
+def test_messages_spliced_around_their_frame_are_what_protobuf_serialises(message_class):
+    """A camera message built around its frame (head, the frame field, tail) is byte for byte
+    the message protobuf serialises, for empty, small and large frames and zero fields."""
+    from recorder.export import spliced
+    from recorder.export.formats.mcap import SPLICED
+
+    cls = next(c for c in SPLICED if c.__name__ == message_class)
+    splice = SPLICED[cls]
+    rng = np.random.default_rng(1)
+    cases = []
+    for t, size in [(0, 0), (1, 1), (1_714_000_000_123_456_789, 127), (5, 128), (10**18, 300_000)]:
+        frame = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        fields = {"frame_id": "1M0Y/slam-front-left", "format": "h264" if cls.__name__ == "CompressedVideo" else "jpeg",
+                  "width": size % 7, "height": 480, "encoding": "mono8", "step": 0 if size == 1 else 640}
+        fields = {k: v for k, v in fields.items() if k in cls.DESCRIPTOR.fields_by_name}
+        whole = cls(**fields, data=frame)
+        whole.timestamp.seconds, whole.timestamp.nanos = divmod(t, 10**9)
+        head = cls(**{k: v for k, v in fields.items() if k in splice.head_fields})
+        head.timestamp.CopyFrom(whole.timestamp)
+        tail = cls(**{k: v for k, v in fields.items() if k in splice.tail_fields})
+        cases.append((whole.SerializeToString(), splice.around(head.SerializeToString(), memoryview(frame),
+                                                               tail.SerializeToString())))
+    built = spliced.joined([pieces for _, pieces in cases])
+    assert [bytes(m) for m in built] == [expected for expected, _ in cases]
+
+
+def test_frames_of_a_binary_array_are_views_of_its_values():
+    import pyarrow as pa
+
+    from recorder.export import spliced
+
+    array = pa.array([b"ab", b"", None, b"cde", b"f"], pa.binary()).slice(1)
+    assert [bytes(v) for v in spliced.frames(array)] == [b"", b"", b"cde", b"f"]
+    assert [bytes(v) for v in spliced.frames(pa.chunked_array([array]))] == [b"", b"", b"cde", b"f"]
+
+
+def test_json_rows_are_the_stored_values_built_a_batch_at_once():
+    """Every kind of number of a batch is formatted together; each row still reads back as its
+    values: f32 exactly, u64 beyond int64, NaN/infinity/null as null, lists element by element
+    (a null element null, a null list's elements null), strings quoted, a sliced batch too."""
+    import pyarrow as pa
+
+    from recorder.export.jsonrows import JsonRows
+
+    f32 = np.array([0.1, np.nan, -np.inf, 3e38, -0.0], np.float32)
+    table = pa.table({
+        "time_ns": pa.array(np.arange(5), pa.int64()),
+        "x": pa.array(f32),
+        "wide": pa.array([1e-300, 2.5, None, 1 / 3, -7.0], pa.float64()),
+        "count": pa.array([2**64 - 1, 0, 1, 2, 3], pa.uint64()),
+        "delta": pa.array([-2**63, None, 0, 5, -1], pa.int64()),
+        "small": pa.array([1, 2, 3, 4, 255], pa.uint8()),
+        "reserved0": pa.array([9] * 5, pa.uint8()),
+        "source": pa.array(['a"b', "c", None, "c", "\\"], pa.string()),
+        "flag": pa.array([True, False, None, True, False]),
+        "v": pa.array([[1.5, 2.5, 3.5], [np.nan, 0.0, 1.0], None, [4.0, None, 6.0], [7.0, 8.0, 9.0]],
+                      pa.list_(pa.float32(), 3)),
+        "ids": pa.array([[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]], pa.list_(pa.uint16(), 2)),
+    })
+    rows = JsonRows(table.schema, "t", leave_out=("time_ns",))
+    assert [f.name for f in rows.fields] == ["x", "wide", "count", "delta", "small", "source", "flag", "v", "ids"]
+    assert json.loads(rows.schema)["properties"]["v"] == {"type": "array", "items": {"type": "number"},
+                                                          "minItems": 3, "maxItems": 3}
+
+    def expected(row: dict) -> dict:
+        def number(v):
+            return None if v is None or not np.isfinite(v) else v
+        out = {k: v for k, v in row.items() if k in ("count", "delta", "small", "source", "flag", "ids")}
+        out["x"] = number(row["x"])
+        out["wide"] = number(row["wide"])
+        out["v"] = [None] * 3 if row["v"] is None else [number(e) for e in row["v"]]
+        return out
+
+    for part in (table, table.slice(1, 3), table.slice(4)):
+        got = [json.loads(m) for m in rows.encode(part)]
+        assert got == [expected(r) for r in part.to_pylist()]
+    x = [json.loads(m)["x"] for m in rows.encode(table)]
+    assert [np.float32(v) for v in x if v is not None] == [f32[0], f32[3], f32[4]]  # exact f32 values
+
+
+def test_background_hands_on_items_and_errors_and_stops_when_left():
+    import threading
+
+    from recorder.export.background import Background
+
+    with Background(iter(range(100)), depth=2) as items:
+        assert list(items) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ExportError("no")
+
+    with Background(failing()) as items, pytest.raises(ExportError, match="no"):
+        for item in items:
+            assert item == 1
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield k
+                k += 1
+        finally:
+            closed.set()
+
+    with Background(endless(), depth=1) as items:
+        assert next(iter(items)) == 0
+    assert closed.is_set()  # leaving stopped the thread, and the generator was closed in it
+
+
+def test_camera_batches_start_small_and_hold_every_frame(capture):
+    """The first batch of frames is read at the first size asked for, the rest at the other;
+    together they are every frame, in order."""
+    from recorder.export.job import ExportJob
+
+    s = next(s for s in sessions(capture) if "camera-rgb" in s.streams() and s.serial != ODD_SERIAL)
+    job = ExportJob.make([s.path])
+    whole = list(job.rows(job.sessions[0], "camera-rgb", with_data=True))
+    batches = [t.column("data").to_pylist() for t in job.rows(job.sessions[0], "camera-rgb", with_data=True,
+                                                                  batch_bytes=1 << 30, first_batch_bytes=1)]
+    assert [len(b) for b in batches] == [1, sum(t.num_rows for t in whole) - 1]
+    assert sum(batches, []) == sum((t.column("data").to_pylist() for t in whole), [])
+
+
+def test_poses_laid_out_a_batch_at_once_are_what_protobuf_serialises():
+    """Pose and transform messages laid out by numpy are byte for byte protobuf's, with rows
+    that protobuf must write itself (a zero double, left out) among them, any timestamp."""
+    from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
+    from foxglove_schemas_protobuf.PoseInFrame_pb2 import PoseInFrame
+
+    from recorder.export.formats.mcap import pose_messages
+
+    rng = np.random.default_rng(5)
+    rows = 200
+    times = rng.integers(0, 2**62, rows, dtype=np.int64)
+    times[:4] = [0, 1, 10**9, 1_714_000_000_000_000_000]
+    translation, rotation = rng.normal(0, 10, (rows, 3)), rng.normal(0, 1, (rows, 4))
+    translation[5] = 0.0
+    rotation[6] = [1.0, 0.0, 0.0, 0.0]  # identity
+    translation[7, 1], rotation[8, 2], translation[9, 0] = -0.0, np.nan, np.inf
+    pose = PoseInFrame(frame_id="1M0Y/odometry")
+    transform = FrameTransform(parent_frame_id="1M0Y/odometry", child_frame_id="1M0Y/vio-high-frequency")
+    got_poses, got_transforms = pose_messages(pose, transform, times, translation, rotation)
+    for i in range(rows):
+        seconds, nanos = divmod(int(times[i]), 10**9)
+        (x, y, z), (w, qx, qy, qz) = translation[i].tolist(), rotation[i].tolist()
+        want = PoseInFrame(frame_id="1M0Y/odometry")
+        want.timestamp.seconds, want.timestamp.nanos = seconds, nanos
+        want.pose.position.x, want.pose.position.y, want.pose.position.z = x, y, z
+        want.pose.orientation.w, want.pose.orientation.x, want.pose.orientation.y, want.pose.orientation.z = w, qx, qy, qz
+        moved = FrameTransform(parent_frame_id="1M0Y/odometry", child_frame_id="1M0Y/vio-high-frequency")
+        moved.timestamp.seconds, moved.timestamp.nanos = seconds, nanos
+        moved.translation.x, moved.translation.y, moved.translation.z = x, y, z
+        moved.rotation.w, moved.rotation.x, moved.rotation.y, moved.rotation.z = w, qx, qy, qz
+        assert bytes(got_poses[i]) == want.SerializeToString(), i
+        assert bytes(got_transforms[i]) == moved.SerializeToString(), i

@@ -124,14 +124,16 @@ class ExportJob:
         return [s for s in names if self.wanted is None or s in self.wanted]
 
     def rows(self, session: Session, stream: str, columns: list[str] | None = None,
-             with_data: bool = False) -> Iterator[pa.Table]:
+             with_data: bool = False, batch_bytes: int = BLOB_BATCH_BYTES,
+             first_batch_bytes: int | None = None) -> Iterator[pa.Table]:
         """The stream's rows inside the window, in capture order, `columns` (default: every stored
-        column but the blob locations) plus `time_ns`, and `data` when asked for blob streams."""
+        column but the blob locations) plus `time_ns`, and `data` when asked for blob streams,
+        about `batch_bytes` of frames (at least one) a batch (`first_batch_bytes` the first)."""
         schema = session.schema(stream)
         is_blob = "file" in schema.names
         names = columns or [n for n in schema.names if not (is_blob and n in ("file", "offset", "length", "size"))]
         if is_blob:
-            yield from self._blob_rows(session, stream, names, with_data)
+            yield from self._blob_rows(session, stream, names, with_data, batch_bytes, first_batch_bytes or batch_bytes)
             return
         read = names if "timestamp_ns" in names else [*names, "timestamp_ns"]
         for batch in session.batches(stream, columns=read, batch_rows=BATCH_ROWS):
@@ -140,7 +142,8 @@ class ExportJob:
             if table.num_rows:
                 yield table.select(names).append_column(TIME_COLUMN, table.column(TIME_COLUMN))
 
-    def _blob_rows(self, session: Session, stream: str, names: list[str], with_data: bool) -> Iterator[pa.Table]:
+    def _blob_rows(self, session: Session, stream: str, names: list[str], with_data: bool,
+                   batch_bytes: int, first_batch_bytes: int) -> Iterator[pa.Table]:
         index = session.table(stream, columns=session.schema(stream).names)
         times = self.clock.times(session, index.column("timestamp_ns").to_numpy())
         inside = np.ones(len(times), bool)
@@ -154,12 +157,14 @@ class ExportJob:
         first = 0
         while first < len(rows):
             before = int(ends[first - 1]) if first else 0
-            stop = max(first + 1, int(np.searchsorted(ends, before + BLOB_BATCH_BYTES, "right")))
+            wanted = batch_bytes if first else first_batch_bytes
+            stop = max(first + 1, int(np.searchsorted(ends, before + wanted, "right")))
             chunk, first = rows[first:stop], stop
             table = index.take(pa.array(chunk)).select(names).append_column(TIME_COLUMN, pa.array(times[chunk]))
             if with_data:
                 runs = np.split(chunk, np.flatnonzero(np.diff(chunk) != 1) + 1)
-                data = pa.concat_arrays([session.blob_array(stream, int(r[0]), int(r[-1]) + 1) for r in runs])
+                arrays = [session.blob_array(stream, int(r[0]), int(r[-1]) + 1) for r in runs]
+                data = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)  # one run: no copy
                 table = table.append_column(DATA_COLUMN, data)
             yield table
 

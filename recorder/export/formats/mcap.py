@@ -51,19 +51,26 @@ messages, 2 shared cores): 5.3 s against 2.9 s stream after stream (`time_order=
 file of 82 MB against 36 MB. Nearly all of it is zstd: a chunk of one camera's frames compresses
 far better than one that interleaves every stream (the simulator's frames repeat much more than
 a real camera's do); the mcap library alone writing the same messages in the same order takes
-2.7 s against 1.2 s. The merge holds a batch of each stream (the job's: up to 256 frames per
-camera) in memory.
+2.7 s against 1.2 s. The merge holds a batch of each stream (up to 4 MB of frames) and a window
+of its messages (a second of capture) in memory, and two steps of messages ready to write.
+
+Work: reading (frames decompressed, Parquet decoded) runs in a pool of two threads a batch
+ahead of the encoding, and the encoding in a thread of its own two merge steps ahead of the
+writing; most of each is C code that releases the interpreter lock (zstd, Parquet, Arrow), so
+that on two cores the export takes little longer than its writing alone. Messages are built a
+window at a time: JSON rows by recorder.export.jsonrows, camera frames spliced into their
+messages with one copy each (recorder.export.spliced).
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from foxglove_schemas_protobuf.CameraCalibration_pb2 import CameraCalibration
 from foxglove_schemas_protobuf.CompressedAudio_pb2 import CompressedAudio
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
@@ -82,7 +89,10 @@ from ...reading import Session
 from ...reading import images as codes
 from ...schema import load
 from ...storage import layout
+from .. import protorows, spliced
+from ..background import Background
 from ..job import DATA_COLUMN, TIME_COLUMN, ExportError, ExportJob
+from ..jsonrows import JsonRows
 
 NAME = "mcap"
 SUFFIX = ".mcap"
@@ -91,6 +101,14 @@ CHUNK_BYTES = 4 * 1024 * 1024  # a few video frames or a second or two of sensor
 # The merge writes at most this much capture time per step, so a step's messages stay small in
 # memory even when the job's batches are long.
 STEP_NS = 500_000_000
+STEPS_AHEAD = 2  # merge steps read and encoded ahead of the writing
+# Frames are read a batch at a time, and rows encoded a window at a time (see Cursor), the first
+# ones small: the first step waits for a window of every stream, and the writing waits for the
+# first step; later ones larger, as each batch and window has a cost of its own.
+BLOB_BATCH_BYTES, FIRST_BLOB_BATCH_BYTES = 4 << 20, 1 << 20
+ENCODE_NS, FIRST_ENCODE_NS = 1_000_000_000, 250_000_000  # capture time a window holds
+ENCODE_ROWS = 4096  # and rows, at most
+READERS = 2  # threads reading batches ahead (see Cursor)
 PROFILE = ""  # no ROS profile: Foxglove protobuf and JSON
 LIBRARY = "recorder export"
 
@@ -100,129 +118,41 @@ POSE_MESSAGES = {"MP_VIO_RESULT", "MP_VIO_HIGH_FREQUENCY_POSE"}
 GNSS_MESSAGE = "GNSS"
 
 
-# -- JSON --------------------------------------------------------------------------------------
-
-
-def _json_type(arrow_type: pa.DataType) -> dict:
-    if pa.types.is_integer(arrow_type):
-        return {"type": "integer"}
-    if pa.types.is_floating(arrow_type):
-        # NaN and infinity are written as null; the type stays the single "number" that
-        # Foxglove's schema reader (plot paths, message path completion) expects.
-        return {"type": "number"}
-    if pa.types.is_boolean(arrow_type):
-        return {"type": "boolean"}
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return {"type": "string"}
-    if pa.types.is_fixed_size_list(arrow_type):
-        size = arrow_type.list_size
-        return {"type": "array", "items": _json_type(arrow_type.value_type), "minItems": size, "maxItems": size}
-    return {}
-
-
-def _is_json_field(f: pa.Field) -> bool:
-    return not f.name.startswith("reserved") and f.name not in (TIME_COLUMN, DATA_COLUMN)
-
-
-class JsonRows:
-    """Rows of one stored schema as JSON text, built by Arrow for a whole batch at once: each
-    column becomes its JSON text (numbers by Arrow's shortest exact formatting), and one
-    element-wise join per batch lays them out between the keys; no Python object per value."""
-
-    def __init__(self, schema: pa.Schema, title: str):
-        self.fields = [f for f in schema if _is_json_field(f)]
-        properties = {}
-        for f in self.fields:
-            described = dict(_json_type(f.type))
-            meta = f.metadata or {}
-            text = meta.get(b"recorder.description", b"").decode()
-            unit = meta.get(b"recorder.unit", b"").decode()
-            if text or unit:
-                described["description"] = f"{text} [{unit}]" if unit else text
-            properties[f.name] = described
-        self.schema = json.dumps({"title": title, "type": "object", "properties": properties,
-                                  "required": [f.name for f in self.fields]}).encode()
-
-    def encode(self, table: pa.Table) -> list[bytes]:
-        pieces: list = []
-        literal = "{"
-        for i, f in enumerate(self.fields):
-            literal += ("," if i else "") + json.dumps(f.name) + ":"
-            column = table.column(f.name).combine_chunks()
-            if pa.types.is_fixed_size_list(f.type):
-                # Every element's text at once, then each row's elements joined with commas.
-                texts = _json_text(column.flatten(), f.type.value_type)
-                size = f.type.list_size
-                rows = pa.ListArray.from_arrays(pa.array(np.arange(0, len(texts) + 1, size, dtype=np.int32)), texts)
-                pieces += [_text(literal + "["), pc.binary_join(rows, _text(","))]
-                literal = "]"
-            else:
-                pieces += [_text(literal), _json_text(column, f.type)]
-                literal = ""
-        pieces.append(_text(literal + "}"))
-        joined = pc.binary_join_element_wise(*pieces, _text(""))
-        return joined.cast(pa.binary()).to_pylist()
-
-
-def _text(value: str) -> pa.Scalar:
-    # Arrow scalars, not Python strings: a Python argument costs compute functions a failed
-    # optional import on every call (about 0.2 ms, more than the work on a small batch).
-    return pa.scalar(value, pa.string())
-
-
-NULL_TEXT = _text("null")
-
-
-def _json_text(column: pa.Array, arrow_type: pa.DataType) -> pa.Array:
-    """A column's values as JSON text."""
-    if pa.types.is_floating(arrow_type):
-        # Widened to f64 first: the shortest text of the exact value, so an f32 read back as a
-        # double is the stored f32. JSON has no NaN or infinity: null.
-        wide = pc.cast(column, pa.float64())
-        finite = pc.fill_null(pc.is_finite(wide), False)
-        return pc.if_else(finite, pc.cast(wide, pa.string()), NULL_TEXT)
-    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
-        return pc.fill_null(pc.cast(column, pa.string()), NULL_TEXT)
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        labels = column.dictionary_encode()  # few distinct labels: each quoted once
-        quoted = pa.array([json.dumps(v) for v in labels.dictionary.to_pylist()], pa.string())
-        return pc.fill_null(quoted.take(labels.indices), NULL_TEXT)
-    return pa.array([json.dumps(v, default=str) for v in column.to_pylist()], pa.string())
-
-
-def _numbers(column: pa.Array) -> np.ndarray:
-    if column.null_count:
-        column = column.fill_null(0)
-    return column.to_numpy(zero_copy_only=False)
-
-
 # -- channels ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Channels:
-    """Schemas and channels registered as they are first used."""
+    """Schemas and channels as they are first used. Encoding runs in another thread than the
+    writing (see write()), and the writer is not shared between threads: the ids are given here,
+    as the mcap writer gives them (1, 2, ... in order of registration), and the registrations
+    wait in `pending` until the writing thread makes them, before the messages that use them."""
 
-    writer: Writer
     schemas: dict[str, int] = field(default_factory=dict)
     channels: dict[str, tuple[int, str]] = field(default_factory=dict)  # topic -> (channel, schema key)
+    pending: list[tuple[str, int, tuple]] = field(default_factory=list)  # (kind, id, arguments)
 
     def protobuf(self, topic: str, message_class) -> int:
         name = message_class.DESCRIPTOR.full_name
         if name not in self.schemas:
-            self.schemas[name] = self.writer.register_schema(
-                name, SchemaEncoding.Protobuf, build_file_descriptor_set(message_class).SerializeToString())
+            self._schema(name, (name, SchemaEncoding.Protobuf,
+                                build_file_descriptor_set(message_class).SerializeToString()))
         return self._channel(topic, name, MessageEncoding.Protobuf)
 
     def json(self, topic: str, rows: JsonRows, schema_name: str) -> int:
         key = f"{schema_name}\0{rows.schema.decode()}"
         if key not in self.schemas:
-            self.schemas[key] = self.writer.register_schema(schema_name, SchemaEncoding.JSONSchema, rows.schema)
+            self._schema(key, (schema_name, SchemaEncoding.JSONSchema, rows.schema))
         return self._channel(topic, key, MessageEncoding.JSON)
+
+    def _schema(self, key: str, arguments: tuple) -> None:
+        self.schemas[key] = len(self.schemas) + 1
+        self.pending.append(("schema", self.schemas[key], arguments))
 
     def _channel(self, topic: str, schema_key: str, encoding: str) -> int:
         if topic not in self.channels:
-            channel = self.writer.register_channel(topic, encoding, self.schemas[schema_key])
+            channel = len(self.channels) + 1
+            self.pending.append(("channel", channel, (topic, encoding, self.schemas[schema_key])))
             self.channels[topic] = (channel, schema_key)
         channel, registered = self.channels[topic]
         if registered != schema_key:
@@ -234,8 +164,26 @@ class Channels:
     def schema_label(self, schema_key: str) -> str:
         return f"schema-{self.schemas[schema_key]}"
 
+    def take(self) -> list[tuple[str, int, tuple]]:
+        """The registrations not yet made (the encoding thread hands them on with its messages)."""
+        taken, self.pending = self.pending, []
+        return taken
+
+
+def _register(writer: Writer, registrations: list[tuple[str, int, tuple]]) -> None:
+    for kind, expected, arguments in registrations:
+        given = writer.register_schema(*arguments) if kind == "schema" else writer.register_channel(*arguments)
+        if given != expected:
+            raise RuntimeError(f"the mcap writer gave {kind} {arguments[0]!r} id {given}, not {expected}")
+
 
 # -- streams -----------------------------------------------------------------------------------
+
+
+def _numbers(column: pa.Array) -> np.ndarray:
+    if column.null_count:
+        column = column.fill_null(0)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _stamp(message, t_ns: int) -> None:
@@ -250,7 +198,10 @@ class Encoded:
     row) and one message per row."""
 
     channel: int | list[int]
-    data: list[bytes]
+    data: list  # bytes, or views of a buffer that holds a window's messages (camera frames)
+
+    def slice(self, rows: slice) -> Encoded:
+        return Encoded(self.channel if isinstance(self.channel, int) else self.channel[rows], self.data[rows])
 
 
 class Route:
@@ -270,11 +221,13 @@ class Route:
 
     def batches(self, job: ExportJob):
         """The tables this route encodes, batch after batch."""
-        return job.rows(self.session, self.stream, with_data=self.with_data)
+        return job.rows(self.session, self.stream, with_data=self.with_data, batch_bytes=BLOB_BATCH_BYTES,
+                        first_batch_bytes=FIRST_BLOB_BATCH_BYTES)
 
     def fields_channel(self, table: pa.Table, suffix: str = "/fields") -> tuple[int, JsonRows]:
         if self.json is None:
-            self.json = JsonRows(table.schema, f"recorder {self.message or self.stream}")
+            self.json = JsonRows(table.schema, f"recorder {self.message or self.stream}",
+                                 leave_out=(TIME_COLUMN, DATA_COLUMN))
         return self.channels.json(self.topic + suffix, self.json, f"recorder.{self.message or self.stream}"), self.json
 
     def encode(self, table: pa.Table) -> list[Encoded]:
@@ -287,25 +240,58 @@ class PoseRoute(Route):
         serial = self.session.serial
         poses = self.channels.protobuf(self.topic, PoseInFrame)
         transforms = self.channels.protobuf(self.topic + "/transform", FrameTransform)
-        times = table.column(TIME_COLUMN).to_numpy().tolist()
-        translation = _numbers(table.column("translation_m").combine_chunks().flatten()).reshape(-1, 3).tolist()
-        rotation = _numbers(table.column("rotation").combine_chunks().flatten()).reshape(-1, 4).tolist()
+        times = table.column(TIME_COLUMN).to_numpy()
+        translation = _numbers(table.column("translation_m").combine_chunks().flatten()).reshape(-1, 3)
+        rotation = _numbers(table.column("rotation").combine_chunks().flatten()).reshape(-1, 4)  # w, x, y, z
         pose = PoseInFrame(frame_id=f"{serial}/odometry")
         transform = FrameTransform(parent_frame_id=f"{serial}/odometry", child_frame_id=f"{serial}/{self.stream}")
-        pose_bytes, transform_bytes = [], []
-        p, q = pose.pose.position, pose.pose.orientation
-        tt, tq = transform.translation, transform.rotation
-        for t, (x, y, z), (w, qx, qy, qz) in zip(times, translation, rotation, strict=True):
-            _stamp(pose, t)
-            p.x, p.y, p.z = x, y, z
-            q.w, q.x, q.y, q.z = w, qx, qy, qz
-            pose_bytes.append(pose.SerializeToString())
-            _stamp(transform, t)
-            tt.x, tt.y, tt.z = x, y, z
-            tq.w, tq.x, tq.y, tq.z = w, qx, qy, qz
-            transform_bytes.append(transform.SerializeToString())
+        pose_bytes, transform_bytes = pose_messages(pose, transform, times, translation, rotation)
         channel, rows = self.fields_channel(table)
         return [Encoded(poses, pose_bytes), Encoded(transforms, transform_bytes), Encoded(channel, rows.encode(table))]
+
+
+def pose_messages(pose: PoseInFrame, transform: FrameTransform, times: np.ndarray, translation: np.ndarray,
+                  rotation: np.ndarray) -> tuple[list, list]:
+    """A PoseInFrame and a FrameTransform (their frame ids as given) of every row: laid out by
+    numpy (recorder.export.protorows) where all seven doubles are non-zero, the usual case;
+    serialised by protobuf where one is zero (proto3 leaves it out), such as an identity pose."""
+    values = np.concatenate([np.asarray(translation, np.float64), np.asarray(rotation, np.float64)], axis=1)
+    laid_out = np.all(values.view(np.uint64) != 0, axis=1)  # -0.0 is not zero to protobuf
+    pose_out: list = [None] * len(times)
+    transform_out: list = [None] * len(times)
+    rows = np.flatnonzero(laid_out)
+    if len(rows):
+        x, y, z, w, qx, qy, qz = values[rows].T
+        position = [protorows.fixed64(1, x), protorows.fixed64(2, y), protorows.fixed64(3, z)]
+        orientation = [protorows.fixed64(1, qx), protorows.fixed64(2, qy), protorows.fixed64(3, qz),
+                       protorows.fixed64(4, w)]
+        stamp = protorows.timestamp(1, np.asarray(times)[rows])
+        ids = [PoseInFrame(frame_id=pose.frame_id).SerializeToString(),
+               FrameTransform(parent_frame_id=transform.parent_frame_id,
+                              child_frame_id=transform.child_frame_id).SerializeToString()]
+        position_size, orientation_size = 3 * 9, 4 * 9
+        pose_parts = [*stamp, protorows.constant(ids[0]), protorows.length_prefix(3, 4 + position_size + orientation_size),
+                      protorows.length_prefix(1, position_size), *position,
+                      protorows.length_prefix(2, orientation_size), *orientation]
+        transform_parts = [*stamp, protorows.constant(ids[1]), protorows.length_prefix(4, position_size), *position,
+                           protorows.length_prefix(5, orientation_size), *orientation]
+        for row, a, b in zip(rows.tolist(), protorows.messages(pose_parts, len(rows)),
+                             protorows.messages(transform_parts, len(rows)), strict=True):
+            pose_out[row], transform_out[row] = a, b
+    p, q = pose.pose.position, pose.pose.orientation
+    tt, tq = transform.translation, transform.rotation
+    for row in np.flatnonzero(~laid_out).tolist():
+        x, y, z, w, qx, qy, qz = values[row].tolist()
+        t = int(times[row])
+        _stamp(pose, t)
+        p.x, p.y, p.z = x, y, z
+        q.w, q.x, q.y, q.z = w, qx, qy, qz
+        pose_out[row] = pose.SerializeToString()
+        _stamp(transform, t)
+        tt.x, tt.y, tt.z = x, y, z
+        tq.w, tq.x, tq.y, tq.z = w, qx, qy, qz
+        transform_out[row] = transform.SerializeToString()
+    return pose_out, transform_out
 
 
 class GnssRoute(Route):
@@ -346,33 +332,38 @@ class CameraRoute(Route):
     def encode(self, table: pa.Table) -> list[Encoded]:
         names = (TIME_COLUMN, "codec", "pixel_format", "width", "height", "stride_bytes")
         times, codec, pixel_format, width, height, stride = (table.column(n).to_numpy().tolist() for n in names)
-        data = table.column(DATA_COLUMN).to_pylist()
-        channels, out = [], []
-        video, jpeg, raw = CompressedVideo(frame_id=self.frame_id), CompressedImage(frame_id=self.frame_id), \
-            RawImage(frame_id=self.frame_id)
+        data = spliced.frames(table.column(DATA_COLUMN))
+        # Each message is serialised without its frame, split where the frame goes (see
+        # recorder.export.spliced): the fields before it (head) per frame, after it (tail) per kind.
+        video, jpeg, raw = CompressedVideo(frame_id=self.frame_id), CompressedImage(), RawImage()
+        tails = {"h264": CompressedVideo(format="h264").SerializeToString(),
+                 "h265": CompressedVideo(format="h265").SerializeToString(),
+                 "jpeg": CompressedImage(format="jpeg", frame_id=self.frame_id).SerializeToString(),
+                 "raw": RawImage(frame_id=self.frame_id).SerializeToString()}
+        channels, messages = [], []
         for i, t in enumerate(times):
             c = codec[i]
             if c in (codes.H264, codes.H265):
                 kind = "h264" if c == codes.H264 else "h265"
-                if self.first_video_frame and not codes.is_keyframe(c, data[i]):
+                if self.first_video_frame and not codes.is_keyframe(c, bytes(data[i])):
                     self.notes.append(f"{self.topic}: the export starts inside a group of pictures; players show "
                                       f"its video from the first keyframe on")
                 self.first_video_frame = False
                 channels.append(self._channel(kind, CompressedVideo))
-                message = video
-                message.format, message.data = kind, data[i]
+                head, frame, splice = video, data[i], SPLICED[CompressedVideo]
             elif c == codes.JPEG:
-                channels.append(self._channel("jpeg", CompressedImage))
-                message = jpeg
-                message.format, message.data = "jpeg", data[i]
+                kind = "jpeg"
+                channels.append(self._channel(kind, CompressedImage))
+                head, frame, splice = jpeg, data[i], SPLICED[CompressedImage]
             else:
-                channels.append(self._channel("raw", RawImage))
-                message = raw
-                message.width, message.height = width[i], height[i]
-                message.encoding, message.step, message.data = _raw_layout(pixel_format[i], width[i], height[i],
-                                                                           stride[i], data[i])
-            _stamp(message, t)
-            out.append(message.SerializeToString())
+                kind = "raw"
+                channels.append(self._channel(kind, RawImage))
+                head, splice = raw, SPLICED[RawImage]
+                head.width, head.height = width[i], height[i]
+                head.encoding, head.step, frame = _raw_layout(pixel_format[i], width[i], height[i], stride[i], data[i])
+            _stamp(head, t)
+            messages.append(splice.around(head.SerializeToString(), frame, tails[kind]))
+        out = spliced.joined(messages)
         encoded = [Encoded(channels, out)]
         if self.calibration is not None:
             calibration = self.calibration
@@ -387,7 +378,12 @@ class CameraRoute(Route):
         return encoded
 
 
-def _raw_layout(pixel_format: int, width: int, height: int, stride: int, data: bytes) -> tuple[str, int, bytes]:
+# The frame fields of the camera messages: what recorder.export.spliced builds messages around.
+SPLICED = {message_class: spliced.Spliced(message_class, "data")
+           for message_class in (CompressedVideo, CompressedImage, RawImage)}
+
+
+def _raw_layout(pixel_format: int, width: int, height: int, stride: int, data) -> tuple[str, int, bytes]:
     """RawImage encoding, step and bytes of a RAW frame."""
     if pixel_format == codes.GRAY8:
         return "mono8", stride, data
@@ -523,41 +519,78 @@ def camera_calibrations(session: Session) -> dict[str, dict]:
 
 
 class Cursor:
-    """One route's batches, the current one converted lazily, slice by slice."""
+    """One route's rows, encoded a window at a time (up to ENCODE_ROWS rows and ENCODE_NS of
+    capture time): per-call costs (Arrow compute calls, message set-up) are paid once a window,
+    not once a merge step, and a window's messages are all that is held beside the batch read.
+    The next batch is read ahead by the reading pool (decompressing frames and decoding
+    Parquet release the interpreter lock), so encoding seldom waits for it."""
 
-    def __init__(self, job: ExportJob, route: Route):
+    def __init__(self, job: ExportJob, route: Route, reading: Executor):
         self.route = route
         self.batches = route.batches(job)
-        self.table: pa.Table | None = None
-        self.times = np.empty(0, np.int64)
-        self.latest_after = self.times  # [i]: the latest time from row i on
+        self.reading = reading
+        self.ahead: Future | None = None  # the next batch, being read
+        self.table: pa.Table | None = None  # the batch read last
+        self.next_row = 0  # its first row not yet encoded
+        self.times = np.empty(0, np.int64)  # the window's
+        self.latest_after = self.times  # [i]: the latest time from row i of the window on
+        self.encoded: list[Encoded] = []
         self.position = 0
+        self.windows = 0  # encoded so far
         self.done = False
 
+    def read_ahead(self) -> None:
+        if self.ahead is None and not self.done:
+            self.ahead = self.reading.submit(next, self.batches, None)
+
+    def _next_batch(self) -> pa.Table | None:
+        self.read_ahead()
+        table, self.ahead = self.ahead.result(), None
+        if table is not None:
+            self.read_ahead()
+        return table
+
     def fill(self) -> bool:
-        """A batch with rows left to write, reading the next one when needed; False when done."""
+        """A window with rows left to write, encoding the next one (and reading the next batch)
+        when needed; False when done."""
         while not self.done and self.position >= len(self.times):
-            table = next(self.batches, None)
-            if table is None:
-                self.done, self.table = True, None
-                return False
-            self.table, self.position = table, 0
-            self.times = table.column(TIME_COLUMN).to_numpy()
+            if self.table is None or self.next_row >= self.table.num_rows:
+                table = self._next_batch()
+                if table is None:
+                    self.done, self.table, self.encoded = True, None, []
+                    return False
+                times = table.column(TIME_COLUMN).to_numpy()
+                if len(times) and times.min() < 0:
+                    raise ExportError(f"{self.route.topic}: times before 1970 on this clock cannot be MCAP log "
+                                      f"times (unsigned); choose another --clock")
+                self.table, self.next_row = table, 0
+            times = self.table.column(TIME_COLUMN).to_numpy()[self.next_row:]
+            window = self.table.slice(self.next_row, _window_rows(times, ENCODE_NS if self.windows else FIRST_ENCODE_NS))
+            self.windows += 1
+            self.next_row += window.num_rows
+            self.times, self.position = window.column(TIME_COLUMN).to_numpy(), 0
             self.latest_after = np.maximum.accumulate(self.times[::-1])[::-1]
-            if len(self.times) and self.times.min() < 0:
-                raise ExportError(f"{self.route.topic}: times before 1970 on this clock cannot be MCAP log times "
-                                  f"(unsigned); choose another --clock")
+            self.encoded = self.route.encode(window) if window.num_rows else []
         return not self.done
 
-    def take_until(self, watermark: int) -> pa.Table | None:
-        """The rows from the current position up to the first one after `watermark`."""
+    def take_until(self, watermark: int) -> tuple[np.ndarray, list[Encoded]] | None:
+        """The times and messages of the rows from the current position up to the first one
+        after `watermark`."""
         later = np.flatnonzero(self.times[self.position:] > watermark)
         stop = self.position + (int(later[0]) if len(later) else len(self.times) - self.position)
         if stop == self.position:
             return None
-        rows = self.table.slice(self.position, stop - self.position)
+        rows = slice(self.position, stop)
         self.position = stop
-        return rows
+        return self.times[rows], [e.slice(rows) for e in self.encoded]
+
+
+def _window_rows(times: np.ndarray, span_ns: int) -> int:
+    """How many of these rows (a batch's from the first not yet encoded) the next window holds."""
+    times = times[:ENCODE_ROWS]
+    if len(times) < 2 or not bool(np.all(times[1:] >= times[:-1])):
+        return len(times)  # rows out of time order (rare): the merge sorts them, any window will do
+    return max(1, int(np.searchsorted(times, times[0] + span_ns, "left")))
 
 
 def _write_step(writer: Writer, parts: list[tuple[np.ndarray, list[Encoded]]]) -> int:
@@ -640,57 +673,76 @@ def write(job: ExportJob, out: Path, progress, time_order: bool = True) -> dict:
     """Write the MCAP file. time_order=False writes each stream after the other (for measuring
     what the merge costs; the file holds the same messages).
 
-    One process: reading and encoding in a worker process while this one writes was measured
-    no faster (2 profile9 devices x 10 s, 3 alternating runs: 5.0-6.8 s against 4.4-5.3 s in
-    one process; the worker's start and the 258 MB of messages through a pipe cost what the
-    overlap saves), and a thread shares one interpreter lock with the writing."""
+    Reading and encoding run in threads of their own (recorder.export.background and the
+    reading pool of _steps), ahead of this one, which writes: stored frames are decompressed,
+    Parquet decoded and JSON built by Arrow there while the mcap writer compresses chunks here,
+    each mostly without the interpreter lock. The writer is used by this thread only (see
+    Channels). A worker process instead was measured no faster (its start and the 258 MB of
+    messages through a pipe cost what the overlap saved)."""
     rows: dict[str, int] = {}
     messages = 0
+    channels = Channels()
     with open(out, "wb") as stream:
         writer = Writer(stream, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD, index_types=IndexType.ALL)
         writer.start(profile=PROFILE, library=LIBRARY)
         _attachments(job, writer)
-        channels = Channels(writer)
-        cursors = [Cursor(job, route) for route in _routes(job, channels)]
-        for parts, done_rows in _steps(cursors, rows, time_order):
-            messages += _write_step(writer, parts)
-            progress(done_rows)
+        steps = _steps(job, _routes(job, channels), channels, rows, time_order)
+        with Background(steps, depth=STEPS_AHEAD, name="mcap-encode") as steps:
+            for registrations, parts, done_rows in steps:
+                _register(writer, registrations)
+                messages += _write_step(writer, parts)
+                progress(done_rows)
         writer.finish()
     return {"rows": rows, "messages": messages, "topics": len(channels.channels)}
 
 
-def _steps(cursors: list[Cursor], rows: dict[str, int], time_order: bool):
-    """Each merge step's encoded messages (as _write_step takes them), and how many rows they hold."""
+def _steps(job: ExportJob, routes: list[Route], channels: Channels, rows: dict[str, int], time_order: bool):
+    """Each merge step's registrations, encoded messages (as _write_step takes them), and how
+    many rows they hold."""
+    with ThreadPoolExecutor(READERS, thread_name_prefix="mcap-read") as reading:
+        cursors = [Cursor(job, route, reading) for route in routes]
+        try:
+            for cursor in cursors:
+                cursor.read_ahead()  # every stream's first batch at once: the first step needs them all
+            yield from (_merged if time_order else _stream_after_stream)(cursors, channels, rows)
+        finally:
+            for cursor in cursors:
+                if cursor.ahead is not None:
+                    cursor.ahead.cancel()  # the pool's exit waits for reads under way
 
-    def emit(cursor: Cursor, table: pa.Table, parts: list) -> int:
-        """Encodes the rows; returns how many stored rows they were."""
-        parts.append((table.column(TIME_COLUMN).to_numpy(), cursor.route.encode(table)))
-        if not cursor.route.stored:
-            return 0
-        rows[cursor.route.stream] = rows.get(cursor.route.stream, 0) + table.num_rows
-        return table.num_rows
 
-    if time_order:
-        active = [c for c in cursors if c.fill()]
-        while active:
-            # Rows at or before the watermark can go: no stream's later batches hold an
-            # earlier row (each stream's batches come in capture order). The stream whose
-            # buffered rows end first is emptied, or the one holding the earliest row moves
-            # on by a step: every pass writes something.
-            watermark = min(int(c.latest_after[c.position]) for c in active)
-            earliest = min(int(c.times[c.position]) for c in active)
-            watermark = min(watermark, earliest + STEP_NS)
+def _emit(cursor: Cursor, part: tuple[np.ndarray, list[Encoded]], parts: list, rows: dict[str, int]) -> int:
+    """Adds the part to the step's; returns how many stored rows it holds."""
+    parts.append(part)
+    if not cursor.route.stored:
+        return 0
+    rows[cursor.route.stream] = rows.get(cursor.route.stream, 0) + len(part[0])
+    return len(part[0])
+
+
+def _merged(cursors: list[Cursor], channels: Channels, rows: dict[str, int]):
+    active = [c for c in cursors if c.fill()]
+    while active:
+        # Rows at or before the watermark can go: no stream's later batches hold an
+        # earlier row (each stream's batches come in capture order). The stream whose
+        # buffered rows end first is emptied, or the one holding the earliest row moves
+        # on by a step: every pass writes something.
+        watermark = min(int(c.latest_after[c.position]) for c in active)
+        earliest = min(int(c.times[c.position]) for c in active)
+        watermark = min(watermark, earliest + STEP_NS)
+        parts: list = []
+        done_rows = 0
+        for cursor in active:
+            part = cursor.take_until(watermark)
+            if part is not None:
+                done_rows += _emit(cursor, part, parts, rows)
+        yield channels.take(), parts, done_rows
+        active = [c for c in active if c.fill()]
+
+
+def _stream_after_stream(cursors: list[Cursor], channels: Channels, rows: dict[str, int]):
+    for cursor in cursors:
+        while cursor.fill():
             parts: list = []
-            done_rows = 0
-            for cursor in active:
-                table = cursor.take_until(watermark)
-                if table is not None:
-                    done_rows += emit(cursor, table, parts)
-            yield parts, done_rows
-            active = [c for c in active if c.fill()]
-    else:
-        for cursor in cursors:
-            while cursor.fill():
-                table = cursor.take_until(int(cursor.latest_after[cursor.position]))
-                parts = []
-                yield parts, emit(cursor, table, parts)
+            done_rows = _emit(cursor, cursor.take_until(int(cursor.latest_after[cursor.position])), parts, rows)
+            yield channels.take(), parts, done_rows
