@@ -21,8 +21,8 @@ from ..storage.sessionlock import SessionBusy
 from ..tokens import TokenChecker
 from . import console
 from .config import ServerConfig
-from .feed import FEED_PATH, FeedEndpoint, FeedHub
-from .feedrelay import relay_peers
+from .feed import DRAIN_S, FEED_PATH, FeedEndpoint, FeedHub
+from .feedrelay import RELAY_DRAIN_S, FeedRelay
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
@@ -59,7 +59,8 @@ class Recorder:
         self.peers = peers
         # The live feed: what the sessions store, for GET /feed and in-process handlers.
         self.feed = feed if feed is not None else FeedHub()
-        self.feed_endpoint = FeedEndpoint(self.feed)
+        self.feed_endpoint = FeedEndpoint(self.feed, drain_s=DRAIN_S if peers is None else RELAY_DRAIN_S)
+        self.feed_relay = None if peers is None else FeedRelay(peers)
         # Shown in /status and /metrics beside the sessions.
         self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
@@ -235,8 +236,7 @@ class Recorder:
                 await self._refuse(conn, conn.ticket.over)
                 return
             await self.drain(conn)
-            relay = None if self.peers is None else functools.partial(relay_peers, self.peers)
-            await self.feed_endpoint.serve(conn, request, relay=relay)
+            await self.feed_endpoint.serve(conn, request, relay=self.feed_relay)
             return
         if path in READ_PATHS:
             if method not in ("GET", "HEAD"):

@@ -565,22 +565,23 @@ class FeedEndpoint:
     some streams with stream=imu-right,vio: a chunked response that never ends while the
     recorder runs, a frame per item (see encode_frame)."""
 
-    def __init__(self, hub: FeedHub, *, heartbeat_s: float = HEARTBEAT_S):
+    def __init__(self, hub: FeedHub, *, heartbeat_s: float = HEARTBEAT_S, drain_s: float = DRAIN_S):
         self.hub = hub
         self.heartbeat_s = heartbeat_s
+        self.drain_s = drain_s
         self.readers = 0
         self.no_readers = trio.Event()
         self.no_readers.set()
 
     async def serve(self, conn, request: h11.Request, *, relay=None, kind: str = "http") -> None:
-        """`relay(subscriber, query)`, if given, runs beside the reader for as long as it reads
-        (the other workers' feeds into its queue, see feedrelay.py)."""
+        """`relay` (a feedrelay.FeedRelay), if given, makes the reader's subscriber and runs
+        beside it for as long as it reads: the other workers' feeds into its queue."""
         query_string = request.target.decode("latin-1").partition("?")[2]
         query = parse_qs(query_string)
         serials = {s for value in query.get("serial", []) for s in value.split(",") if s}
         streams = {s for value in query.get("stream", []) for s in value.split(",") if s}
         wakeup = Wakeup()
-        subscriber = Subscriber(kind, remote=conn.remote, serials=frozenset(serials) or None,
+        subscriber = (relay.subscriber if relay is not None else Subscriber)(kind, remote=conn.remote, serials=frozenset(serials) or None,
                                 streams=frozenset(streams) or None, queue=FeedQueue(wake=wakeup.from_any_thread))
         if self.readers == 0:
             self.no_readers = trio.Event()
@@ -589,7 +590,7 @@ class FeedEndpoint:
         try:
             async with trio.open_nursery() as relays:
                 if relay is not None:
-                    relays.start_soon(relay, subscriber, query_string)
+                    relays.start_soon(relay.run, subscriber, query_string)
                 await self._send_items(conn, subscriber, serials, streams, wakeup)
                 relays.cancel_scope.cancel()
         finally:
@@ -625,9 +626,9 @@ class FeedEndpoint:
         await conn.send(h11.Data(data=encode_frame({"type": END})))
         await conn.send(h11.EndOfMessage())
 
-    async def close(self, drain_s: float = DRAIN_S) -> None:
+    async def close(self, drain_s: float | None = None) -> None:
         """End every reader's response once it has taken what is queued (waiting up to drain_s:
         a reader that does not read is then cut off with the connections)."""
         self.hub.close()
-        with trio.move_on_after(drain_s):
+        with trio.move_on_after(self.drain_s if drain_s is None else drain_s):
             await self.no_readers.wait()

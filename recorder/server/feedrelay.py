@@ -7,6 +7,10 @@ queue beside its own sessions' items. A frame is passed on as it came, never dec
 encoded again; a reader's queue is as bounded as ever, and what it cannot take is dropped and
 counted as for local items. Drops a worker counted for its side are added to the reader's. A
 worker that goes away (restarted after a crash) is read again once it is back.
+
+When the server stops, every worker stops at once, and what the others stored last reaches a
+reader through them: a reader's response therefore ends once its own worker's feed has closed
+and every other worker's feed has ended too (each ends its own at its shutdown), not before.
 """
 
 from __future__ import annotations
@@ -23,27 +27,62 @@ from .peers import PeerError, Peers
 RESCAN_S = 1.0
 # Frames that are about the connection to the other worker, not about devices.
 CONNECTION_FRAMES = frozenset({HELLO, HEARTBEAT, END})
+# How long a stopping worker lets its feed readers take what the other workers send last
+# (they finalise their sessions first).
+RELAY_DRAIN_S = 15.0
 
 
-async def relay_peers(peers: Peers, subscriber: Subscriber, query: str) -> None:
-    """Until cancelled: every other worker's feed into `subscriber`'s queue."""
-    reading: set[Path] = set()
+class RelayedSubscriber(Subscriber):
+    """A reader of one worker's feed that also gets the other workers' (FeedRelay.run). Its
+    worker's hub closing it (the worker stops) ends its queue only once no other worker's feed
+    is being read into it any more."""
 
-    async def relay(sock: Path) -> None:
-        try:
-            await relay_one(peers, sock, subscriber, query)
-        except PeerError:
-            pass
-        finally:
-            reading.discard(sock)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relaying: set[Path] = set()
+        self.local_closed = False
 
-    async with trio.open_nursery() as nursery:
-        while True:
-            for sock in peers.sockets():
-                if sock not in reading:
-                    reading.add(sock)
-                    nursery.start_soon(relay, sock)
-            await trio.sleep(RESCAN_S)
+    def close(self) -> None:
+        self.local_closed = True
+        self._end_if_done()
+
+    def relay_ended(self, sock: Path) -> None:
+        self.relaying.discard(sock)
+        self._end_if_done()
+
+    def _end_if_done(self) -> None:
+        if self.local_closed and not self.relaying:
+            self.queue.close()
+
+
+class FeedRelay:
+    """What a worker's FeedEndpoint needs to give its readers every worker's feed."""
+
+    def __init__(self, peers: Peers):
+        self.peers = peers
+
+    def subscriber(self, *args, **kwargs) -> RelayedSubscriber:
+        return RelayedSubscriber(*args, **kwargs)
+
+    async def run(self, subscriber: RelayedSubscriber, query: str) -> None:
+        """Until cancelled: every other worker's feed into `subscriber`'s queue; workers that
+        appear (started again) are read as they come, until this worker stops."""
+
+        async def relay(sock: Path) -> None:
+            try:
+                await relay_one(self.peers, sock, subscriber, query)
+            except PeerError:
+                pass
+            finally:
+                subscriber.relay_ended(sock)
+
+        async with trio.open_nursery() as nursery:
+            while not subscriber.local_closed:
+                for sock in self.peers.sockets():
+                    if sock not in subscriber.relaying:
+                        subscriber.relaying.add(sock)
+                        nursery.start_soon(relay, sock)
+                await trio.sleep(RESCAN_S)
 
 
 async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str) -> None:
