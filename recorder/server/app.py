@@ -32,6 +32,8 @@ from .peers import RELEASE_PATH, Peers
 from .status import StatusSource, metrics, status
 
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
+# A worker waiting for a session that another worker holds asks for it again this often.
+RELEASE_ASK_AGAIN_S = 1.0
 SESSION_BUSY_MESSAGE = ("the session is being written by another process that did not let it go: another "
                         "recorder on this data folder?")
 # What this server answers besides devices' streams (which are POSTed to any path).
@@ -554,22 +556,33 @@ class Recorder:
             if self.peers is None:
                 raise
         deadline = trio.current_time() + self.config.header_timeout_s
-        await self.peers.release(*key, timeout_s=self.config.header_timeout_s)
         while True:
-            try:
-                return await trio.to_thread.run_sync(self.store.open_writer, *key)
-            except SessionBusy:
-                if trio.current_time() >= deadline:
-                    raise
-                await trio.sleep(0.05)
+            # Asked again now and then: a worker that was itself just opening the session when
+            # first asked had nothing to let go of yet.
+            await self.peers.release(*key, timeout_s=self.config.header_timeout_s)
+            ask_again = trio.current_time() + RELEASE_ASK_AGAIN_S
+            while trio.current_time() < ask_again:
+                try:
+                    return await trio.to_thread.run_sync(self.store.open_writer, *key)
+                except SessionBusy:
+                    if trio.current_time() >= deadline:
+                        raise
+                    await trio.sleep(0.05)
 
     async def release(self, key: tuple[str, str]) -> bool:
         """Another worker's request: let go of a session its device now sends to that worker.
         A connection still receiving it is ended (what it received is written), the session is
         finalised and leaves this worker; the other worker reopens it and goes on appending."""
+        session = self.sessions.get(key)
+        if session is not None and not self._holds(key) and key not in self._attach_locks:
+            self.forget(key, session)  # finished here, it goes on (and is listed) there
+        if not self._holds(key):
+            # Not waiting for _attaching here: a request of this worker for the session may be
+            # waiting for the asking worker's release, which waits for this answer.
+            return False
         async with self._attaching(key):
             session = self.sessions.get(key)
-            if session is None:
+            if session is None or not self._holds(key):
                 return False
             if session.connection_scope is not None and session.state == "receiving":
                 session.connection_scope.cancel()
@@ -578,6 +591,12 @@ class Recorder:
                 await self.finalise(session, handed_over=True)
             del self.sessions[key]
             return True
+
+    def _holds(self, key: tuple[str, str]) -> bool:
+        """This worker has the session's writer open (and so its folder's lock): an attach of
+        such a session never waits for another worker."""
+        session = self.sessions.get(key)
+        return session is not None and session.state not in ("finished", "unfinished")
 
     def detach(self, session: LiveSession, reason: str) -> None:
         if session.state == "receiving":
