@@ -254,11 +254,18 @@ async def chaos_round(seed: int, tmp: Path, certs_dir: Path) -> Kill:
 
 
 async def worker_of(server: ServerProcess, serial: str) -> tuple[int, int, set[str]]:
-    """The worker recording `serial`'s session: its index, its pid, the devices it records."""
-    status = (await get(server.url, "/status", server.ssl_context)).json
-    pids = {w["index"]: w["pid"] for w in status["workers"]}
-    [index] = [s["worker"] for s in status["sessions"] if s["device"] == serial]
-    return index, pids[index], {s["device"] for s in status["sessions"] if s["worker"] == index}
+    """The worker recording `serial`'s session: its index, its pid, the devices it records.
+    (On a busy machine the device may not have begun yet, or a worker not have answered the
+    one that gathers /status: asked again until both workers and the session are there.)"""
+    with trio.fail_after(20):
+        while True:
+            status = (await get(server.url, "/status", server.ssl_context)).json
+            pids = {w["index"]: w["pid"] for w in status["workers"]}
+            found = [s["worker"] for s in status["sessions"] if s["device"] == serial]
+            if len(pids) == 2 and found:
+                index = found[0]
+                return index, pids[index], {s["device"] for s in status["sessions"] if s["worker"] == index}
+            await trio.sleep(0.05)
 
 
 async def restarted(server: ServerProcess, index: int, old_pid: int) -> None:
