@@ -137,10 +137,11 @@ def stream_devices(devices: list[Replayed], url: str, paced: bool, ssl_context=N
 
 
 @contextlib.contextmanager
-def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = None, options: tuple[str, ...] = ()):
+def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = None, options: tuple[str, ...] = (),
+                   log: Path | None = None):
     """`recorder serve` as a subprocess on a free loopback port, its data (and certificates) under
-    folder; `options` are further options of `recorder serve` (they override the ones here).
-    Yields (the process, its base URL, the client's SSL context or None) once /healthz answers;
+    folder; `options` are further options of `recorder serve` (they override the ones here),
+    `log` a file for what it prints (its console lines are dropped otherwise). Yields (the process, its base URL, the client's SSL context or None) once /healthz answers;
     stopped (SIGTERM: every session is finalised) on the way out."""
     port = free_port()
     args = [sys.executable, "-m", "recorder.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -158,7 +159,9 @@ def recorder_serve(folder: Path, *, tls: bool = False, blob_level: int | None = 
     if blob_level is not None:
         args += ["--blob-level", str(blob_level)]
     args += options
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "ab") if log else contextlib.nullcontext() as out:
+        server = subprocess.Popen(args, stdout=out or subprocess.DEVNULL,
+                                  stderr=subprocess.STDOUT if out else subprocess.PIPE)
     base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         wait_for("the server's /healthz", lambda: urllib.request.urlopen(

@@ -12,7 +12,8 @@ a session lasts SESSION_S on average (0.5 to 1.5 times that, seeded), comes over
 connections (the device reconnects halfway, continuing the session), and as it ends the device
 starts a new one with a fresh session id: the server sees tens of times more sessions than
 devices. Every sample_every seconds the bench reads the server's resident memory (VmRSS of it
-and of any child, /proc), its open file descriptors (/proc/<pid>/fd), its threads, and the byte
+and of its children: `recorder serve --workers`' ingest workers; /proc), its open file
+descriptors (/proc/<pid>/fd), threads and CPU, all summed over those processes, and the byte
 size of GET /status with the sessions it lists.
 
 What one device sends: mp_streaming_demo's 200 ms batches (machine perception, eye-tracking and
@@ -20,7 +21,7 @@ RGB cameras; see recorder/sim/profiles.py), one batch every SEND_PERIOD_S, a fif
 (about 160 kB/s, 10 records/s): 50 such devices leave room on two cores for the recorder and
 the sending side, and every session still opens every stream's files.
 
-Verdict. After a warm-up (the first tenth of the run, and at least until the first sessions
+Verdict. After a warm-up (the first fifth of the run, and at least until the first sessions
 have come, gone and left the live status), the median of the first and of the last fifth of the
 samples: growth of RSS (also per thousand sessions seen between them), of descriptors and of
 /status bytes, and the least-squares slope of RSS over the whole steady part. Flat means RSS
@@ -29,17 +30,23 @@ STATUS_TOLERANCE. Memory per connected device: the steady part's median RSS less
 server's, over the devices. Once the devices stop and every session has left the live status,
 the descriptors should be back at the idle server's count; `recorder ls` must list every session.
 
-Figures (2-core VM shared with other work, ten minutes, 50 devices; one `recorder serve`
-process, before --workers): 1011 sessions, 0 device errors, every one listed by `recorder ls`.
-The recorder took 0.70 cores, the sending side 0.05. RSS 112 MiB idle, 408 MiB (median of the
-first part) and 505 MiB (last part); fds 9 idle, 1097 and 1463; /status 181 and 229 kB, 94 and
-126 sessions listed: none flat. Memory per connected device 7.0 MiB (aim: at most 20). Once the
-devices stopped, the fds went back to the idle server's 10. What grew is not sessions the
-server kept (an in-process run of 548 sessions in three rounds, each until every session left:
-every table of the server empty after each round, no kind of object more numerous, RSS 347,
-359, 356 MiB) but sessions it had not yet finalised: 42 waited past the 3 s session grace,
-for 17 s (median) and up to 32 s, because the server finalises them one at a time in its
-once-a-second housekeeping (about 0.25 s each here), which also samples every open session.
+Figures (2-core VM shared with other work; ten minutes, 50 devices). `recorder serve` as a user
+starts it (two ingest workers, one per core): 1012 sessions, no device error, every one whole on
+disk and listed by `recorder ls`; the recorder took 1.58 cores, the sending side 0.05. From
+the first to the last part (after two minutes): RSS 728 to 739 MiB (+1.5 %; idle 335 MiB),
+fds 907 to 893 (idle 25), /status 157 to 156 kB (78 and 75 sessions listed): flat, though a
+least-squares slope of RSS of +260 MiB an hour is within what ten minutes cannot tell from
+noise (make soak). Memory per connected device 8.0 MiB (aim: at most 20). Once the devices
+stopped: no session listed, fds back to 25, RSS 593 MiB. At most 10 sessions at once were
+past their session grace or keep-finished time, by up to 6 s. The same with one process (before
+--workers): 1011 sessions, 7.2 MiB per device, 0.70 cores, but RSS 430 to 507 MiB, fds 1096 to
+1502 and /status 182 to 233 kB: that process finalises sessions one at a time in its
+once-a-second housekeeping (about 0.25 s each here, beside sampling every open session), fell
+behind the 1.7 sessions ending each second (42 sessions waiting past the 3 s grace, up to 32 s
+past it, each holding its files and memory) and had not caught up 23 s after the devices left.
+No session is kept: an in-process server taking 548 sessions in three rounds, each run until
+every session left, had every table empty after each round, no kind of object more numerous
+from one round to the next, and RSS 347, 359, 356 MiB.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import argparse
 import json
 import os
 import random
+import re
 import ssl
 import statistics
 import subprocess
@@ -76,7 +84,9 @@ SESSION_GRACE_S = 3.0
 KEEP_FINISHED_S = 10.0
 SAMPLE_EVERY_S = 5.0
 PROFILE = "mp_streaming_demo"
-WARMUP_FRACTION = 0.1
+# A server's RSS settles over the first minutes, as its allocators' pools grow to the working set
+# (in the ten-minute run: up to 728 MiB at two minutes, 739 MiB at the end).
+WARMUP_FRACTION = 0.2
 PART_FRACTION = 0.2  # the first and last fifth of the steady samples are compared
 RSS_TOLERANCE = 0.05
 FD_TOLERANCE = 2
@@ -223,6 +233,27 @@ def open_fds(pid: int) -> int:
     return total
 
 
+def threads(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += proc_status_field(p, "Threads")
+        except OSError:
+            pass
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of the process and its descendants so far (a worker's counts while it runs)."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
 def live_status(base: str, ssl_context) -> tuple[int, dict]:
     """GET /status: its size in bytes, and what it says."""
     with urllib.request.urlopen(f"{base}/status", timeout=60, context=ssl_context) as r:
@@ -266,7 +297,7 @@ def sample(server: subprocess.Popen, base: str, ssl_context, sent: Sent, t: floa
     size, status = live_status(base, ssl_context)
     overdue, late_s = overdue_sessions(status["sessions"], allowed_s, time.time())
     return Sample(t=t, rss=rss_bytes(server.pid), fds=open_fds(server.pid),
-                  threads=proc_status_field(server.pid, "Threads"), cpu_s=cpu_seconds(server.pid),
+                  threads=threads(server.pid), cpu_s=tree_cpu_seconds(server.pid),
                   status_bytes=size, listed=len(status["sessions"]),
                   receiving=sum(s["state"] == "receiving" for s in status["sessions"]),
                   finished_earlier=status["finished_earlier"]["sessions"], sessions_started=len(sent.sessions),
@@ -378,6 +409,16 @@ def short_sessions(data_dir: Path, sent: Sent) -> list[str]:
     return short
 
 
+# Console lines of `recorder serve` that say something went wrong on the server's side: a worker
+# that died, an internal error, a connection that failed on the server's side, a traceback.
+TROUBLE = re.compile(r"worker \d+ \(pid|internal error|failed unexpectedly|Traceback")
+
+
+def server_trouble(log: Path) -> list[str]:
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [line for line in lines if TROUBLE.search(line)]
+
+
 def listed_by_ls(data_dir: Path) -> str:
     """What `recorder ls` prints for the data folder."""
     recorder = Path(sys.executable).with_name("recorder")
@@ -416,7 +457,8 @@ def measure(devices: int = DEVICES, duration_s: float = DURATION_S, *, session_s
     options = ("--session-grace", str(session_grace_s), "--keep-finished", str(keep_finished_s),
                "--idle-timeout", str(TIMEOUT_S), *serve_options)
     with tempfile.TemporaryDirectory(dir=folder, prefix="soak-") as tmp:
-        with recorder_serve(Path(tmp), tls=True, options=options) as (server, base, ssl_context):
+        log = Path(tmp) / "serve.log"
+        with recorder_serve(Path(tmp), tls=True, options=options, log=log) as (server, base, ssl_context):
             time.sleep(1.0)  # the idle server settled
             started, sender_before = time.monotonic(), time.process_time()
             idle = sample(server, base, ssl_context, sent, 0.0, allowed_s)
@@ -431,6 +473,7 @@ def measure(devices: int = DEVICES, duration_s: float = DURATION_S, *, session_s
             _, final_status = live_status(base, ssl_context)
         listing = listed_by_ls(Path(tmp) / "data")
         short = short_sessions(Path(tmp) / "data", sent)
+        trouble = server_trouble(log)
     unlisted = [f"{serial}/{sid}" for serial, sid in sent.sessions if sid not in listing]
     figures = verdict(sampler.samples, idle, after, devices, warmup_s, duration_s)
     figures["sender_cores"] = sender_cpu_s / streamed_s
@@ -440,7 +483,7 @@ def measure(devices: int = DEVICES, duration_s: float = DURATION_S, *, session_s
         "one_device_sends": sends, "sessions_started": len(sent.sessions), "records_sent": sent.records,
         "bytes_sent": sent.bytes, "device_errors": sent.errors, "sampler_errors": sampler.errors,
         "finished_earlier": final_status["finished_earlier"], "sessions_not_listed_by_ls": unlisted,
-        "sessions_short_on_disk": short,
+        "sessions_short_on_disk": short, "server_trouble": trouble,
         "idle": asdict(idle), "after": asdict(after), "samples": [asdict(s) for s in sampler.samples],
         "figures": figures,
     }
@@ -507,6 +550,12 @@ def summary(result: dict) -> str:
                  f"{len(result['device_errors'])} device errors")
     for error in result["device_errors"][:5]:
         lines.append(f"  device error: {error}")
+    if result["sessions_short_on_disk"]:
+        lines.append(f"{len(result['sessions_short_on_disk'])} sessions hold fewer records than were sent, e.g. "
+                     f"{result['sessions_short_on_disk'][0]}")
+    if result["server_trouble"]:
+        lines.append(f"the server's console told of trouble in {len(result['server_trouble'])} lines, e.g.:")
+        lines += [f"  {line}" for line in result["server_trouble"][:10]]
     return "\n".join(lines)
 
 
