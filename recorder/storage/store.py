@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from . import layout, manifest
+from .files import fsync_dir
 from .manifest import SessionState
 from .recovery import RecoveryReport, needs_recovery, recover
 from .session import SessionWriter
@@ -57,6 +58,9 @@ class Store:
         the session."""
         existed = path.exists()
         path.mkdir(parents=True, exist_ok=True)
+        if not existed and self.policy.sync:  # the new folders' names, durable before anything in them
+            fsync_dir(path.parent)
+            fsync_dir(path.parent.parent)
         folder_lock = SessionLock.acquire(path)
         try:
             if existed and needs_recovery(path):

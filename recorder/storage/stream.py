@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from . import layout
 from .blobfile import BlobFile
 from .compression import BLOB_ZSTD_LEVEL
+from .files import fsync_dir
 from .livefile import LiveFile
 from .parts import finish_live
 
@@ -86,6 +87,11 @@ class StreamWriter:
         self._number: int | None = None  # the part being written, chosen when it starts
         self._live: LiveFile | None = None
         self._blobs: BlobFile | None = None
+        # Names made since the last flush whose folder entries are not yet durable (POSIX asks
+        # for an fsync of the folder as well as of the new file): the stream folder's own name
+        # in the session folder, a new live or blob file's in the stream folder.
+        self._new_folder = False
+        self._new_files = False
         self._started = 0.0
         self._closed_bytes = stats.bytes  # parts and blob files finished before this part
 
@@ -93,7 +99,9 @@ class StreamWriter:
 
     def _start_part(self) -> int:
         if self._number is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not self.folder.is_dir():
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._new_folder = True
             self._number = layout.next_number(self.folder)
             self._started = time.monotonic()
         return self._number
@@ -117,6 +125,7 @@ class StreamWriter:
         number = self._start_part()
         if self._blobs is None:
             self._blobs = BlobFile(self.folder / layout.blob_name(number), level=self.policy.blob_level)
+            self._new_files = True
         offset, frame = self._blobs.append(data, level)
         length = len(frame)
         self.stats.blob_bytes += length
@@ -141,9 +150,15 @@ class StreamWriter:
         if self._pending:
             if self._live is None:
                 self._live = LiveFile(self.folder / layout.live_name(self._start_part()), self.schema)
+                self._new_files = True
             batch = pa.concat_batches(self._pending) if len(self._pending) > 1 else self._pending[0]
             self._live.write(batch, sync=self.policy.sync)
             self._pending, self._pending_bytes = [], 0
+        if self.policy.sync and (self._new_files or self._new_folder):
+            fsync_dir(self.folder)
+            if self._new_folder:
+                fsync_dir(self.folder.parent)
+        self._new_files = self._new_folder = False
         self._update_bytes()
 
     def _update_bytes(self) -> None:
