@@ -83,7 +83,8 @@ def storage_error(s, status: int, message: str) -> None:
         return
     say(f"[{s.serial}] session {s.session_id} stopped recording: {message} (answered {status}"
         + (f"; {count} refused writes since {_clock(errors.get('first_wall_time_ns'))}" if count > 1 else "")
-        + "); it resumes when the device sends again after space is freed")
+        + "); it resumes when the device sends again "
+        + ("after space is freed" if status == 507 else "once the storage works again"))
 
 
 def _storage_summary(errors: dict | None) -> str:
