@@ -590,6 +590,9 @@ class Recorder:
             if session.state not in ("finished", "unfinished"):
                 await self.finalise(session, handed_over=True)
             del self.sessions[key]
+            # What it received here stays in this worker's figures; it is listed where it goes on.
+            self.forgotten["records"] += session.counters.records
+            self.forgotten["bytes"] += session.counters.bytes + session.raw_bytes
             return True
 
     def _holds(self, key: tuple[str, str]) -> bool:
@@ -610,6 +613,8 @@ class Recorder:
 
     async def finalise(self, session: LiveSession, *, handed_over: bool = False) -> None:
         async with session.lock:
+            if session.writer.closed:  # finalised meanwhile (its grace ran out as the server stopped)
+                return
             try:
                 await trio.to_thread.run_sync(session.writer.close)
             except OSError as exc:  # e.g. a full disk: the live files stay, recovery finishes them
@@ -625,30 +630,48 @@ class Recorder:
             console.finished(session)
 
     async def housekeeping(self) -> None:
-        """Once a second: rates, flushes of quiet sessions, finalising sessions nobody resumed."""
+        """Once a second: rates, flushes of quiet sessions, finalising sessions nobody resumed
+        (side by side, each in a task of its own: one long finalising holds up no other)."""
         last_console = time.monotonic()
-        while True:
-            await trio.sleep(1.0)
-            now = time.monotonic()
-            self.overload.report(now)
-            for key, session in list(self.sessions.items()):
-                if session.state == "finished" and time.time() - session.state_since >= self.config.keep_finished_s:
-                    self.forget(key, session)
-                    continue
-                if session.state in ("finished", "unfinished"):
-                    continue
-                if session.state == "waiting" and now - session.waiting_since >= self.config.session_grace_s:
-                    await self.finalise(session)
-                    continue
-                try:
-                    await self._sample(session, now)
-                except Exception as exc:  # a status figure must never stop the recording
-                    console.internal_error(session, "status", exc)
-            if now - last_console >= self.config.console_interval_s:
-                last_console = now
-                for session in self.sessions.values():
-                    if session.state == "receiving":
-                        console.periodic(session)
+        finalising: set[tuple[str, str]] = set()
+        async with trio.open_nursery() as finalisations:
+            while True:
+                await trio.sleep(1.0)
+                now = time.monotonic()
+                self.overload.report(now)
+                for key, session in list(self.sessions.items()):
+                    if key in self._attach_locks or key in finalising:
+                        continue  # a request is attaching to it (or it is being finalised): not now
+                    if session.state == "finished" and time.time() - session.state_since >= self.config.keep_finished_s:
+                        self.forget(key, session)
+                        continue
+                    if session.state in ("finished", "unfinished"):
+                        continue
+                    if session.state == "waiting" and now - session.waiting_since >= self.config.session_grace_s:
+                        finalising.add(key)
+                        finalisations.start_soon(self._finalise_quiet, key, session, finalising)
+                        continue
+                    try:
+                        await self._sample(session, now)
+                    except Exception as exc:  # a status figure must never stop the recording
+                        console.internal_error(session, "status", exc)
+                if now - last_console >= self.config.console_interval_s:
+                    last_console = now
+                    for session in self.sessions.values():
+                        if session.state == "receiving":
+                            console.periodic(session)
+
+    async def _finalise_quiet(self, key: tuple[str, str], session: LiveSession, finalising: set) -> None:
+        """A session whose grace ran out, finalised under its attach lock (a device coming back
+        meanwhile waits, then reopens it), and whole even if serving stops meanwhile."""
+        try:
+            with trio.CancelScope(shield=True):
+                async with self._attaching(key):
+                    if self.sessions.get(key) is session and session.state == "waiting" and \
+                            time.monotonic() - session.waiting_since >= self.config.session_grace_s:
+                        await self.finalise(session)
+        finally:
+            finalising.discard(key)
 
     def forget(self, key: tuple[str, str], session: LiveSession) -> None:
         """A session finished long enough ago leaves the live view; what it was is kept in two
