@@ -144,6 +144,12 @@ async def post_windows(url: str, ssl_context, headers: dict, windows: list[bytes
                        pace: float | None = None, sent_at: list | None = None) -> tuple[int, dict]:
     """One chunked request on a new connection, one chunk per window (every `pace` s if given)."""
     conn = await sender.Connection.open(sender.Target.parse(url), ssl_context)
+    return await post_on(conn, headers, windows, pace=pace, sent_at=sent_at)
+
+
+async def post_on(conn: sender.Connection, headers: dict, windows: list[bytes], *, pace: float | None = None,
+                  sent_at: list | None = None) -> tuple[int, dict]:
+    """post_windows on a connection already open; closes it."""
     try:
         await conn.start("/", headers)
         start = trio.current_time()

@@ -20,6 +20,7 @@ from server_support import (
     assert_session_equals,
     get,
     make_windows,
+    post_on,
     post_windows,
     session_folders,
 )
@@ -61,20 +62,6 @@ async def open_on_a_running_worker(server: ServerProcess, ssl_context="server") 
                 return conn
             if conn is not None:
                 await conn.aclose()
-
-
-async def post_on(conn: sender.Connection, headers: dict, windows: list[bytes], pace: float | None = None):
-    """One chunked request on `conn`, a chunk per window (every `pace` s); its answer."""
-    try:
-        await conn.start("/", headers)
-        start = trio.current_time()
-        for k, body in enumerate(windows):
-            if pace:
-                await trio.sleep_until(start + (k + 1) * pace)
-            await conn.send(body)
-        return await conn.finish()
-    finally:
-        await conn.aclose()
 
 
 async def worker_pids(server: ServerProcess) -> dict[int, int]:
