@@ -92,21 +92,26 @@ async def test_a_subscriber_in_another_process_sees_the_stored_values(tmp_path):
     assert result["finished"] and result["error"] is None, result["error"]
     assert result["dropped_by_recorder"] == {}
     assert result["devices"][device.serial]["dropped_batches"] == 0
-    seen = result["seen"][device.serial]
     with open_session(tmp_path / "data" / device.serial / device.session_id) as session:
         assert len(stored_sequences(session)) == device.records_sent
-        for label in ("imu-left", "imu-right"):
-            imu = session.table(label)
-            stored = [[t, *accel] for t, accel in zip(imu["timestamp_ns"].to_pylist(), imu["accel_msec2"].to_pylist(),
-                                                       strict=True)]
-            assert len(stored) > 0 and seen[label] == stored
-        barometer = session.table("barometer")
-        assert seen["barometer"] == [list(row) for row in zip(barometer["timestamp_ns"].to_pylist(),
-                                                              barometer["pressure_pa"].to_pylist(), strict=True)]
-        for stream in ("camera-rgb", "mic"):
-            times = session.table(stream, columns=["timestamp_ns"])["timestamp_ns"].to_pylist()
-            stored = [[t, hashlib.sha256(session.blob(stream, i)).hexdigest()] for i, t in enumerate(times)]
-            assert len(stored) > 0 and seen[stream] == stored
+        assert_seen_is_stored(result["seen"][device.serial], session)
+
+
+def assert_seen_is_stored(seen: dict, session) -> None:
+    """What SUBSCRIBER's handlers saw of a device equals its stored session: IMU, barometer,
+    camera frames and audio blocks, every one, in order."""
+    for label in ("imu-left", "imu-right"):
+        imu = session.table(label)
+        stored = [[t, *accel] for t, accel in zip(imu["timestamp_ns"].to_pylist(), imu["accel_msec2"].to_pylist(),
+                                                   strict=True)]
+        assert len(stored) > 0 and seen[label] == stored
+    barometer = session.table("barometer")
+    assert seen["barometer"] == [list(row) for row in zip(barometer["timestamp_ns"].to_pylist(),
+                                                          barometer["pressure_pa"].to_pylist(), strict=True)]
+    for stream in ("camera-rgb", "mic"):
+        times = session.table(stream, columns=["timestamp_ns"])["timestamp_ns"].to_pylist()
+        stored = [[t, hashlib.sha256(session.blob(stream, i)).hexdigest()] for i, t in enumerate(times)]
+        assert len(stored) > 0 and seen[stream] == stored
 
 
 async def test_a_reader_that_stops_reading_loses_its_own_batches_only(server, client_ssl):

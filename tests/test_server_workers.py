@@ -6,7 +6,6 @@ their sessions end whole, while the other worker's devices never notice."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from server_support import (
     session_folders,
 )
 from storage_support import expected_from
-from test_live_feed import SUBSCRIBER, wait_for_subscribers
+from test_live_feed import SUBSCRIBER, assert_seen_is_stored, wait_for_subscribers
 
 from recorder import devicelink as sender
 from recorder import open_session
@@ -238,12 +237,5 @@ async def test_the_feed_of_any_worker_carries_every_workers_devices(tmp_path):
     result = json.loads(out.read_text())
     assert result["error"] is None, result["error"]
     for device in fleet:
-        seen = result["seen"][device.serial]
         with open_session(tmp_path / "data" / device.serial / device.session_id) as session:
-            imu = session.table("imu-right")
-            stored = [[t, *accel] for t, accel in zip(imu["timestamp_ns"].to_pylist(),
-                                                       imu["accel_msec2"].to_pylist(), strict=True)]
-            assert len(stored) > 0 and seen["imu-right"] == stored
-            times = session.table("camera-rgb", columns=["timestamp_ns"])["timestamp_ns"].to_pylist()
-            frames = [[t, hashlib.sha256(session.blob("camera-rgb", i)).hexdigest()] for i, t in enumerate(times)]
-            assert len(frames) > 0 and seen["camera-rgb"] == frames
+            assert_seen_is_stored(result["seen"][device.serial], session)
