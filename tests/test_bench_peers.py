@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from recorder.bench import peers
+from recorder.bench import ingest, peers
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +52,28 @@ def test_uvicorn_took_the_body(figures, tls):
         assert ratios["clients"] == 1 and ratios["mb_per_s"] > 0 and ratios["cpu_per_gb"] > 0
 
 
-def test_the_workers_cpu_is_counted(figures):
-    """recorder serve --workers records in its worker processes: their CPU is the server's."""
-    if peers.WORKERS < 2:
-        pytest.skip("one core: --workers runs one worker")
-    with_workers = measured(figures, "recorder --workers", True)["runs"][0]["server_cpu_s"]
-    one_process = measured(figures, "recorder", True)["runs"][0]["server_cpu_s"]
-    # The same work, spread over processes: the supervisor alone, which only watches, would
-    # show next to nothing.
-    assert with_workers > 0.3 * one_process
+PARENT_OF_A_BUSY_CHILD = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time\\nend = time.process_time() + 0.5\\nwhile time.process_time() < end: pass\\nprint('done', flush=True)\\ntime.sleep(60)"], stdout=subprocess.PIPE)
+child.stdout.readline()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_servers_cpu_counts_its_worker_processes():
+    """recorder serve --workers records in child processes: the server's CPU is its tree's."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_OF_A_BUSY_CHILD], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout.readline() == b"ready\n"
+        assert len(ingest.process_tree(parent.pid)) == 2
+        assert peers.process_cpu_seconds(parent.pid) < 0.4  # the parent alone only waited
+        assert peers.server_cpu_seconds(parent.pid) >= 0.5  # with the child's half second
+        assert ingest.cpu_seconds(parent.pid) >= 0.49  # the same, in clock ticks
+    finally:
+        for process in ingest.process_tree(parent.pid)[::-1]:
+            os.kill(process, signal.SIGKILL)
+        parent.wait()
 
 
 def test_the_ceilings_and_the_disk_count(figures):
