@@ -13,7 +13,6 @@ The run folder is private to the recorder's user (0700), which is what guards th
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -59,35 +58,24 @@ class Peers:
     def sockets(self) -> list[Path]:
         return sorted(p for p in self.run_dir.glob(SOCKET_GLOB) if p != self.own_socket)
 
-    async def get(self, sock: Path, target: str, timeout_s: float = FIGURES_TIMEOUT_S) -> bytes:
-        """GET `target` from one worker: the body of its 200 answer."""
-        return await _request(sock, "GET", target, timeout_s)
-
     async def gather(self, target: str) -> list[bytes]:
-        """GET `target` from every other worker at once; those that cannot answer are left out."""
+        """GET `target` from every other worker at once: the bodies of their answers (those
+        that cannot answer are left out)."""
+        return await self._ask_all("GET", target, FIGURES_TIMEOUT_S)
+
+    async def release(self, serial: str, session_id: str, timeout_s: float) -> None:
+        """Ask every other worker to let go of a session (whichever has it finishes its part and
+        closes its writer)."""
+        await self._ask_all("POST", f"{RELEASE_PATH}?{urlencode({'serial': serial, 'session': session_id})}",
+                            timeout_s)
+
+    async def _ask_all(self, method: str, target: str, timeout_s: float) -> list[bytes]:
         answers: list[bytes] = []
 
         async def ask(sock: Path) -> None:
             try:
-                answers.append(await self.get(sock, target))
+                answers.append(await _request(sock, method, target, timeout_s))
             except PeerError:
-                pass
-
-        async with trio.open_nursery() as nursery:
-            for sock in self.sockets():
-                nursery.start_soon(ask, sock)
-        return answers
-
-    async def release(self, serial: str, session_id: str, timeout_s: float) -> list[dict]:
-        """Ask every other worker to let go of a session (whichever has it finishes its part and
-        closes its writer); their answers."""
-        target = f"{RELEASE_PATH}?{urlencode({'serial': serial, 'session': session_id})}"
-        answers: list[dict] = []
-
-        async def ask(sock: Path) -> None:
-            try:
-                answers.append(json.loads(await _request(sock, "POST", target, timeout_s)))
-            except (PeerError, ValueError):
                 pass
 
         async with trio.open_nursery() as nursery:
