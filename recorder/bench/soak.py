@@ -32,7 +32,8 @@ the descriptors should be back at the idle server's count; `recorder ls` must li
 
 Figures (2-core VM shared with other work; ten minutes, 50 devices). `recorder serve` as a user
 starts it (two ingest workers, one per core): 1012 sessions, no device error, every one whole on
-disk and listed by `recorder ls`; the recorder took 1.58 cores, the sending side 0.05. From
+disk and listed by `recorder ls`; the recorder took about 0.79 cores (that run printed 1.58,
+counting each worker twice), the sending side 0.05. From
 the first to the last part (after two minutes): RSS 728 to 739 MiB (+1.5 %; idle 335 MiB),
 fds 907 to 893 (idle 25), /status 157 to 156 kB (78 and 75 sessions listed): flat, though a
 least-squares slope of RSS of +260 MiB an hour is within what ten minutes cannot tell from
@@ -74,7 +75,7 @@ import trio
 from ..sim import sender
 from ..sim.fleet import make_fleet
 from ..storage.summary import session_info
-from .ingest import PERIOD, cpu_seconds, recorder_serve
+from .ingest import PERIOD, cpu_seconds, process_tree, recorder_serve
 
 DEVICES = 50
 DURATION_S = 600.0
@@ -189,21 +190,6 @@ def stream_for(devices: int, batches: Batches, url: str, ssl_context, *, duratio
 # -- what the server holds -----------------------------------------------------------------------
 
 
-def process_tree(pid: int) -> list[int]:
-    """The process and its descendants (a server that forks workers counts them all)."""
-    pids, found = [pid], 0
-    while found < len(pids):
-        here = pids[found]
-        found += 1
-        try:
-            for task in os.listdir(f"/proc/{here}/task"):
-                with open(f"/proc/{here}/task/{task}/children") as f:
-                    pids += [int(c) for c in f.read().split()]
-        except OSError:
-            pass  # a child that ended meanwhile
-    return pids
-
-
 def proc_status_field(pid: int, name: str) -> int:
     """A number of /proc/<pid>/status (VmRSS is in kB)."""
     with open(f"/proc/{pid}/status") as f:
@@ -213,45 +199,28 @@ def proc_status_field(pid: int, name: str) -> int:
     return 0
 
 
-def rss_bytes(pid: int) -> int:
+def tree_sum(pid: int, per_process) -> int:
+    """per_process(p) summed over the server and its worker processes (one that ended
+    meanwhile counts nothing)."""
     total = 0
     for p in process_tree(pid):
         try:
-            total += proc_status_field(p, "VmRSS") * 1024
+            total += per_process(p)
         except OSError:
             pass
     return total
+
+
+def rss_bytes(pid: int) -> int:
+    return tree_sum(pid, lambda p: proc_status_field(p, "VmRSS") * 1024)
 
 
 def open_fds(pid: int) -> int:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            total += len(os.listdir(f"/proc/{p}/fd"))
-        except OSError:
-            pass
-    return total
+    return tree_sum(pid, lambda p: len(os.listdir(f"/proc/{p}/fd")))
 
 
 def threads(pid: int) -> int:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            total += proc_status_field(p, "Threads")
-        except OSError:
-            pass
-    return total
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of the process and its descendants so far (a worker's counts while it runs)."""
-    total = 0.0
-    for p in process_tree(pid):
-        try:
-            total += cpu_seconds(p)
-        except OSError:
-            pass
-    return total
+    return tree_sum(pid, lambda p: proc_status_field(p, "Threads"))
 
 
 def live_status(base: str, ssl_context) -> tuple[int, dict]:
@@ -297,7 +266,7 @@ def sample(server: subprocess.Popen, base: str, ssl_context, sent: Sent, t: floa
     size, status = live_status(base, ssl_context)
     overdue, late_s = overdue_sessions(status["sessions"], allowed_s, time.time())
     return Sample(t=t, rss=rss_bytes(server.pid), fds=open_fds(server.pid),
-                  threads=threads(server.pid), cpu_s=tree_cpu_seconds(server.pid),
+                  threads=threads(server.pid), cpu_s=cpu_seconds(server.pid),
                   status_bytes=size, listed=len(status["sessions"]),
                   receiving=sum(s["state"] == "receiving" for s in status["sessions"]),
                   finished_earlier=status["finished_earlier"]["sessions"], sessions_started=len(sent.sessions),
