@@ -137,6 +137,8 @@ class Supervisor:
         process = subprocess.Popen([sys.executable, "-c", WORKER_ENTRY, *self.worker_argv(index, self.run_dir)],
                                    pass_fds=self.fds(index), env=self.env)
         self.workers[index] = Worker(index, process)
+        if self.stopping:  # the signal came while it was being started: stop() did not see it
+            process.send_signal(signal.SIGTERM)
 
     def stop(self, signum=None, frame=None) -> None:
         if self.stopping:
@@ -152,6 +154,8 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for index in range(self.count):
+                if self.stopping:  # stopped before every worker was started
+                    break
                 self.start(index)
             failed = self._watch()
             self.print_summary()
