@@ -59,6 +59,27 @@ def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def write_atomically_into(room: Path, path: Path, data: bytes, *, sync: bool = True) -> None:
+    """write_atomically, through `room`: a file whose blocks were allocated beforehand. On a
+    full disk, room freed first and written after can be taken in between by any other writer;
+    writing into blocks already held, then renaming, cannot lose it. Without `room`, as
+    write_atomically."""
+    try:
+        f = open(room, "r+b")
+    except FileNotFoundError:
+        write_atomically(path, data, sync=sync)
+        return
+    with f:
+        f.write(data)
+        f.truncate(len(data))
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(room, path)
+    if sync:
+        fsync_dir(path.parent)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """os.write() until all of `data` is written (one call unless the kernel writes short)."""
     view = memoryview(data)

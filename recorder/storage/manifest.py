@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..wire import Counters
 from . import calibration, layout
-from .files import write_atomically
+from .files import write_atomically, write_atomically_into
 from .stream import StreamStats
 from .timemap import TdmSummary
 
@@ -153,9 +153,14 @@ def note_storage_error(state: SessionState, exc: OSError, wall_time_ns: int, *, 
         errors["resumed_wall_time_ns"] = None
 
 
-def save(folder: Path, state: SessionState, *, sync: bool = True) -> None:
+def save(folder: Path, state: SessionState, *, sync: bool = True, room: Path | None = None) -> None:
+    """Write the manifest; `room`: through that file's blocks, allocated beforehand (see
+    files.write_atomically_into), for a manifest that must reach a full disk."""
     data = json.dumps(state.as_json(), indent=1).encode() + b"\n"
-    write_atomically(folder / layout.MANIFEST, data, sync=sync)
+    if room is None:
+        write_atomically(folder / layout.MANIFEST, data, sync=sync)
+    else:
+        write_atomically_into(room, folder / layout.MANIFEST, data, sync=sync)
 
 
 def load(folder: Path) -> SessionState | None:

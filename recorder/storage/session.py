@@ -128,16 +128,17 @@ class SessionWriter:
     def _tell_the_manifest_on_disk(self) -> None:
         """The manifest on disk gains the storage errors, and nothing else: what is in memory
         no longer matches the files (its highest sequence may count records never stored), the
-        manifest on disk does. The room set aside makes way for it, on a full disk too."""
+        manifest on disk does. It is written into the room set aside, so it reaches a full disk
+        too, before any other writer can take that room."""
         try:
             state = manifest.load(self.path)
             if state is None:
                 return
             state.storage_errors = self._state.storage_errors
-            (self.path / layout.SPACE_RESERVE).unlink(missing_ok=True)
-            manifest.save(self.path, state, sync=self._policy.sync)
+            manifest.save(self.path, state, sync=self._policy.sync, room=self.path / layout.SPACE_RESERVE)
         except OSError:
             pass  # best effort: the writer's next call saves it, when there is room
+
     def _resume(self) -> None:
         """Repair the folder as after a crash, then go on from what its files hold: rows and blob
         bytes a failed write left half written are cut, and the highest sequence is the one the
