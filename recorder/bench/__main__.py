@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from . import decoder, export, feed, ingest, peers, replay, rtmp, soak, storage
+from . import decoder, export, feed, ingest, overload, peers, replay, rtmp, soak, storage
 
 SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run,
             "replay": replay.run, "feed": feed.run, "export": export.run, "peers": peers.run,
-            "soak": soak.run}
+            "soak": soak.run, "overload": overload.run}
 
 
 def main(argv: list[str]) -> int:
