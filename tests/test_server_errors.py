@@ -232,12 +232,18 @@ async def test_a_full_disk_answers_507_and_the_server_keeps_serving(small_disk, 
             assert session["device"] == device.serial and session["state"] != "receiving"
             other = make_fleet(3, seed=33, profile="profile9")[2]  # a new device: a clear 507 too
             reply = await request(server.url, headers=other.headers(), body=other.window(0, PERIOD))
-            assert_json_error(reply, 507, "disk is full")
+            payload = assert_json_error(reply, 507, "disk is full")
+            assert reply.headers.get("retry-after") == "5" and payload["retry_after_s"] == 5, (reply.headers, payload)
             await trio.sleep(2.5)
         assert server.process.poll() is None, server.output
     finally:
         await server.aclose()
     assert "disk is full" in server.output
+    # The new device's session never opened, and the console names it all the same: once for
+    # its first refusal, once more for its second (then at the 4th, 8th ...).
+    named = [line for line in server.output.splitlines()
+             if f"[{other.serial}] session {other.session_id} could not be opened" in line]
+    assert len(named) == 2 and "disk is full" in named[0] and "2 requests refused in a row" in named[1], named
 
 
 async def test_a_full_disk_does_not_stop_a_clean_shutdown(small_disk, tmp_path):

@@ -31,6 +31,7 @@ from .overload import Overload, Ticket
 from .peers import RELEASE_PATH, Peers
 from .status import StatusSource, metrics, status
 
+UNOPENED_KEPT = 4096
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
 # A worker waiting for a session that another worker holds asks for it again this often.
 RELEASE_ASK_AGAIN_S = 1.0
@@ -66,6 +67,10 @@ class Recorder:
         # Shown in /status and /metrics beside the sessions.
         self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
+        # Sessions whose requests were refused in a row because they could not be opened (a full
+        # disk): for the console to say so once per doubling. Forgotten once a session opens;
+        # emptied past UNOPENED_KEPT so that devices that never return do not make it grow.
+        self._unopened: dict[tuple[str, str], int] = {}
         # Sessions that finished and left `sessions` (keep_finished_s), and what they received.
         self.forgotten = {"sessions": 0, "records": 0, "bytes": 0}
         # Per session: a lock that requests take to attach to it, one at a time (see _attaching),
@@ -365,16 +370,18 @@ class Recorder:
             await self._refuse(conn, refusal)
             return
         scope = trio.CancelScope()
-        async with self._attaching((headers["device-serial"], headers["session-id"].lower())):
+        key = (headers["device-serial"], headers["session-id"].lower())
+        async with self._attaching(key):
             try:
                 session = await self.attach(headers, conn)
             except OSError as exc:
-                await self._storage_error(conn, exc)
+                await self._storage_error(conn, exc, key)
                 return
             except SessionBusy:
                 console.refused(conn.remote, 503, SESSION_BUSY_MESSAGE)
                 await conn.error(503, SESSION_BUSY_MESSAGE, extra_headers=[("retry-after", "5")])
                 return
+            self._unopened.pop(key, None)
             # Before the next request for this session may attach: it sees this one receiving,
             # takes the session over by cancelling `scope`, and waits for `released`.
             session.connection_scope = scope
@@ -487,17 +494,29 @@ class Recorder:
             await trio.to_thread.run_sync(session.writer.end_request, counters, time.time_ns())
             session.stats = await trio.to_thread.run_sync(session.writer.stats)
 
-    async def _storage_error(self, conn: HttpConnection, exc: OSError) -> None:
+    async def _storage_error(self, conn: HttpConnection, exc: OSError, key: tuple[str, str] | None = None) -> None:
+        """Answer a request whose data could not be stored; `key`: the (serial, session id) it
+        was for, when its session could not even be opened (recovering or creating its folder
+        failed), for the console to name it all the same."""
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        status = 507 if full else 500
         message = ENOSPC_MESSAGE if full else f"the recorder could not store the data: {exc.strerror or exc}"
         # The session whose write failed, for the console to name (None: it never opened).
         session = next((s for s in self.sessions.values() if s.connection is conn), None)
-        if session is None:
-            console.refused(conn.remote, 507 if full else 500, message)
+        if session is not None:
+            console.storage_error(session, status, message)
+        elif key is not None:
+            if len(self._unopened) >= UNOPENED_KEPT:
+                self._unopened.clear()
+            self._unopened[key] = count = self._unopened.get(key, 0) + 1
+            console.session_not_opened(*key, conn.remote, status, message, count)
         else:
-            console.storage_error(session, 507 if full else 500, message)
+            console.refused(conn.remote, status, message)
+        # A full disk may be freed at any moment: the device is told when to try again.
+        retry = [("retry-after", str(self.config.retry_after_s))] if full else []
         try:
-            await conn.error(507 if full else 500, message)
+            await conn.error(status, message, extra_headers=retry,
+                             **({"retry_after_s": self.config.retry_after_s} if full else {}))
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass
 

@@ -87,6 +87,16 @@ def storage_error(s, status: int, message: str) -> None:
         + ("after space is freed" if status == 507 else "once the storage works again"))
 
 
+def session_not_opened(serial: str, session_id: str, remote: str, status: int, message: str, count: int) -> None:
+    """A request of the session was refused before its session could be opened (creating or
+    repairing its folder failed). Said for its 1st, 2nd, 4th, 8th ... refusal in a row."""
+    if count & (count - 1):
+        return
+    say(f"[{serial}] session {session_id} could not be opened for {remote}: {message} (answered {status}"
+        + (f"; {count} requests refused in a row" if count > 1 else "") + "); it opens when the device sends again "
+        + ("after space is freed" if status == 507 else "once the storage works again"))
+
+
 def _storage_summary(errors: dict | None) -> str:
     if not errors:
         return ""
