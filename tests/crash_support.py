@@ -24,10 +24,15 @@ def window_starts(windows: list[bytes]) -> list[int]:
     return starts
 
 
+ROWS_HEADER_START = bytes.fromhex("5e2a4d18") + (4).to_bytes(4, "little")  # zstd skippable frame, 4 bytes
+
+
 def zstd_frames(path: Path) -> int:
     """How many zstd frames the file holds, each decompressed; fails on a frame cut short."""
     frames, rest = 0, path.read_bytes()
     while rest:
+        if rest[:8] == ROWS_HEADER_START:  # a RAW image's row length, in a skippable frame: part of its blob
+            rest = rest[12:]
         frame = zstandard.ZstdDecompressor().decompressobj()
         frame.decompress(rest)
         if not frame.eof:

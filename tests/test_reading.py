@@ -277,21 +277,36 @@ def test_blobs_read_together_equal_blobs_read_one_by_one(receiver):
 
 
 def test_a_span_of_frames_is_read_whole_and_a_wrong_size_shows(tmp_path):
-    """blob_array decompresses a span of frames into a buffer of the size the index gives; a
-    span whose frames hold more or less than that comes back at its own size (so the caller
-    reads frame by frame instead), never cut to fit."""
-    from recorder.reading.session import _read_span_of_size
-    from recorder.storage.blobfile import BlobFile
+    """blob_array decompresses a span of frames into a buffer of the size the index gives,
+    undoing the rows filter of the images among them; a span whose frames hold more or less
+    than that comes back at its own size (so the caller reads frame by frame instead), never
+    cut to fit."""
+    from recorder.storage.blobfile import BlobFile, read_back_to_back
 
+    rng = np.random.default_rng(5)
     blobs = BlobFile(tmp_path / "blobs.zst")
-    frames = [bytes([k]) * (1000 + 7 * k) for k in range(20)]
-    offsets = [blobs.append(frame)[0] for frame in frames]
+    frames, where = [], []
+    for k in range(20):
+        if k % 3:  # an image: rows of 40 bytes, stored filtered
+            frames.append(rng.integers(0, 256, 40 * (2 + k), dtype=np.uint8).tobytes())
+            where.append(blobs.append(frames[-1], row_bytes=40))
+        else:
+            frames.append(bytes([k]) * (1000 + 7 * k))
+            where.append(blobs.append(frames[-1]))
     blobs.close(sync=False)
+    offsets = np.array([offset for offset, _ in where])
+    lengths = np.array([len(frame) for _, frame in where])
+    sizes = np.array([len(frame) for frame in frames])
     with open(tmp_path / "blobs.zst", "rb") as f:
-        length = f.seek(0, 2)
-        size = sum(map(len, frames))
-        assert bytes(_read_span_of_size(f, 0, length, size)) == b"".join(frames)
-        assert len(_read_span_of_size(f, 0, length, size - 1)) == size  # more than said
-        assert len(_read_span_of_size(f, 0, offsets[-1], size)) == size - len(frames[-1])  # less than said
+        assert bytes(read_back_to_back(f, offsets, lengths, sizes)) == b"".join(frames)
+        assert bytes(read_back_to_back(f, offsets[4:9], lengths[4:9], sizes[4:9])) == b"".join(frames[4:9])
+        said_less = sizes.copy()
+        said_less[-1] -= 1
+        assert len(read_back_to_back(f, offsets, lengths, said_less)) == sizes.sum()  # more than said
+        said_more = sizes.copy()
+        said_more[-1] += 1
+        assert len(read_back_to_back(f, offsets, lengths, said_more)) == sizes.sum()  # less than said
+        cut = lengths.copy()
+        cut[-1] += 1
         with pytest.raises(EOFError):
-            _read_span_of_size(f, 0, length + 1, size)
+            read_back_to_back(f, offsets, cut, sizes)

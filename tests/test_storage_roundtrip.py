@@ -3,6 +3,8 @@ every frame's bytes and the audio equal a fresh decode of the bytes that were se
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -107,27 +109,45 @@ def test_blob_files_are_zstd_streams_of_one_frame_per_blob(stored_fleet):
         with zstandard.ZstdDecompressor().stream_reader(whole, read_across_frames=True) as stream:
             everything = stream.read()
         assert len(everything) == sum(r["size"] for r in rows)
-        # ... and each frame decompresses alone from its offset and length
+        # ... and each frame decompresses alone from its offset and length: a RAW image after a
+        # zstd skippable frame (magic 0x184D2A5E, 4 bytes: the row length), its rows stored as
+        # differences from the row above, which a running sum down the rows undoes
         for r in rows[:3]:
             frame = whole[r["offset"]: r["offset"] + r["length"]]
-            assert len(zstandard.ZstdDecompressor().decompress(frame)) == r["size"]
+            magic, size, row_bytes = struct.unpack_from("<III", frame)
+            assert (magic, size, row_bytes) == (0x184D2A5E, 4, r["stride_bytes"])
+            rows_filtered = zstandard.ZstdDecompressor().decompress(frame[12:])
+            assert len(rows_filtered) == r["size"]
+            image = np.cumsum(np.frombuffer(rows_filtered, np.uint8).reshape(-1, row_bytes), axis=0, dtype=np.uint8)
+            assert image.tobytes() == reader.blob("slam-side-left", index.column("offset").to_pylist().index(r["offset"]))
         assert rows[-1]["offset"] + rows[-1]["length"] == len(whole)
 
 
 def test_blob_levels_are_the_measured_choice(stored_fleet):
-    """RAW frames at the store's zstd level; frames a codec compressed already (H.264 here)
-    and that no level shrinks at the fastest level, which writes the same frame bytes for
-    much less CPU."""
+    """RAW frames with PNG's Up filter (each row less the row above, byte by byte, modulo 256)
+    at zstd level 1; frames a codec compressed already (H.264 here) and that no level shrinks at
+    the fastest level, which writes the same frame bytes for much less CPU; PCM audio at the
+    store's level."""
     _, sessions = stored_fleet
     reader = open_session(sessions[0][1])
-    for stream, level in (("slam-side-left", 3), ("camera-rgb", -1)):
+
+    def up_filtered(data: bytes, row_bytes: int) -> bytes:
+        image = np.frombuffer(data, np.uint8).reshape(-1, row_bytes).astype(np.int16)
+        return (np.diff(image, axis=0, prepend=0) % 256).astype(np.uint8).tobytes()
+
+    for stream, level in (("slam-side-left", 1), ("camera-rgb", -1), ("mic", 3)):
         index = reader.table(stream)
         assert index.num_rows
         for i in range(min(3, index.num_rows)):
             row = index.slice(i, 1).to_pylist()[0]
             stored = (sessions[0][1] / stream / row["file"]).read_bytes()[row["offset"]:row["offset"] + row["length"]]
             data = reader.blob(stream, i)
-            assert stored == zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data), stream
+            compress = zstandard.ZstdCompressor(level=level, write_content_size=True).compress
+            if stream.startswith("slam"):
+                rows = row["stride_bytes"]
+                assert stored == struct.pack("<III", 0x184D2A5E, 4, rows) + compress(up_filtered(data, rows)), stream
+            else:
+                assert stored == compress(data), stream
     assert set(open_session(sessions[0][1]).table("camera-rgb").column("codec_label").to_pylist()) == {"H264"}
 
 

@@ -69,7 +69,8 @@ import zstandard
 
 from ..sim.fleet import make_fleet
 from ..storage import Store, tables
-from ..storage.compression import ParquetSettings
+from ..storage.blobfile import filter_rows
+from ..storage.compression import ParquetSettings, image_row_bytes
 from ..wire import Decoder
 
 PARQUET_VARIANTS = {
@@ -105,6 +106,9 @@ def _stream_tables(batches) -> tuple[dict[str, pa.Table], dict[str, list[bytes]]
         for blob in batch.blobs:
             kind = "audio" if blob.label == "mic" else ("rgb" if blob.label == "camera-rgb" else "slam")
             blobs.setdefault(kind, []).append(bytes(blob.data))
+            if kind == "slam":  # the same frames as stored: the rows filter first (see compression.py)
+                rows = image_row_bytes(blob.message.prefix.name, blob.prefix, len(blob.data))
+                blobs.setdefault("slam rows filtered", []).append((bytes(blob.data), rows))
     return {name: pa.Table.from_batches(rbs) for name, rbs in parts.items()}, blobs
 
 
@@ -141,9 +145,15 @@ def measure_blobs(blobs: dict[str, list[bytes]]) -> list[dict]:
         row = {"level": level}
         compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
         for kind, items in sorted(blobs.items()):
-            raw = sum(map(len, items))
-            packed = []
-            seconds = _best(lambda: packed.append(sum(len(compressor.compress(b)) for b in items)))  # noqa: B023
+            if kind.endswith("filtered"):
+                raw = sum(len(b) for b, _ in items)
+                packed = []
+                seconds = _best(lambda: packed.append(sum(  # noqa: B023
+                    len(compressor.compress(filter_rows(b, rows))) for b, rows in items)))  # noqa: B023
+            else:
+                raw = sum(map(len, items))
+                packed = []
+                seconds = _best(lambda: packed.append(sum(len(compressor.compress(b)) for b in items)))  # noqa: B023
             row[kind] = {"mb_per_s": raw / seconds / 1e6, "ratio": raw / packed[0]}
         results.append(row)
     return results

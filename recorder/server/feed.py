@@ -6,7 +6,9 @@ Where batches come from. A session's writer tells its SessionFeed each batch of 
 writer's flush() has put them in the files, the SessionFeed publishes them to the process's
 FeedHub, one batch per stream, with the stored columns (plus, for camera and audio, a binary
 `data_zstd` column: each frame's or block's bytes as the storage compressed them, one zstd frame
-with its content size, which decompressed() turns into a `data` column). The feed therefore never shows a row that is not stored, and nothing is held for it
+with its content size, which decompressed() turns into a `data` column; a RAW image's frame is
+preceded by a zstd skippable frame giving the row length its rows were filtered by, as in the
+blob files: recorder/storage/blobfile.py, decode_frame). The feed therefore never shows a row that is not stored, and nothing is held for it
 when nobody subscribed.
 
 Who reads. Each subscriber (a GET /feed connection, or the in-process handlers of
@@ -50,6 +52,8 @@ import pyarrow as pa
 import trio
 import zstandard
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..storage.blobfile import decode_frame
 
 FEED_PATH = "/feed"
 CONTENT_TYPE = "application/vnd.recorder.feed"
@@ -144,7 +148,7 @@ def decompressed(batch: pa.RecordBatch) -> pa.RecordBatch:
     if index < 0:
         return batch
     decompressor = zstandard.ZstdDecompressor()
-    data = [decompressor.decompress(frame) for frame in batch.column(index).to_pylist()]
+    data = [decode_frame(frame, decompressor) for frame in batch.column(index).to_pylist()]
     return batch.remove_column(index).append_column(pa.field(DATA_COLUMN, pa.binary()), pa.array(data, pa.binary()))
 
 

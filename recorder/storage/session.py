@@ -32,7 +32,7 @@ from . import layout, manifest, recovery, requestlog, tables
 from .ahead import StoredAhead
 from .calibration import HEADER as CALIBRATION_HEADER
 from .calibration import Calibrations, header_bytes
-from .compression import blob_level
+from .compression import blob_level, image_row_bytes
 from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
 from .stream import RollPolicy, StreamStats, StreamWriter
 from .timemap import TdmSummary
@@ -318,7 +318,8 @@ class SessionWriter:
         row = {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence, "source": blob.label,
                "message_id": spec.id, **blob.prefix}
         level = blob_level(spec.prefix.name, blob.prefix.get("codec"), self._policy.blob_level)
-        stored = stream.add_blob(blob.data, row, level)  # completes `row` with where the bytes went
+        rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data))
+        stored = stream.add_blob(blob.data, row, level, rows)  # completes `row` with where the bytes went
         if self.feed is not None:
             self.feed.blob(blob.label, stream.schema, row, stored)
 

@@ -118,15 +118,15 @@ class StreamWriter:
         if self._pending_bytes > MAX_PENDING_BYTES:
             self.flush()
 
-    def add_blob(self, data, row: dict, level: int | None = None) -> bytes:
-        """Store one blob's bytes now (at zstd `level`, or the policy's), and its index row
-        (`row` plus where the bytes went) with the next flush; returns the zstd frame the bytes
-        were stored as."""
+    def add_blob(self, data, row: dict, level: int | None = None, row_bytes: int | None = None) -> bytes:
+        """Store one blob's bytes now (at zstd `level`, or the policy's; `row_bytes`: an image's
+        row length, its rows filtered first), and its index row (`row` plus where the bytes went)
+        with the next flush; returns the frame the bytes were stored as."""
         number = self._start_part()
         if self._blobs is None:
             self._blobs = BlobFile(self.folder / layout.blob_name(number), level=self.policy.blob_level)
             self._new_files = True
-        offset, frame = self._blobs.append(data, level)
+        offset, frame = self._blobs.append(data, level, row_bytes)
         length = len(frame)
         self.stats.blob_bytes += length
         row.update(file=layout.blob_name(number), offset=offset, length=length, size=len(data))
