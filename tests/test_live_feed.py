@@ -144,6 +144,38 @@ async def test_a_reader_that_stops_reading_loses_its_own_batches_only(server, cl
             assert len(stored_sequences(session)) == device.records_sent
 
 
+async def test_a_reader_that_hangs_up_mid_feed_is_let_go_quietly(server, client_ssl, nursery, capsys):
+    """A reader that closes its connection while frames are on their way (a viewer closed, a
+    network dropped) is a reader gone, said as such: not a connection that "failed
+    unexpectedly" (the feed's send error once came out wrapped in an exception group)."""
+    stream = await open_stream(server.url, client_ssl)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="GET", target="/feed", headers=[("host", "127.0.0.1")])))
+    await wait_for_subscribers(server.url, "http", 1, ssl_context=client_ssl)
+    received = 0
+
+    async def read_then_hang_up():
+        nonlocal received
+        while received < 2 << 20:  # some frames taken, then the socket closed with more coming
+            received += len(await stream.receive_some(1 << 16))
+        await trio.aclose_forcefully(stream)
+
+    nursery.start_soon(read_then_hang_up)
+    fleet = make_fleet(2, seed=49, profile="profile9")
+    reports = await sender.stream_fleet(fleet, server.url, client_ssl, duration_s=3.0, batch_period_s=PERIOD,
+                                        fast=True)
+    assert [r.error for r in reports] == [None] * 2 and received >= 2 << 20
+    with trio.fail_after(10):
+        while (await get(server.url, "/status", client_ssl)).json["feed"]["subscribers"]:
+            await trio.sleep(0.05)
+    await server.stop()
+    output = capsys.readouterr().out
+    assert "failed unexpectedly" not in output and "Traceback" not in output, output[-3000:]
+    for device in fleet:
+        with open_session(server.session_path(device.serial, device.session_id)) as session:
+            assert len(stored_sequences(session)) == device.records_sent
+
+
 async def read_raw_feed(server, client_ssl, nursery, target: str, fleet) -> tuple[list[tuple[dict, bytes]], dict]:
     """The frames a plain h11 client reads from GET `target` while `fleet` streams, until the
     recorder stops, and /status once every device was answered."""

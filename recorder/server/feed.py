@@ -592,11 +592,17 @@ class FeedEndpoint:
         self.readers += 1
         self.hub.subscribe(subscriber)
         try:
+            failed = None
             async with trio.open_nursery() as relays:
                 if relay is not None:
                     relays.start_soon(relay.run, subscriber, query_string)
-                await self._send_items(conn, subscriber, serials, streams, wakeup)
+                try:
+                    await self._send_items(conn, subscriber, serials, streams, wakeup)
+                except BaseException as exc:  # raised on as it is: a nursery would wrap it in a group
+                    failed = exc
                 relays.cancel_scope.cancel()
+            if failed is not None:
+                raise failed
         finally:
             self.hub.unsubscribe(subscriber)
             self.readers -= 1
