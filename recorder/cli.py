@@ -120,8 +120,9 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
               help="Seconds a finished session stays in /status, /metrics and the final summary's list; it "
                    "stays on disk (recorder ls) and a device that comes back later continues it.")
 @click.option("--blob-level", default=None, type=click.IntRange(-7, 19),
-              help="zstd level for camera frames, audio and opaque bytes [default: 3]. 1 takes about half the "
-                   "CPU for raw images and stores them about a quarter larger: for more devices per core.")
+              help="zstd level for audio and opaque bytes [default: 3]. RAW images, stored with PNG's Up filter, "
+                   "take level 1, or this level if it is lower; frames a codec compressed (H.264, H.265, JPEG, "
+                   "Opus) take -1. Lower levels take less CPU and more disk: for more devices per core.")
 @click.option("--rtmp-port", default=1935, show_default=True, type=click.IntRange(0, 65535),
               help="RTMP port for glasses that push RTMP (Mentra Live in unmanaged mode); 0 turns RTMP off.")
 @click.option("--rtmps-port", default=0, show_default=True, type=click.IntRange(0, 65535),
