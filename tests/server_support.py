@@ -307,6 +307,14 @@ class ServerProcess:
                     pass
                 await trio.sleep(0.05)
 
+    async def said(self, text: str, timeout: float = 10.0) -> str:
+        """The output once it holds `text`: /healthz answers as soon as one worker is up, and
+        another may still be printing what it listens on."""
+        with trio.fail_after(timeout):
+            while text not in (output := self.output):
+                await trio.sleep(0.05)
+        return output
+
     def send_signal(self, sig: int) -> None:
         self.process.send_signal(sig)
 

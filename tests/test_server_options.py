@@ -76,7 +76,7 @@ async def test_rtmp_listens_by_default_and_rtmp_port_0_turns_it_off(tmp_path):
     on = ServerProcess(tmp_path / "on", tmp_path / "on.log", args=("--rtmp-port", str(rtmp_port)))
     await on.start()
     try:
-        assert f"RTMP server listening on rtmp://127.0.0.1:{rtmp_port}" in on.output
+        await on.said(f"RTMP server listening on rtmp://127.0.0.1:{rtmp_port}")
         assert (await get(on.url, "/status")).json["rtmp"]["streams"] == []
         stream = await trio.open_tcp_stream("127.0.0.1", rtmp_port)
         await stream.aclose()

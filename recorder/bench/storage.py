@@ -52,7 +52,7 @@ byte; the "slam rows filtered" column) at level 1: measured side by side in proc
 same 105 MB of SLAM frames (10 s, on a machine loaded by other work, so slower than the table
 above), level 3 as they come took 1.49-1.58 s for x1.91, the rows filter and level 1 0.88-0.95 s
 for x2.97 (the filter itself 0.03-0.10 s): 40 % less CPU, a third less disk. Level 3 after the
-filter gains 1 % more for twice the time; level -1 after it gives x2.80. The throughput figures
+filter gains 1 % more for 1.7 times the time; level -1 after it gives x2.80. The throughput figures
 below are from before the filter.
 
 Throughput: write() + flush() of 10 s of one device, one sample per message, 119 MB of body,
