@@ -20,7 +20,13 @@ records lost (sent but not in /status), the recording devices' answers, the serv
 closed unanswered (past the bound of refusals answered at once), taken, or failed otherwise.
 
 Figures (2-core VM, shared with the sending side and the flood's TLS handshakes; 8 devices,
-10 s, flood of 32 clients, --max-connections 20): see the closing figures printed by run().
+10 s, flood of 32 clients, --max-connections 20, two workers): the flood made 1256 attempts
+(143/s, bound by its own TLS handshakes on the shared cores), 1244 were refused 503 with
+Retry-After, 12 were taken (the places left free: 20 less the 8 devices) and answered 200, none
+was closed unanswered or failed otherwise. The recording devices: every one answered 200, 0
+records lost, alone and flooded; each batch's lag (median, p99, max) 4.8, 38.1, 45.8 ms alone
+and 24.6, 94.6, 99.9 ms flooded, the recorder at 0.38 and 0.89 cores. A run while the machine
+was loaded by other work: 640 of 652 refused, lag p99 70 and 186 ms, nothing lost.
 """
 
 from __future__ import annotations
