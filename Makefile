@@ -53,10 +53,13 @@ soak: install
 
 # The long form of tests/test_fuzz.py (`make test` runs its short form): a million generated
 # inputs for each parser that takes bytes from the network, the HTTP ones sent to a real
-# `recorder serve` (HTTPS gets a hundredth of that). Measured at 10^4 inputs each, on 2 cores
-# shared with other work: wire decoder 760-1080 inputs/s, HTTP 480-660/s, RTMP chunks
-# 4300-5300/s, AMF0 3200-3600/s, FLV 2600-3500/s, HTTPS 110-190/s: 55 to 75 minutes in all,
-# about half of it HTTP (each request costs about 1.5 ms of CPU, server and client together).
+# `recorder serve` (HTTPS gets a hundredth of that). Measured on the whole run, on 2 cores
+# shared with other work, against the default two workers: wire decoder 417 inputs/s, RTMP
+# chunks 1879/s, AMF0 1454/s, FLV 1748/s (about 70 minutes for the four), HTTP 83-92/s and HTTPS
+# 70-96/s: about three hours more. The HTTP targets wait, not compute: fuzzed requests naming one
+# session at once attach one after the other, across workers each a hand-over. Four runs side by
+# side with their own servers (FUZZ_INPUTS=250000 and --hypothesis-seed 1 to 4, -k http_server)
+# give the HTTP targets' million in under an hour.
 fuzz: install
 	FUZZ_INPUTS=1000000 $(BIN)/python -m pytest tests/test_fuzz.py -q -s
 
