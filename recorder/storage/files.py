@@ -49,14 +49,7 @@ def replace_durably(temp: Path, final: Path, *, sync: bool = True) -> None:
 
 def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(temp, path)
-    if sync:
-        fsync_dir(path.parent)
+    _write_and_rename(open(temp, "wb"), temp, path, data, sync)
 
 
 def write_atomically_into(room: Path, path: Path, data: bytes, *, sync: bool = True) -> None:
@@ -69,13 +62,18 @@ def write_atomically_into(room: Path, path: Path, data: bytes, *, sync: bool = T
     except FileNotFoundError:
         write_atomically(path, data, sync=sync)
         return
+    _write_and_rename(f, room, path, data, sync)
+
+
+def _write_and_rename(f, written: Path, path: Path, data: bytes, sync: bool) -> None:
+    """`data` as the whole of the open file `f` (the file at `written`), then renamed to `path`."""
     with f:
         f.write(data)
-        f.truncate(len(data))
+        f.truncate(len(data))  # a room is longer than what it holds
         if sync:
             f.flush()
             os.fsync(f.fileno())
-    os.replace(room, path)
+    os.replace(written, path)
     if sync:
         fsync_dir(path.parent)
 
