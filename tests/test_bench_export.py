@@ -10,4 +10,7 @@ def test_the_export_bench_measures_the_parquet_format(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     results = bench.run(seconds=0.5, long_minutes=0.02)
     assert results["formats"]["parquet"]["mb_per_s"] > 0 and results["long"]["parquet"]["stored_mb"] > 0
+    mcap = results["formats"]["mcap"]  # each export beside its peer, the library alone
+    assert len(mcap["pair_ratios"]) == bench.MCAP_REPEATS and all(r > 0 for r in mcap["pair_ratios"])
+    assert mcap["ratio_to_peer"] == mcap["peer_seconds"] / mcap["seconds"]
     assert list(tmp_path.iterdir()) == []  # the bench's folder is gone
