@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 import h11
+import numpy as np
 import pyarrow as pa
 import trio
 import zstandard
@@ -80,6 +81,8 @@ BURST_BYTES = 4 << 20
 DRAIN_S = 2.0
 # A blob stream's bytes on the feed (zstd frames, as stored), and once a reader decompressed them.
 STORED_COLUMN, DATA_COLUMN = "data_zstd", "data"
+# What ends an Arrow IPC stream: a continuation marker and a zero length.
+IPC_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 @dataclass
@@ -92,9 +95,12 @@ class FeedItem:
     data: bytes | None = None  # a calibration's bytes
     _frame: list | None = field(default=None, repr=False)
     _nbytes: int | None = field(default=None, repr=False)
+    _rows: int | None = field(default=None, repr=False)  # a relayed item's, from its head
 
     @property
     def rows(self) -> int:
+        if self._rows is not None:
+            return self._rows
         return self.batch.num_rows if self.batch is not None else 0
 
     @property
@@ -117,20 +123,26 @@ class FeedItem:
         """The item as one frame of the feed, in pieces (its prefix and head, then its body) that
         a send joins with others; encoded once, however many readers send it."""
         if self._frame is None:
-            body = b""
             if self.batch is not None:
-                sink = pa.BufferOutputStream()
-                with pa.ipc.new_stream(sink, self.batch.schema) as writer:
-                    writer.write_batch(self.batch)
-                body = sink.getvalue()
-            elif self.data is not None:
-                body = self.data
-            self._frame = frame_pieces(self.head(), body)
+                # An Arrow IPC stream, byte for byte as pa.ipc.new_stream writes it, in its three
+                # parts: the batch is serialised once into a buffer of its exact size (a stream
+                # writer's growing buffer copies it again as it grows).
+                self._frame = frame_pieces(self.head(), [self.batch.schema.serialize(), self.batch.serialize(),
+                                                         IPC_END_OF_STREAM])
+            else:
+                self._frame = frame_pieces(self.head(), self.data or b"")
         return self._frame
 
-    def preset_frame(self, pieces: list) -> None:
-        """The item came as a frame (from another worker): sent on as it came."""
-        self._frame = pieces
+    @classmethod
+    def relayed(cls, head: dict, pieces: list) -> FeedItem:
+        """A frame from another worker's feed, to be sent on as it came: its rows are counted
+        from its head and its size from its bytes, and its batch is never decoded (a GET /feed
+        reader gets the frame's bytes, not the batch)."""
+        item = cls(head["type"], head["device"], head["session_id"], head.get("stream"))
+        item._frame = pieces
+        item._nbytes = sum(map(len, pieces))
+        item._rows = int(head.get("rows") or 0) if head["type"] == ROWS else 0
+        return item
 
     @classmethod
     def from_frame(cls, head: dict, body) -> FeedItem:
@@ -139,6 +151,15 @@ class FeedItem:
             batch = pa.ipc.open_stream(body).read_next_batch()
         return cls(head["type"], head["device"], head["session_id"], head.get("stream"), batch,
                    bytes(body) if head["type"] == CALIBRATION else None)
+
+
+def binary_array(values: list[bytes]) -> pa.Array:
+    """A binary array of these values (together under 2 GiB, as HELD_BYTES keeps them), copied
+    once, into one buffer: pa.array() of a list of bytes appends them one by one to a buffer it
+    grows."""
+    offsets = np.zeros(len(values) + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, values), np.int32, len(values)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))])
 
 
 def decompressed(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -153,8 +174,12 @@ def decompressed(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def frame_pieces(head: dict, body=b"") -> list:
+    """The frame's prefix and head, then its body (bytes, or a list of pieces sent one after
+    the other)."""
     encoded = json.dumps(head, separators=(",", ":")).encode()
-    return [PREFIX.pack(MAGIC, len(encoded), len(body)) + encoded, memoryview(body)]
+    parts = body if isinstance(body, list) else [body]
+    return [PREFIX.pack(MAGIC, len(encoded), sum(len(memoryview(p)) for p in parts)) + encoded,
+            *(memoryview(p) for p in parts)]
 
 
 def encode_frame(head: dict, body=b"") -> bytes:
@@ -512,7 +537,7 @@ class SessionFeed:
             if isinstance(value[0], pa.Schema):
                 schema, rows, blobs = value
                 batch = pa.RecordBatch.from_pylist(rows, schema=schema)
-                batch = batch.append_column(pa.field(STORED_COLUMN, pa.binary()), pa.array(blobs, pa.binary()))
+                batch = batch.append_column(pa.field(STORED_COLUMN, pa.binary()), binary_array(blobs))
             else:
                 batch = pa.concat_batches(value) if len(value) > 1 else value[0]
             self.hub.publish(FeedItem(ROWS, self.serial, self.session_id, stream, batch))
@@ -544,11 +569,14 @@ def take_burst(queue: FeedQueue) -> list[FeedItem]:
 
 
 class Wakeup:
-    """A reader's task waits on it; a queue's offer() sets it, from whatever thread."""
+    """A reader's task waits on it; a queue's offer() sets it, from whatever thread. One event
+    is set once: a flush publishes a batch per stream, and the offers after the first find the
+    wake-up already asked for and skip the call into trio (a write to its wake-up socket each)."""
 
     def __init__(self):
         self._token = trio.lowlevel.current_trio_token()
         self._event = trio.Event()
+        self._asked: trio.Event | None = None  # the event a wake-up was last asked for
 
     def renew(self) -> None:
         self._event = trio.Event()
@@ -558,6 +586,11 @@ class Wakeup:
 
     def from_any_thread(self) -> None:  # must not block: it runs in a writer's thread
         event = self._event
+        if self._asked is event:
+            # Already asked for: it will be set. (An item offered after the reader renewed
+            # its event reads the new one here, so no item waits for a wake-up skipped.)
+            return
+        self._asked = event
         try:
             self._token.run_sync_soon(event.set)
         except trio.RunFinishedError:

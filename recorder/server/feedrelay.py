@@ -95,9 +95,7 @@ async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str
             if kind == DROPPED:
                 subscriber.queue.dropped_elsewhere(head["device"], head["batches"], head["rows"])
                 continue
-            item = FeedItem.from_frame(head, pieces[1])
-            item.preset_frame(pieces)
-            subscriber.offer(item)
+            subscriber.offer(FeedItem.relayed(head, pieces))
 
 
 class FrameSplitter:
