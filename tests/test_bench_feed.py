@@ -26,3 +26,22 @@ def test_feed_section_measures_the_recorder_with_and_without_a_subscriber(tmp_pa
     assert math.isfinite(figures["extra_cpu_ratio"])
     assert "aim: under 10% more" in out and "received every published row" in out
     assert list(tmp_path.iterdir()) == []  # the runs clean up after themselves
+
+
+def test_feed_section_in_phases_measures_one_recorder_without_and_with_a_subscriber(tmp_path, monkeypatch, capsys):
+    """The phases method: one recorder, one device streaming throughout, its CPU read in three
+    phases (without, with, without a subscriber); the subscribed phase is set against the two
+    beside it, nothing is lost or dropped, and the recorder's data folder is gone afterwards."""
+    monkeypatch.chdir(tmp_path)
+    figures = feed.measure_in_phases(devices=1, phase_s=1.0, phases=3)
+    phases = figures["phases"]
+    assert [p["subscribed"] for p in phases] == [False, True, False]
+    for phase in phases:
+        assert phase["server_cpu_s"] > 0 and phase["device_seconds"] >= 1.0
+        assert math.isclose(phase["cpu_per_device_second"], phase["server_cpu_s"] / phase["device_seconds"])
+    beside = (phases[0]["cpu_per_device_second"] + phases[2]["cpu_per_device_second"]) / 2
+    (paired,) = figures["paired_ratios"]
+    assert math.isclose(paired, phases[1]["cpu_per_device_second"] / beside - 1, rel_tol=1e-9)
+    assert figures["extra_cpu_ratio"] == figures["paired_ratios"][0]
+    assert figures["lost_records"] == 0 and figures["dropped_rows"] == 0
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 from . import decoder, export, feed, ingest, overload, peers, replay, rtmp, soak, storage
 
 SECTIONS = {"decoder": decoder.run, "storage": storage.run, "ingest": ingest.run, "rtmp": rtmp.run,
-            "replay": replay.run, "feed": feed.run, "export": export.run, "peers": peers.run,
+            "replay": replay.run, "feed": feed.section, "export": export.run, "peers": peers.run,
             "soak": soak.run, "overload": overload.run}
 
 

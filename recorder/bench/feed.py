@@ -3,7 +3,9 @@ devices stream at real-time pace (as in the ingest section), without a subscribe
 reading GET /feed, in the same run, with the same devices and bytes.
 
     python -m recorder.bench.feed [--devices 2] [--seconds 4] [--repeats 4] [--plain-http]
-    python -m recorder.bench feed                 (the same, as a section of make bench)
+    python -m recorder.bench.feed --phases 9 [--seconds 4]     (one recorder, in phases)
+    python -m recorder.bench feed                 (both, as a section of make bench: phases, then
+                                                   separate recorders once each way)
 
 Method. Each run starts a fresh recorder (TLS, as devices and feed readers use by default) and
 replays the same pre-generated bodies under the same serials and sessions. The recorder's CPU
@@ -50,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -69,12 +72,17 @@ REPEATS = 4  # even: each order (without first, with first) comes as often
 SETTLE_S = 1.0
 AIM = 0.10  # the feed should cost the recorder under 10 % more CPU per device
 READER_TIMEOUT_S = 30.0
+# The phases method (measure_in_phases): how long each phase lasts, how many (alternating, the
+# first without a subscriber), and how long the devices stream before the first.
+PHASE_S = 4.0
+PHASES = 9
+WARM_UP_S = 2.0
 
 
 # -- the subscriber (a process of its own) -------------------------------------------------------
 
 
-def read_feed(url: str, ca_file: str | None) -> dict:
+def read_feed(url: str, ca_file: str | None, streams: str = "") -> dict:
     """Read a recorder's GET /feed until its end frame, counting what came. Prints `subscribed`
     once the recorder has answered (it subscribes the reader before its hello frame)."""
     parts = urlsplit(url)
@@ -86,7 +94,7 @@ def read_feed(url: str, ca_file: str | None) -> dict:
     counts = {"frames": 0, "bytes": 0, "batches": 0, "rows": 0, "rows_per_device": {},
               "dropped_batches": 0, "dropped_rows": 0, "ended": False, "error": None}
     try:
-        connection.request("GET", FEED_PATH)
+        connection.request("GET", FEED_PATH + (f"?stream={streams}" if streams else ""))
         response = connection.getresponse()
         if response.status != 200:
             raise ConnectionError(f"GET {FEED_PATH} answered {response.status} {response.reason}")
@@ -126,8 +134,8 @@ def read_feed(url: str, ca_file: str | None) -> dict:
 class FeedReader:
     """read_feed() in a subprocess, subscribed once start() returns."""
 
-    def __init__(self, base: str, ca_file: Path | None):
-        args = [sys.executable, "-m", "recorder.bench.feed", "--read", base]
+    def __init__(self, base: str, ca_file: Path | None, streams: str = ""):
+        args = [sys.executable, "-m", "recorder.bench.feed", "--read", base, "--streams", streams]
         if ca_file is not None:
             args += ["--ca-file", str(ca_file)]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -252,6 +260,94 @@ def measure(devices: int = DEVICES, seconds: float = SECONDS, repeats: int = REP
     return figures
 
 
+def measure_in_phases(devices: int = DEVICES, phase_s: float = PHASE_S, phases: int = PHASES, *,
+                      tls: bool = True, streams: str = "", on_phase=None) -> dict:
+    """One recorder, the same devices streaming throughout, its CPU read phase by phase: without
+    a subscriber, then with one (a reader that subscribes at the phase's start and hangs up at its
+    end), and so on, alternating. Which worker each device landed on (the kernel spreads
+    connections by address hash) is then the same for both conditions, and so is the process's
+    warm-up: the figures of separate recorders (measure()) move with both."""
+    # (each subscribed phase also waits for its reader to start: about half a second)
+    windows, records, headers = profile9_windows(WARM_UP_S + phases * (phase_s + 0.5) + SETTLE_S + 1.0)
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        with recorder_serve(Path(tmp), tls=tls) as (server, base, ssl_context):
+            replayed = [Replayed(windows, records, headers, i) for i in range(devices)]
+            failure: list[BaseException] = []
+
+            def stream() -> None:
+                try:
+                    stream_devices(replayed, f"{base}/", True, ssl_context)
+                except BaseException as exc:  # noqa: BLE001 - reported by the caller
+                    failure.append(exc)
+
+            streaming = threading.Thread(target=stream, daemon=True)
+            streaming.start()
+            time.sleep(WARM_UP_S)
+            for k in range(phases):
+                subscribed = k % 2 == 1
+                reader = None
+                try:
+                    if subscribed:
+                        reader = FeedReader(base, Path(tmp) / "certs" / certs.CA if tls else None, streams).start()
+                    started, before = time.monotonic(), cpu_seconds(server.pid)
+                    time.sleep(phase_s)
+                    used, elapsed = cpu_seconds(server.pid) - before, time.monotonic() - started
+                    phase = {"subscribed": subscribed, "device_seconds": devices * elapsed, "server_cpu_s": used,
+                             "cpu_per_device_second": used / (devices * elapsed)}
+                    if subscribed:
+                        _, feed = feed_status(base, ssl_context)
+                        phase["dropped_rows"] = sum(c["dropped_rows"] for sub in feed["subscribers"]
+                                                    for c in sub["devices"].values())
+                finally:
+                    if reader:
+                        reader.kill()
+                results.append(phase)
+                if on_phase:
+                    on_phase(phase)
+            streaming.join()
+            if failure:
+                raise failure[0]
+            stored, _ = feed_status(base, ssl_context)
+    without = [p for p in results if not p["subscribed"]]
+    with_one = [p for p in results if p["subscribed"]]
+    # Each phase with a subscriber against the mean of the phases around it without one.
+    paired = [w["cpu_per_device_second"] / statistics.mean(o["cpu_per_device_second"] for o in results[max(0, i - 1):i + 2]
+                                                           if not o["subscribed"]) - 1
+              for i, w in enumerate(results) if w["subscribed"]]
+    figures = {
+        "method": "phases", "devices": devices, "phase_s": phase_s, "phases": results, "tls": tls,
+        "streams": streams or None,
+        "without": {"cpu_per_device_second": statistics.median(p["cpu_per_device_second"] for p in without)},
+        "with_one_subscriber": {"cpu_per_device_second": statistics.median(p["cpu_per_device_second"] for p in with_one)},
+        "paired_ratios": paired, "extra_cpu_ratio": statistics.median(paired),
+        "dropped_rows": sum(p["dropped_rows"] for p in with_one),
+        "lost_records": sum(max(0, records - stored.get(d.serial, 0)) for d in replayed),
+        "max_lag_s": max(d.lag for d in replayed), "aim": AIM,
+    }
+    return figures
+
+
+def run_in_phases(devices: int = DEVICES, phase_s: float = PHASE_S, phases: int = PHASES, *, tls: bool = True,
+                  streams: str = "") -> dict:
+    print(f"{devices} profile9 devices (one sample per message) over {'TLS' if tls else 'plain HTTP'} into one recorder, "
+          f"streaming throughout; its CPU read in {phases} phases of {phase_s:g} s, without a subscriber and with one "
+          f"in turn (a raw GET /feed reader in a process of its own, subscribed for its phase"
+          f"{', to streams ' + streams if streams else ''})")
+    figures = measure_in_phases(devices, phase_s, phases, tls=tls, streams=streams, on_phase=lambda p: print(
+        f"  {'with one subscriber' if p['subscribed'] else 'no subscriber      '}: recorder {p['server_cpu_s']:6.2f} CPU s "
+        f"= {p['cpu_per_device_second']:.3f} s per device-second"
+        + (f"; dropped {p['dropped_rows']} rows" if p["subscribed"] else ""), flush=True))
+    ratio = figures["extra_cpu_ratio"]
+    print(f"recorder CPU per device-second (median): {figures['without']['cpu_per_device_second']:.3f} s without a "
+          f"subscriber, {figures['with_one_subscriber']['cpu_per_device_second']:.3f} s with one")
+    print(f"each phase with a subscriber against the phases beside it: {', '.join(f'{r:+.0%}' for r in figures['paired_ratios'])}; "
+          f"median {ratio:+.1%} (aim: under {AIM:.0%} more) -> {'met' if ratio < AIM else 'NOT met'}")
+    print(f"the devices: {figures['lost_records']} records lost, max lag {figures['max_lag_s']:.2f} s; "
+          f"the subscribers: {figures['dropped_rows']} rows dropped for them")
+    return figures
+
+
 def describe(run: dict) -> str:
     line = (f"{'with one subscriber' if run['subscribed'] else 'no subscriber      '}: "
             f"recorder {run['server_cpu_s']:6.2f} CPU s = {run['cpu_per_device_second']:.3f} s per device-second, "
@@ -295,15 +391,31 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--plain-http", action="store_true", help="devices and the subscriber without TLS")
+    parser.add_argument("--phases", type=int, default=0, metavar="N",
+                        help="one recorder measured in N phases (odd), without and with a subscriber in turn, each "
+                             "--seconds long (see measure_in_phases), instead of separate recorders")
     parser.add_argument("--read", metavar="URL", help="be the subscriber: read URL's feed, print counts as JSON")
     parser.add_argument("--ca-file", help="with --read: the recorder's CA certificate")
+    parser.add_argument("--streams", default="", metavar="A,B",
+                        help="with --phases (or --read): the subscriber reads these streams only")
     args = parser.parse_args(argv)
     if args.read:
-        counts = read_feed(args.read, args.ca_file)
+        counts = read_feed(args.read, args.ca_file, args.streams)
         print(json.dumps(counts), flush=True)
         return 0
-    run(args.devices, args.seconds, args.repeats, tls=not args.plain_http)
+    if args.phases:
+        run_in_phases(args.devices, args.seconds, args.phases, tls=not args.plain_http, streams=args.streams)
+    else:
+        run(args.devices, args.seconds, args.repeats, tls=not args.plain_http)
     return 0
+
+
+def section() -> dict:
+    """`make bench`'s feed section: the figure the aim is judged on, from one recorder in phases;
+    then separate recorders, once each way, for a reader that must receive every row."""
+    figures = {"phases": run_in_phases()}
+    figures["separate_recorders"] = run(repeats=1)
+    return figures
 
 
 if __name__ == "__main__":

@@ -99,28 +99,56 @@ async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str
 
 
 class FrameSplitter:
-    """Feed frames out of a byte stream cut anywhere: (head, [prefix and head, body]) each. A
-    frame's bytes are copied once, out of the buffer the pieces gather in."""
+    """Feed frames out of a byte stream cut anywhere: (head, [prefix and head, body]) each. The
+    pieces a frame came in are kept as they came and joined once the frame is whole: its bytes
+    are copied once, and nothing is copied while a large frame is still arriving."""
 
     def __init__(self):
-        self._buffer = bytearray()
+        self._pieces: list = []  # what came after the last whole frame, as it came
+        self._held = 0  # their length
+        self._frame: tuple[int, int] | None = None  # (head's length, frame's length) once its prefix is in
 
-    def feed(self, data: bytes) -> list[tuple[dict, list]]:
-        self._buffer += data
+    def feed(self, data) -> list[tuple[dict, list]]:
+        if data:
+            self._pieces.append(data)
+            self._held += len(data)
         frames = []
-        start = 0
-        with memoryview(self._buffer) as view:
-            while len(view) - start >= PREFIX.size:
-                magic, head_len, body_len = PREFIX.unpack_from(view, start)
+        while True:
+            if self._frame is None:
+                if self._held < PREFIX.size:
+                    break
+                magic, head_len, body_len = PREFIX.unpack(self._peek(PREFIX.size))
                 if magic != MAGIC:
                     raise PeerError(f"not a recorder feed frame (it begins {bytes(magic)!r})")
-                end = start + PREFIX.size + head_len + body_len
-                if len(view) < end:
-                    break
-                head_end = start + PREFIX.size + head_len
-                prefix_and_head = bytes(view[start:head_end])
-                head = json.loads(prefix_and_head[PREFIX.size:])
-                frames.append((head, [prefix_and_head, bytes(view[head_end:end])]))
-                start = end
-        del self._buffer[:start]
+                self._frame = head_len, PREFIX.size + head_len + body_len
+            head_len, size = self._frame
+            if self._held < size:
+                break
+            whole = memoryview(self._take(size))
+            head_end = PREFIX.size + head_len
+            frames.append((json.loads(bytes(whole[PREFIX.size:head_end])), [whole[:head_end], whole[head_end:]]))
+            self._frame = None
         return frames
+
+    def _peek(self, n: int) -> bytes:
+        """The first n held bytes (a frame's prefix), leaving them held."""
+        first = b""
+        for piece in self._pieces:
+            first += bytes(piece[:n - len(first)])
+            if len(first) == n:
+                break
+        return first
+
+    def _take(self, n: int) -> bytes:
+        """The first n held bytes, joined; a piece that holds more stays held from where they end."""
+        taken, size = [], 0
+        while size < n:
+            piece = self._pieces.pop(0)
+            if size + len(piece) > n:
+                cut = n - size
+                self._pieces.insert(0, memoryview(piece)[cut:])
+                piece = memoryview(piece)[:cut]
+            taken.append(piece)
+            size += len(piece)
+        self._held -= n
+        return b"".join(taken)
