@@ -15,6 +15,12 @@ batches have gone out on the feed, so the window holds all the work the data cau
 conditions. Runs alternate (without, with; then with, without; ...) so that a drift of the
 machine weighs on both; the figures are medians over the repeats.
 
+The phases method (--phases N; make bench's figure for the aim) keeps one recorder and the same
+device connections throughout and reads the recorder's CPU phase by phase, without a subscriber
+and with one in turn: which worker each device landed on, and the processes' warm-up, are then
+the same in both conditions, which separate recorders leave to chance. Each phase with a
+subscriber is set against the mean of the two beside it; the figure is the median of those.
+
 The subscriber is a separate process reading GET /feed raw: it parses every frame and counts
 rows from the frame heads, without decoding the Arrow batches or calling handlers. What the
 recorder does for a subscriber (encode each batch once, queue it, write it to the connection)
@@ -30,16 +36,26 @@ every row the recorder published and the feed's end frame.
 Figures (2-core VM shared with other work; 2 devices over TLS). Before the feed carried frames as
 stored: 0.323 s of recorder CPU per device-second without a subscriber, 0.361 s with one (+12 %;
 other runs +13 % to +20 %), 12 MB of feed per device-second. Since the feed sends each frame as
-the storage compressed it (7 MB per device-second), sends a flush's batches in one write and
-counts queued bytes without walking the buffers: four runs of 6 to 8 repeats each way gave
-+15.6 %, +15.2 %, +9.6 % and +19.3 % (0.04 to 0.07 s per device-second) with other work on the
-cores, and +6.8 %, +10.6 % and +14.3 % on a quiet machine (8 repeats each; the median of those 24
-pairs is +9.5 %, the pairs ranging from +1 % to +27 %): the machine's noise is as large as the
-effect. Threads' CPU
-from /proc/<pid>/task (4 repeats) puts the extra mostly on the event loop's thread: +0.015 s user
-and +0.015 s system per device-second over TLS (frames, TLS, the loopback socket's kernel work,
-which on 127.0.0.1 includes the receiving side's), about half that over plain HTTP. The aim of
-under 10 % more is met in some runs and not in others: not reliably met.
+the storage compressed it (7 MB per device-second, 5 MB since RAW images are stored with the
+rows filter), separate recorders gave medians from +5 % to +27 % over 4 to 8 repeats, the pairs
+of one run from -26 % to +46 %: the machine's noise, and where the devices and the reader land.
+
+Where the cost is (the phases method, 9 phases of 4 s, default two workers):
+- Placement. The kernel spreads connections over the workers by address hash. A reader on the
+  worker that holds the devices costs that worker little; a reader on the other worker gets
+  every frame relayed to it over the worker socket. Read per process in one run (both devices
+  on one worker): the reader's worker, relaying and sending 40 MB a phase over TLS, used
+  0.20 to 0.23 s of CPU a phase, about 0.025 s per device-second; with the reader on the
+  devices' worker, that worker's extra was within the noise of the phases beside it.
+- Streams (before the relay's splitter below was mended): a reader of the 11 sample streams
+  only, -4.9 %; of battery only, -0.9 %; of the four SLAM cameras only, +17.2 % (+4.0 % with
+  `--workers 1`, where nothing is relayed); over plain HTTP (devices and reader), -4.5 %. The
+  cost is the camera frames' bytes, relayed and sent over TLS.
+- Final code (frames serialised into exact-size buffers, stored frames joined once into their
+  column, relayed frames sent on undecoded and joined once from the pieces they came in, one
+  wake-up per wait): three runs gave +7.3 %, +18.6 % and +7.7 %; their 12 pairs range from +1 %
+  to +22 %, median +10 %. The aim of under 10 % more is met when the reader shares the devices'
+  worker and not when their frames are relayed to it: not reliably met.
 """
 
 from __future__ import annotations
