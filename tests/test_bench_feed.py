@@ -4,6 +4,10 @@ and once with one. Figures are checked for presence and sense, never against a t
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 from recorder.bench import feed
 
@@ -44,4 +48,19 @@ def test_feed_section_in_phases_measures_one_recorder_without_and_with_a_subscri
     assert math.isclose(paired, phases[1]["cpu_per_device_second"] / beside - 1, rel_tol=1e-9)
     assert figures["extra_cpu_ratio"] == figures["paired_ratios"][0]
     assert figures["lost_records"] == 0 and figures["dropped_rows"] == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_command_for_a_subscriber_of_some_streams_runs_as_written(tmp_path):
+    """The README's example of the phases method with --streams, run as written (from the
+    repository's own interpreter): it measures a subscriber of the streams named, and the
+    devices lose nothing."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    command = re.search(r"`\.venv/bin/(python -m recorder\.bench\.feed --phases [^`]*)`", readme).group(1)
+    words = " ".join(command.split()).split(" ")
+    done = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    streams = words[words.index("--streams") + 1]
+    assert f"to streams {streams}" in done.stdout and "with one subscriber" in done.stdout
+    assert "0 records lost" in done.stdout and "0 rows dropped" in done.stdout
     assert list(tmp_path.iterdir()) == []
