@@ -13,4 +13,5 @@ def test_the_export_bench_measures_the_parquet_format(tmp_path, monkeypatch):
     mcap = results["formats"]["mcap"]  # each export beside its peer, the library alone
     assert len(mcap["pair_ratios"]) == bench.MCAP_REPEATS and all(r > 0 for r in mcap["pair_ratios"])
     assert mcap["ratio_to_peer"] == mcap["peer_seconds"] / mcap["seconds"]
+    assert min(mcap["pair_ratios"]) <= mcap["median_pair_ratio"] <= max(mcap["pair_ratios"])
     assert list(tmp_path.iterdir()) == []  # the bench's folder is gone

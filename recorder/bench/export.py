@@ -11,15 +11,23 @@ library (not timed) and written again with the mcap library alone, with the same
 compression and indexes, in the same order (timed): what writing costs without any of our
 work, so that the ratio is what our reading, mapping and encoding leave of it. Each MCAP export
 is followed at once by its peer, MCAP_REPEATS times; the ratio is the best peer over the best
-export, and each pair's ratio is shown too (on a shared machine they spread by +-0.1). Then one
+export, and each pair's ratio is shown too, with their median (on a shared machine the pairs
+spread by +-0.1, and the median of pairs measured side by side is the steadier figure). Then one
 profile9 device of LONG_MINUTES minutes is stored and exported to each format once: the time a
 user waits for a real field session.
+
+Figures (2-core VM, quiet but noisy). MCAP, three runs of 5 pairs: best over best 0.69, 0.71
+and 0.68; medians of pairs 0.75, 0.71 and 0.75, the 15 pairs from 0.60 to 0.89 (before the rows
+filter was undone by whole-image additions and the export read four steps ahead: 0.59 best over
+best, one run). The other formats, one run: parquet 1.86 s, mp4 2.99 s, rerun 2.03 s, lerobot
+22.79 s for 2 devices x 10 s (95 MB stored).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +42,7 @@ LONG_MINUTES = 10.0
 REPEATS = 2
 # MCAP's ratio to its peer moves with the machine's noise more than the other figures: more pairs.
 MCAP_REPEATS = 5
+MCAP_AIM = 0.7
 WINDOW_S = 10.0  # the long session is made and stored this much at a time
 
 
@@ -119,9 +128,11 @@ def run(seconds: float = SECONDS, long_minutes: float = LONG_MINUTES) -> dict:
             peer = ""
             if name == "mcap":
                 pairs = [p / seconds for p, (seconds, _) in zip(peers, runs, strict=True)]
-                figure.update(peer_seconds=min(peers), ratio_to_peer=min(peers) / best, pair_ratios=pairs)
+                figure.update(peer_seconds=min(peers), ratio_to_peer=min(peers) / best, pair_ratios=pairs,
+                              median_pair_ratio=statistics.median(pairs))
                 peer = (f"  = {figure['ratio_to_peer']:.2f} of the library alone ({figure['peer_seconds']:.2f} s); "
-                        f"pair by pair {', '.join(f'{r:.2f}' for r in pairs)}")
+                        f"pair by pair {', '.join(f'{r:.2f}' for r in pairs)}, median {figure['median_pair_ratio']:.2f} "
+                        f"(aim: at least {MCAP_AIM})")
             results["formats"][name] = figure
             print(f"  {name:8s} {best:7.2f} s  {figure['mb_per_s']:7.1f} MB/s of stored data{peer}")
         if long_minutes > 0:
