@@ -61,6 +61,12 @@ def read_batches(folder: Path, schema: pa.Schema, columns: list[str], start_ns: 
                    + [(n, p, False) for n, p in lives.items() if n not in parts])
     for _number, path, finished in files:
         try:
+            if finished and condition is None:
+                # The whole part: Parquet's own reader, which opens a file about 1 ms sooner
+                # than a dataset does (measured on profile9 parts; paid once per part read).
+                yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns,
+                                                             use_threads=False)
+                continue
             if finished:
                 part = ds.dataset(path, format="parquet")
                 yield from part.to_batches(columns=columns, filter=condition, batch_size=batch_rows,
