@@ -52,7 +52,8 @@ file of 82 MB against 36 MB. Nearly all of it is zstd: a chunk of one camera's f
 far better than one that interleaves every stream (the simulator's frames repeat much more than
 a real camera's do); the mcap library alone writing the same messages in the same order takes
 2.7 s against 1.2 s. The merge holds a batch of each stream (up to 4 MB of frames) and a window
-of its messages (a second of capture) in memory, and four steps of messages ready to write.
+of its messages (a second of capture) in memory, and two steps of messages (half a second of
+capture each) ready to write.
 
 Work: reading (frames decompressed, Parquet decoded) runs in a pool of two threads a batch
 ahead of the encoding, and the encoding in a thread of its own two merge steps ahead of the
@@ -101,10 +102,13 @@ CHUNK_BYTES = 4 * 1024 * 1024  # a few video frames or a second or two of sensor
 # The merge writes at most this much capture time per step, so a step's messages stay small in
 # memory even when the job's batches are long.
 STEP_NS = 500_000_000
-# Merge steps read and encoded ahead of the writing. Four rather than two: the writer then waited
-# 0.6 s instead of 0.8 s for steps in an export of 2 profile9 devices x 10 s (4 runs each way;
-# its wall time moved less than the machine's noise).
-STEPS_AHEAD = 4
+# The first steps are shorter (each twice the one before, up to STEP_NS): the writing waits for
+# the first one, and the encoding gets ahead while the first ones are written.
+FIRST_STEP_NS = 50_000_000
+# Merge steps read and encoded ahead of the writing (a second of capture, once the first short
+# steps are done): the writer then waits for nothing but the first step (measured on 2 profile9
+# devices x 10 s; four steps ahead waited no less).
+STEPS_AHEAD = 2
 # Frames are read a batch at a time, and rows encoded a window at a time (see Cursor), the first
 # ones small: the first step waits for a window of every stream, and the writing waits for the
 # first step; later ones larger, as each batch and window has a cost of its own.
@@ -725,20 +729,25 @@ def _emit(cursor: Cursor, part: tuple[np.ndarray, list[Encoded]], parts: list, r
 
 def _merged(cursors: list[Cursor], channels: Channels, rows: dict[str, int]):
     active = [c for c in cursors if c.fill()]
+    step_ns = FIRST_STEP_NS
     while active:
-        # Rows at or before the watermark can go: no stream's later batches hold an
-        # earlier row (each stream's batches come in capture order). The stream whose
-        # buffered rows end first is emptied, or the one holding the earliest row moves
-        # on by a step: every pass writes something.
-        watermark = min(int(c.latest_after[c.position]) for c in active)
-        earliest = min(int(c.times[c.position]) for c in active)
-        watermark = min(watermark, earliest + STEP_NS)
+        # A step is every row up to STEP_NS after the earliest one left: each stream gives its
+        # rows up to the watermark, going on into its next window (and batch) when one ends
+        # before it, so no stream's later rows are earlier (each stream's batches come in
+        # capture order). Steps are then a fixed span of capture, not cut at the end of
+        # whichever window ends first: ten times fewer for profile9 cameras, each of which
+        # costs the encoding and the writing threads a hand-over.
+        watermark = min(int(c.times[c.position]) for c in active) + step_ns
+        step_ns = min(STEP_NS, 2 * step_ns)
         parts: list = []
         done_rows = 0
         for cursor in active:
-            part = cursor.take_until(watermark)
-            if part is not None:
-                done_rows += _emit(cursor, part, parts, rows)
+            while True:
+                part = cursor.take_until(watermark)
+                if part is not None:
+                    done_rows += _emit(cursor, part, parts, rows)
+                if cursor.position < len(cursor.times) or not cursor.fill():
+                    break
         yield channels.take(), parts, done_rows
         active = [c for c in active if c.fill()]
 
