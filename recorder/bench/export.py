@@ -16,11 +16,14 @@ spread by +-0.1, and the median of pairs measured side by side is the steadier f
 profile9 device of LONG_MINUTES minutes is stored and exported to each format once: the time a
 user waits for a real field session.
 
-Figures (2-core VM, quiet but noisy). MCAP, three runs of 5 pairs: best over best 0.69, 0.71
-and 0.68; medians of pairs 0.75, 0.71 and 0.75, the 15 pairs from 0.60 to 0.89 (before the rows
-filter was undone by whole-image additions and the export read four steps ahead: 0.59 best over
-best, one run). The other formats, one run: parquet 1.86 s, mp4 2.99 s, rerun 2.03 s, lerobot
-22.79 s for 2 devices x 10 s (95 MB stored).
+Figures (2-core VM, quiet but noisy). MCAP, four runs of 5 pairs: best over best 0.73, 0.76,
+0.83 and 0.81; medians of pairs 0.78, 0.76, 0.85 and 0.78, the 20 pairs from 0.65 to 0.96. Before
+the merge wrote fixed half-second steps: best over best 0.68 to 0.74, pair medians 0.71 to 0.75
+(five runs); before the rows filter was undone by whole-image additions and that: 0.59 (one
+run). The other formats, in the whole section's run: parquet 1.95 s, mp4 3.74 s, rerun 2.26 s,
+lerobot 27.53 s for 2 devices x 10 s (95 MB stored); ten minutes of one device (2,837 MB
+stored): parquet 64.6 s, mp4 142.1 s, mcap 97.8 s, rerun 83.3 s (lerobot was still running when
+that run was stopped at 20 minutes).
 """
 
 from __future__ import annotations
