@@ -16,6 +16,7 @@ and every other worker's feed has ended too (each ends its own at its shutdown),
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 
 import trio
@@ -104,7 +105,7 @@ class FrameSplitter:
     are copied once, and nothing is copied while a large frame is still arriving."""
 
     def __init__(self):
-        self._pieces: list = []  # what came after the last whole frame, as it came
+        self._pieces: deque = deque()  # what came after the last whole frame, as it came
         self._held = 0  # their length
         self._frame: tuple[int, int] | None = None  # (head's length, frame's length) once its prefix is in
 
@@ -143,10 +144,10 @@ class FrameSplitter:
         """The first n held bytes, joined; a piece that holds more stays held from where they end."""
         taken, size = [], 0
         while size < n:
-            piece = self._pieces.pop(0)
+            piece = self._pieces.popleft()
             if size + len(piece) > n:
                 cut = n - size
-                self._pieces.insert(0, memoryview(piece)[cut:])
+                self._pieces.appendleft(memoryview(piece)[cut:])
                 piece = memoryview(piece)[:cut]
             taken.append(piece)
             size += len(piece)

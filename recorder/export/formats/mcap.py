@@ -731,12 +731,12 @@ def _merged(cursors: list[Cursor], channels: Channels, rows: dict[str, int]):
     active = [c for c in cursors if c.fill()]
     step_ns = FIRST_STEP_NS
     while active:
-        # A step is every row up to STEP_NS after the earliest one left: each stream gives its
-        # rows up to the watermark, going on into its next window (and batch) when one ends
-        # before it, so no stream's later rows are earlier (each stream's batches come in
-        # capture order). Steps are then a fixed span of capture, not cut at the end of
-        # whichever window ends first: ten times fewer for profile9 cameras, each of which
-        # costs the encoding and the writing threads a hand-over.
+        # A step is every row up to step_ns (STEP_NS, the first ones shorter) after the earliest
+        # one left: each stream gives its rows up to the watermark, going on into its next
+        # window (and batch) when one ends before it, so no stream's later rows are earlier
+        # (each stream's batches come in capture order). Steps are then a fixed span of
+        # capture, not cut at the end of whichever window ends first: ten times fewer for
+        # profile9 cameras, each of which costs the encoding and the writing threads a hand-over.
         watermark = min(int(c.times[c.position]) for c in active) + step_ns
         step_ns = min(STEP_NS, 2 * step_ns)
         parts: list = []
