@@ -355,8 +355,10 @@ def test_ctrl_c_leaves_no_file(tmp_path):
     command says nothing was written, exits 130 without a traceback, and leaves no file."""
     data = tmp_path / "data"
     store = Store(data, sync=False)
+    # Long enough that the export is still writing well after its first megabyte, on a busy
+    # machine too (6 s of two devices once finished before the signal came).
     for device in make_fleet(2, seed=5, profile="profile9"):
-        store_body(store, device.headers(), device.window(0.0, 6.0))
+        store_body(store, device.headers(), device.window(0.0, 15.0))
     out = tmp_path / "long.mcap"
     # Ctrl+C as a terminal's program gets it: a suite started in the background by a shell
     # without job control (`make test &`) passes SIGINT on ignored, and the export would never see it.
