@@ -177,9 +177,8 @@ def frame_pieces(head: dict, body=b"") -> list:
     """The frame's prefix and head, then its body (bytes, or a list of pieces sent one after
     the other)."""
     encoded = json.dumps(head, separators=(",", ":")).encode()
-    parts = body if isinstance(body, list) else [body]
-    return [PREFIX.pack(MAGIC, len(encoded), sum(len(memoryview(p)) for p in parts)) + encoded,
-            *(memoryview(p) for p in parts)]
+    views = [memoryview(p) for p in (body if isinstance(body, list) else [body])]
+    return [PREFIX.pack(MAGIC, len(encoded), sum(v.nbytes for v in views)) + encoded, *views]
 
 
 def encode_frame(head: dict, body=b"") -> bytes:

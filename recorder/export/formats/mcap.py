@@ -540,7 +540,6 @@ class Cursor:
         self.table: pa.Table | None = None  # the batch read last
         self.next_row = 0  # its first row not yet encoded
         self.times = np.empty(0, np.int64)  # the window's
-        self.latest_after = self.times  # [i]: the latest time from row i of the window on
         self.encoded: list[Encoded] = []
         self.position = 0
         self.windows = 0  # encoded so far
@@ -576,7 +575,6 @@ class Cursor:
             self.windows += 1
             self.next_row += window.num_rows
             self.times, self.position = window.column(TIME_COLUMN).to_numpy(), 0
-            self.latest_after = np.maximum.accumulate(self.times[::-1])[::-1]
             self.encoded = self.route.encode(window) if window.num_rows else []
         return not self.done
 
@@ -756,5 +754,5 @@ def _stream_after_stream(cursors: list[Cursor], channels: Channels, rows: dict[s
     for cursor in cursors:
         while cursor.fill():
             parts: list = []
-            done_rows = _emit(cursor, cursor.take_until(int(cursor.latest_after[cursor.position])), parts, rows)
+            done_rows = _emit(cursor, cursor.take_until(int(cursor.times[cursor.position:].max())), parts, rows)
             yield channels.take(), parts, done_rows
