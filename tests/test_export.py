@@ -4,6 +4,7 @@ or not at all) and the parquet format, read back by DuckDB and pyarrow, never by
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 from storage_support import store_body
+from terminal_support import run_on_a_terminal
 
 import recorder
 from recorder.export import ExportError, export
@@ -132,6 +134,19 @@ def test_the_command_exports_and_says_what_it_did(capture, tmp_path):
     bad = subprocess.run([RECORDER, "export", str(tmp_path), "--format", "nope", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "unknown format" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_on_a_terminal_the_export_shows_a_progress_bar_and_piped_only_its_summary(capture, tmp_path):
+    data, _ = capture
+    args = [RECORDER, "export", str(data), "--format", "parquet", "--streams", "imu-left", "--out"]
+    code, shown = run_on_a_terminal([*args, str(tmp_path / "terminal")])
+    assert code == 0, shown
+    rows = ds.dataset(tmp_path / "terminal" / "imu-left").count_rows()
+    assert re.search(rf"export .*100%.* {rows:,} of {rows:,} rows", shown), shown
+    assert "parquet:" in shown and "imu-left:" in shown
+    piped = subprocess.run([*args, str(tmp_path / "piped")], capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert "%" not in piped.stdout and not re.search(r"of [\d,]+ rows", piped.stdout) and "parquet:" in piped.stdout
 
 
 def test_a_sync_table_names_each_ticks_nearest_row_of_every_device_and_stream(capture, tmp_path):

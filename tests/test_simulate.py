@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import subprocess
 import sys
 
 import trio
 from click.testing import CliRunner
+from terminal_support import run_on_a_terminal
 
 from recorder.cli import main
 from recorder.sim import sender
@@ -118,25 +117,6 @@ def test_simulate_reports_a_refused_connection_and_fails():
     result = CliRunner().invoke(main, ["simulate", "--duration", "0.2", "--fast", "--url", "http://127.0.0.1:9/"])
     assert result.exit_code == 1
     assert "FAILED" in result.output
-
-
-def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
-    """Run a command with a pseudo-terminal as its stdout and stderr; its exit code and output."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
-                               env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
-    os.close(terminal)
-    output = bytearray()
-    while True:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # the terminal's other end closed: the command has exited
-            break
-        if not data:
-            break
-        output += data
-    os.close(controller)
-    return process.wait(timeout=60), output.decode(errors="replace")
 
 
 def test_simulate_shows_progress_on_a_terminal_and_only_the_summary_elsewhere(tmp_path):
