@@ -1,29 +1,76 @@
-"""The frames a worker relays from another worker's feed: cut anywhere by the transport, they
-come back whole and byte for byte, and bytes that are no feed are refused."""
+"""The frames a worker relays from another worker's feed: sent raw on a socket, they come back
+whole and byte for byte however the transport cuts them, whether they were sent gathered or
+not, and bytes that are no feed are refused."""
 
 import random
 
 import pytest
+import trio
 
-from recorder.server.feed import encode_frame
-from recorder.server.feedrelay import FrameSplitter
+from recorder.server.feed import encode_frame, frame_pieces, send_pieces
+from recorder.server.feedrelay import FrameReader
 from recorder.server.peers import PeerError
 
 
-def test_frames_cut_anywhere_come_back_whole():
+def some_frames(rng: random.Random) -> list[tuple[dict, bytes]]:
+    return [({"type": "rows", "device": f"d{k}", "rows": k}, rng.randbytes(rng.choice([0, 1, 300, 70_000, 900_000])))
+            for k in range(40)]
+
+
+async def read_all(sock, buffered: bytes = b"") -> list:
+    reader, out = FrameReader(sock, buffered), []
+    while (frame := await reader.next()) is not None:
+        out.append(frame)
+    return out
+
+
+async def test_frames_cut_anywhere_come_back_whole():
     rng = random.Random(5)
-    frames = [({"type": "rows", "device": f"d{k}", "rows": k}, rng.randbytes(rng.choice([0, 1, 300, 70_000])))
-              for k in range(40)]
+    frames = some_frames(rng)
     stream = b"".join(encode_frame(head, body) for head, body in frames)
-    splitter, out, at = FrameSplitter(), [], 0
-    while at < len(stream):
-        step = rng.choice([1, 5, 100, 4096, 200_000])
-        out += splitter.feed(stream[at:at + step])
-        at += step
-    assert [(head, pieces[1]) for head, pieces in out] == frames
+    sender, receiver = trio.socket.socketpair()
+    # The first bytes arrive with the upgrade's answer, as h11's trailing data.
+    buffered, rest = stream[:7], stream[7:]
+
+    async def send_cut_anywhere():
+        at = 0
+        while at < len(rest):
+            step = rng.choice([1, 5, 100, 4096, 200_000])
+            await send_pieces(sender, [rest[at:at + step]])
+            at += step
+        sender.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send_cut_anywhere)
+        out = await read_all(receiver, buffered)
+    assert [(head, bytes(pieces[1])) for head, pieces in out] == frames
     assert b"".join(b"".join(pieces) for _, pieces in out) == stream  # relayed as they came
 
 
-def test_bytes_that_are_no_feed_are_refused():
+async def test_frames_sent_gathered_come_back_as_they_were_sent():
+    rng = random.Random(6)
+    frames = some_frames(rng)
+    # A burst is many frames' pieces in one gathered send, more than one sendmsg() takes.
+    pieces = [piece for head, body in frames for piece in frame_pieces(head, [body[:10], body[10:]])] * 20
+    sender, receiver = trio.socket.socketpair()
+
+    async def send():
+        await send_pieces(sender, pieces)
+        sender.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        out = await read_all(receiver)
+    assert [(head, bytes(p[1])) for head, p in out] == frames * 20
+
+
+async def test_bytes_that_are_no_feed_are_refused_and_a_cut_frame_is_told():
+    sender, receiver = trio.socket.socketpair()
+    await send_pieces(sender, [b"HTTP/1.1 200 OK\r\n\r\n"])
     with pytest.raises(PeerError, match="not a recorder feed frame"):
-        FrameSplitter().feed(b"HTTP/1.1 200 OK\r\n\r\n")
+        await FrameReader(receiver).next()
+    sender, receiver = trio.socket.socketpair()
+    await send_pieces(sender, [encode_frame({"type": "rows"}, b"x" * 1000)[:-1]])
+    sender.close()
+    with pytest.raises(PeerError, match="ended inside a frame"):
+        await FrameReader(receiver).next()

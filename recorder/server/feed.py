@@ -81,8 +81,10 @@ BURST_BYTES = 4 << 20
 DRAIN_S = 2.0
 # A blob stream's bytes on the feed (zstd frames, as stored), and once a reader decompressed them.
 STORED_COLUMN, DATA_COLUMN = "data_zstd", "data"
-# What ends an Arrow IPC stream: a continuation marker and a zero length.
-IPC_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+# What another worker asks to upgrade its GET /feed to: the frames raw, not chunked
+# (UpgradedBody); and how many pieces one sendmsg() gathers (Linux takes up to 1024).
+FEED_UPGRADE = b"recorder-feed"
+MAX_GATHERED = 512
 
 
 @dataclass
@@ -124,11 +126,7 @@ class FeedItem:
         a send joins with others; encoded once, however many readers send it."""
         if self._frame is None:
             if self.batch is not None:
-                # An Arrow IPC stream, byte for byte as pa.ipc.new_stream writes it, in its three
-                # parts: the batch is serialised once into a buffer of its exact size (a stream
-                # writer's growing buffer copies it again as it grows).
-                self._frame = frame_pieces(self.head(), [self.batch.schema.serialize(), self.batch.serialize(),
-                                                         IPC_END_OF_STREAM])
+                self._frame = frame_pieces(self.head(), ipc_stream_pieces(self.batch))
             else:
                 self._frame = frame_pieces(self.head(), self.data or b"")
         return self._frame
@@ -151,6 +149,35 @@ class FeedItem:
             batch = pa.ipc.open_stream(body).read_next_batch()
         return cls(head["type"], head["device"], head["session_id"], head.get("stream"), batch,
                    bytes(body) if head["type"] == CALIBRATION else None)
+
+
+class _Pieces:
+    """A file that keeps what is written to it as it came (pa.PythonFile's sink)."""
+
+    closed = False
+
+    def __init__(self):
+        self.pieces: list = []
+
+    def write(self, data) -> int:
+        self.pieces.append(data)
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def ipc_stream_pieces(batch: pa.RecordBatch) -> list:
+    """The Arrow IPC stream of one batch, as pa.ipc.new_stream writes it, in the pieces it is
+    written in: the writer hands each of the batch's buffers to the file as it is, so a camera
+    frame's bytes are not copied into a serialised batch on their way to the sockets."""
+    sink = _Pieces()
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.pieces
 
 
 def binary_array(values: list[bytes]) -> pa.Array:
@@ -488,7 +515,8 @@ class SessionFeed:
         self.serial = serial
         self.session_id = session_id
         self.calibration_bytes: bytes | None = None
-        self._held: dict[str, list] = {}  # stream -> batches, or (schema, rows, blobs) of a blob stream
+        self._rows: dict[str, list[pa.RecordBatch]] = {}  # stream -> batches of rows as written
+        self._blobs: dict[str, list] = {}  # blob stream -> its stored frames since (None: not held)
         self._held_bytes = 0
 
     def introduction(self) -> list[FeedItem]:
@@ -498,9 +526,7 @@ class SessionFeed:
             items.append(FeedItem(CALIBRATION, self.serial, self.session_id, data=self.calibration_bytes))
         return items
 
-    def _room(self, stream: str, nbytes: int, rows: int) -> bool:
-        if not self.hub.wants(self.serial, stream):  # rows nobody wants are not even held
-            return False
+    def _room(self, nbytes: int, rows: int) -> bool:
         if self._held_bytes + nbytes > HELD_BYTES:
             counts = self.hub.overflow.setdefault(self.serial, DeviceCounts())
             counts.dropped_batches += 1
@@ -510,18 +536,23 @@ class SessionFeed:
         return True
 
     def rows(self, stream: str, batch: pa.RecordBatch) -> None:
-        """Rows of a sample stream, as the writer stores them."""
-        if self._room(stream, batch.get_total_buffer_size(), batch.num_rows):
-            self._held.setdefault(stream, []).append(batch)
+        """A batch of a sample stream's rows, as the writer wrote it to the files."""
+        if self.hub.wants(self.serial, stream) and self._room(batch.get_total_buffer_size(), batch.num_rows):
+            self._rows.setdefault(stream, []).append(batch)
 
-    def blob(self, stream: str, schema: pa.Schema, row: dict, stored: bytes) -> None:
-        """One blob's index row and its bytes, both as stored (`stored`: the zstd frame written
-        to the blob file). The feed carries the frame as it is: compressing it cost the recording
-        nothing more, and a reader that decompresses it keeps that work off the recorder."""
-        if self._room(stream, len(stored) + 256, 1):
-            held = self._held.setdefault(stream, [schema, [], []])
-            held[1].append(row)
-            held[2].append(stored)
+    def blob(self, stream: str, stored: bytes) -> None:
+        """One blob's bytes as stored (`stored`: the zstd frame written to the blob file); its
+        index row comes with the stream's next written batch (index_rows). The feed carries the
+        frame as it is: compressing it cost the recording nothing more, and a reader that
+        decompresses it keeps that work off the recorder. (Rows nobody wants are not even held.)"""
+        if self.hub.wants(self.serial, stream):
+            self._blobs.setdefault(stream, []).append(stored if self._room(len(stored), 1) else None)
+
+    def index_rows(self, stream: str, batch: pa.RecordBatch) -> None:
+        """A batch of a blob stream's index rows, as the writer wrote it to the files."""
+        if stream in self._blobs:
+            self._held_bytes += batch.get_total_buffer_size()
+            self._rows.setdefault(stream, []).append(batch)
 
     def calibration(self, data: bytes) -> None:
         self.calibration_bytes = data
@@ -529,28 +560,40 @@ class SessionFeed:
 
     def flushed(self) -> None:
         """The writer's flush has put everything held in the files: publish it."""
-        if not self._held:
+        if not self._rows:
             return
-        held, self._held, self._held_bytes = self._held, {}, 0
-        for stream, value in held.items():
-            if isinstance(value[0], pa.Schema):
-                schema, rows, blobs = value
-                batch = pa.RecordBatch.from_pylist(rows, schema=schema)
-                batch = batch.append_column(pa.field(STORED_COLUMN, pa.binary()), binary_array(blobs))
-            else:
-                batch = pa.concat_batches(value) if len(value) > 1 else value[0]
-            self.hub.publish(FeedItem(ROWS, self.serial, self.session_id, stream, batch))
+        held, blobs = self._rows, self._blobs
+        self._rows, self._blobs, self._held_bytes = {}, {}, 0
+        for stream, batches in held.items():
+            batch = pa.concat_batches(batches) if len(batches) > 1 else batches[0]
+            frames = blobs.get(stream)
+            if frames is not None:
+                batch = with_stored_frames(batch, frames)
+            if batch.num_rows:
+                self.hub.publish(FeedItem(ROWS, self.serial, self.session_id, stream, batch))
 
     def dropped(self) -> None:
         """What is held was not stored after all (a storage error stopped the writer): none of
         it is published."""
-        self._held, self._held_bytes = {}, 0
+        self._rows, self._blobs, self._held_bytes = {}, {}, 0
 
     def closed(self) -> None:
         """The session is finalised (a later reconnect opens it again, with a new SessionFeed
         call from the server)."""
-        self._held, self._held_bytes = {}, 0
+        self._rows, self._blobs, self._held_bytes = {}, {}, 0
         self.hub.publish(FeedItem(ENDED, self.serial, self.session_id))
+
+
+def with_stored_frames(index: pa.RecordBatch, frames: list) -> pa.RecordBatch:
+    """A blob stream's written index rows with their stored frames beside them (STORED_COLUMN),
+    `frames` being those told since the feed was last published, in order, None for one not held.
+    They are the last rows written: rows stored before anybody wanted the stream come first."""
+    paired = min(len(frames), index.num_rows)  # every frame's row is written before a publish
+    index, frames = index.slice(index.num_rows - paired), frames[len(frames) - paired:]
+    if None in frames:
+        index = index.filter(pa.array([frame is not None for frame in frames]))
+        frames = [frame for frame in frames if frame is not None]
+    return index.append_column(pa.field(STORED_COLUMN, pa.binary()), binary_array(frames))
 
 
 # -- GET /feed --------------------------------------------------------------------------------
@@ -616,6 +659,8 @@ class FeedEndpoint:
         query = parse_qs(query_string)
         serials = {s for value in query.get("serial", []) for s in value.split(",") if s}
         streams = {s for value in query.get("stream", []) for s in value.split(",") if s}
+        # Only another worker, on its own socket, may have the frames raw.
+        body = UpgradedBody(conn) if kind == "worker" and upgrade_asked(request) else ChunkedBody(conn)
         wakeup = Wakeup()
         subscriber = (relay.subscriber if relay is not None else Subscriber)(kind, remote=conn.remote, serials=frozenset(serials) or None,
                                 streams=frozenset(streams) or None, queue=FeedQueue(wake=wakeup.from_any_thread))
@@ -629,7 +674,7 @@ class FeedEndpoint:
                 if relay is not None:
                     relays.start_soon(relay.run, subscriber, query_string)
                 try:
-                    await self._send_items(conn, subscriber, serials, streams, wakeup)
+                    await self._send_items(body, subscriber, serials, streams, wakeup)
                 except BaseException as exc:  # raised on as it is: a nursery would wrap it in a group
                     failed = exc
                 relays.cancel_scope.cancel()
@@ -641,17 +686,15 @@ class FeedEndpoint:
             if self.readers == 0:
                 self.no_readers.set()
 
-    async def _send_items(self, conn, subscriber: Subscriber, serials, streams, wakeup: Wakeup) -> None:
-        await conn.send(h11.Response(status_code=200, headers=[
-            ("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("connection", "close")]))
-        await conn.send(h11.Data(data=encode_frame({"type": HELLO, "version": 1, "serials": sorted(serials) or None,
-                                                    "streams": sorted(streams) or None})))
+    async def _send_items(self, body, subscriber: Subscriber, serials, streams, wakeup: Wakeup) -> None:
+        await body.begin()
+        await body.send(frame_pieces({"type": HELLO, "version": 1, "serials": sorted(serials) or None,
+                                      "streams": sorted(streams) or None}))
         queue = subscriber.queue
         while True:
             for serial, drops in queue.unreported_drops().items():
-                await conn.send(h11.Data(data=encode_frame({
-                    "type": DROPPED, "device": serial, "batches": drops.dropped_batches,
-                    "rows": drops.dropped_rows})))
+                await body.send(frame_pieces({"type": DROPPED, "device": serial, "batches": drops.dropped_batches,
+                                              "rows": drops.dropped_rows}))
             wakeup.renew()
             items = take_burst(queue)
             if not items:
@@ -660,13 +703,13 @@ class FeedEndpoint:
                 with trio.move_on_after(self.heartbeat_s) as idle:
                     await wakeup.wait()
                 if idle.cancelled_caught:
-                    await conn.send(h11.Data(data=encode_frame({"type": HEARTBEAT, "time": time.time()})))
+                    await body.send(frame_pieces({"type": HEARTBEAT, "time": time.time()}))
                 continue
-            await conn.send_data([piece for item in items for piece in item.frame()])
+            await body.send([piece for item in items for piece in item.frame()])
             for item in items:
                 queue.delivered(item)
-        await conn.send(h11.Data(data=encode_frame({"type": END})))
-        await conn.send(h11.EndOfMessage())
+        await body.send(frame_pieces({"type": END}))
+        await body.end()
 
     async def close(self, drain_s: float | None = None) -> None:
         """End every reader's response once it has taken what is queued (waiting up to drain_s:
@@ -674,3 +717,60 @@ class FeedEndpoint:
         self.hub.close()
         with trio.move_on_after(self.drain_s if drain_s is None else drain_s):
             await self.no_readers.wait()
+
+
+def upgrade_asked(request: h11.Request) -> bool:
+    """Whether the request asks for the frames raw (another worker relaying this one's feed)."""
+    return any(name == b"upgrade" and value.strip().lower() == FEED_UPGRADE for name, value in request.headers)
+
+
+class ChunkedBody:
+    """The frames as a chunked response, the body a GET /feed reader gets."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    async def begin(self) -> None:
+        await self.conn.send(h11.Response(status_code=200, headers=[
+            ("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("connection", "close")]))
+
+    async def send(self, pieces: list) -> None:
+        await self.conn.send_data(pieces)
+
+    async def end(self) -> None:
+        await self.conn.send(h11.EndOfMessage())
+
+
+class UpgradedBody:
+    """The frames raw on the connection's socket once it switched protocols (101): what another
+    worker reads to relay this one's feed. Frames delimit themselves, so chunking them would only
+    make the relaying worker parse every chunk and copy the data out of its HTTP parser; raw,
+    a frame's body is received straight into the buffer it is sent on from."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    async def begin(self) -> None:
+        await self.conn.send(h11.InformationalResponse(status_code=101, headers=[
+            ("upgrade", FEED_UPGRADE), ("connection", "upgrade")]))
+
+    async def send(self, pieces: list) -> None:
+        await send_pieces(self.conn.stream.socket, pieces)
+
+    async def end(self) -> None:
+        pass  # the connection closes: the end frame was the last
+
+
+async def send_pieces(sock, pieces: list) -> None:
+    """All the pieces, in order, gathered by the kernel (sendmsg) rather than joined first."""
+    views = [v for v in (memoryview(p).cast("B") for p in pieces) if v.nbytes]
+    first = 0
+    while first < len(views):
+        sent = await sock.sendmsg(views[first:first + MAX_GATHERED])
+        while sent:
+            size = views[first].nbytes
+            if sent < size:
+                views[first] = views[first][sent:]
+                break
+            sent -= size
+            first += 1

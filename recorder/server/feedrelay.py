@@ -2,9 +2,9 @@
 workers' devices too.
 
 For each reader, its worker reads every other worker's own feed (GET /feed with the reader's
-query, over the worker's Unix socket; see peers.py) and puts those frames in the reader's
-queue beside its own sessions' items. A frame is passed on as it came, never decoded and
-encoded again; a reader's queue is as bounded as ever, and what it cannot take is dropped and
+query over the worker's Unix socket, upgraded to the frames raw; see peers.py) and puts those
+frames in the reader's queue beside its own sessions' items. A frame is passed on as it came,
+never decoded and encoded again; a reader's queue is as bounded as ever, and what it cannot take is dropped and
 counted as for local items. Drops a worker counted for its side are added to the reader's. A
 worker that goes away (restarted after a crash) is read again once it is back.
 
@@ -16,13 +16,12 @@ and every other worker's feed has ended too (each ends its own at its shutdown),
 from __future__ import annotations
 
 import json
-from collections import deque
 from pathlib import Path
 
 import trio
 
 from .feed import DROPPED, END, HEARTBEAT, HELLO, MAGIC, PREFIX, FeedItem, Subscriber
-from .peers import PeerError, Peers
+from .peers import RECEIVE_BYTES, PeerError, Peers
 
 # How often the run folder is looked at for workers this reader does not read yet.
 RESCAN_S = 1.0
@@ -87,69 +86,62 @@ class FeedRelay:
 
 
 async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str) -> None:
-    frames = FrameSplitter()
-    async for piece in peers.feed(sock, query):
-        for head, pieces in frames.feed(piece):
-            kind = head.get("type")
-            if kind in CONNECTION_FRAMES:
-                continue
-            if kind == DROPPED:
-                subscriber.queue.dropped_elsewhere(head["device"], head["batches"], head["rows"])
-                continue
-            subscriber.offer(FeedItem.relayed(head, pieces))
+    async with peers.open_feed(sock, query) as (socket, buffered):
+        frames = FrameReader(socket, buffered)
+        try:
+            while (frame := await frames.next()) is not None:
+                head, pieces = frame
+                kind = head.get("type")
+                if kind in CONNECTION_FRAMES:
+                    continue
+                if kind == DROPPED:
+                    subscriber.queue.dropped_elsewhere(head["device"], head["batches"], head["rows"])
+                    continue
+                subscriber.offer(FeedItem.relayed(head, pieces))
+        except OSError as exc:
+            raise PeerError(f"worker feed {sock.name}: {exc}") from None
 
 
-class FrameSplitter:
-    """Feed frames out of a byte stream cut anywhere: (head, [prefix and head, body]) each. The
-    pieces a frame came in are kept as they came and joined once the frame is whole: its bytes
-    are copied once, and nothing is copied while a large frame is still arriving."""
+class FrameReader:
+    """Feed frames off a socket, (head, [prefix and head, body]) each. Small frames are cut from
+    reads of RECEIVE_BYTES; the rest of a large frame's body is received straight into the buffer
+    it is then sent on from, so its bytes are copied once on the way through, by the kernel."""
 
-    def __init__(self):
-        self._pieces: deque = deque()  # what came after the last whole frame, as it came
-        self._held = 0  # their length
-        self._frame: tuple[int, int] | None = None  # (head's length, frame's length) once its prefix is in
+    def __init__(self, sock, buffered: bytes = b""):
+        self._sock = sock
+        self._buffer = bytearray(buffered)  # received, not yet taken (taking from its front is cheap)
 
-    def feed(self, data) -> list[tuple[dict, list]]:
-        if data:
-            self._pieces.append(data)
-            self._held += len(data)
-        frames = []
-        while True:
-            if self._frame is None:
-                if self._held < PREFIX.size:
-                    break
-                magic, head_len, body_len = PREFIX.unpack(self._peek(PREFIX.size))
-                if magic != MAGIC:
-                    raise PeerError(f"not a recorder feed frame (it begins {bytes(magic)!r})")
-                self._frame = head_len, PREFIX.size + head_len + body_len
-            head_len, size = self._frame
-            if self._held < size:
-                break
-            whole = memoryview(self._take(size))
-            head_end = PREFIX.size + head_len
-            frames.append((json.loads(bytes(whole[PREFIX.size:head_end])), [whole[:head_end], whole[head_end:]]))
-            self._frame = None
-        return frames
+    async def next(self) -> tuple[dict, list] | None:
+        """The next frame; None at a clean end between frames."""
+        if not await self._fill(PREFIX.size):
+            if self._buffer:
+                raise PeerError("a worker's feed ended inside a frame")
+            return None
+        magic, head_len, body_len = PREFIX.unpack_from(self._buffer)
+        if magic != MAGIC:
+            raise PeerError(f"not a recorder feed frame (it begins {bytes(magic)!r})")
+        head_end = PREFIX.size + head_len
+        if not await self._fill(head_end):
+            raise PeerError("a worker's feed ended inside a frame")
+        first = bytes(self._buffer[:head_end])
+        del self._buffer[:head_end]
+        body = bytearray(body_len)
+        view = memoryview(body)
+        filled = min(body_len, len(self._buffer))
+        view[:filled] = self._buffer[:filled]
+        del self._buffer[:filled]
+        while filled < body_len:
+            received = await self._sock.recv_into(view[filled:])
+            if not received:
+                raise PeerError("a worker's feed ended inside a frame")
+            filled += received
+        return json.loads(first[PREFIX.size:]), [first, body]
 
-    def _peek(self, n: int) -> bytes:
-        """The first n held bytes (a frame's prefix), leaving them held."""
-        first = b""
-        for piece in self._pieces:
-            first += bytes(piece[:n - len(first)])
-            if len(first) == n:
-                break
-        return first
-
-    def _take(self, n: int) -> bytes:
-        """The first n held bytes, joined; a piece that holds more stays held from where they end."""
-        taken, size = [], 0
-        while size < n:
-            piece = self._pieces.popleft()
-            if size + len(piece) > n:
-                cut = n - size
-                self._pieces.appendleft(memoryview(piece)[cut:])
-                piece = memoryview(piece)[:cut]
-            taken.append(piece)
-            size += len(piece)
-        self._held -= n
-        return b"".join(taken)
+    async def _fill(self, size: int) -> bool:
+        """At least `size` bytes in the buffer; False if the feed ended first."""
+        while len(self._buffer) < size:
+            data = await self._sock.recv(RECEIVE_BYTES)
+            if not data:
+                return False
+            self._buffer += data
+        return True

@@ -14,11 +14,14 @@ The run folder is private to the recorder's user (0700), which is what guards th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import h11
 import trio
+
+from .feed import FEED_UPGRADE
 
 SOCKET_GLOB = "worker-*.sock"
 RELEASE_PATH = "/release"
@@ -83,33 +86,32 @@ class Peers:
                 nursery.start_soon(ask, sock)
         return answers
 
-    async def feed(self, sock: Path, query: str) -> AsyncIterator[bytes]:
-        """The body of one worker's GET /feed, piece by piece, until it ends or breaks."""
+    @asynccontextmanager
+    async def open_feed(self, sock: Path, query: str) -> AsyncIterator[tuple[trio.socket.SocketType, bytes]]:
+        """One worker's GET /feed, upgraded to its frames raw (feed.UpgradedBody): its socket,
+        and what already came after the answer, from where the frames are read."""
         try:
             stream = await trio.open_unix_socket(str(sock))
         except OSError as exc:
             raise PeerError(f"worker socket {sock.name}: {exc}") from None
-        conn = h11.Connection(h11.CLIENT)
         try:
-            await stream.send_all(conn.send(h11.Request(method="GET", target=f"/feed?{query}",
-                                                        headers=[("host", "worker")])))
-            await stream.send_all(conn.send(h11.EndOfMessage()))
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(RECEIVE_BYTES)
-                    conn.receive_data(data)
-                    if not data:
-                        return
-                elif isinstance(event, h11.Response):
-                    if event.status_code != 200:
-                        raise PeerError(f"worker feed answered {event.status_code}")
-                elif isinstance(event, h11.Data):
-                    yield event.data
-                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    return
-        except (OSError, trio.BrokenResourceError, h11.ProtocolError) as exc:
-            raise PeerError(f"worker feed {sock.name}: {exc}") from None
+            conn = h11.Connection(h11.CLIENT)
+            try:
+                await stream.send_all(conn.send(h11.Request(method="GET", target=f"/feed?{query}", headers=[
+                    ("host", "worker"), ("connection", "upgrade"), ("upgrade", FEED_UPGRADE)])))
+                await stream.send_all(conn.send(h11.EndOfMessage()))
+                while conn.their_state is not h11.SWITCHED_PROTOCOL:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(RECEIVE_BYTES)
+                        if not data:
+                            raise PeerError(f"worker feed {sock.name}: closed before it answered")
+                        conn.receive_data(data)
+                    elif isinstance(event, h11.Response):
+                        raise PeerError(f"worker feed {sock.name} answered {event.status_code}")
+            except (OSError, trio.BrokenResourceError, h11.ProtocolError) as exc:
+                raise PeerError(f"worker feed {sock.name}: {exc}") from None
+            yield stream.socket, conn.trailing_data[0]
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

@@ -18,6 +18,7 @@ that whoever opens the session next (another worker, a later run) knows it too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -269,7 +270,13 @@ class SessionWriter:
             if stats is None:
                 stats = self._state.streams[name] = StreamStats(kind, message)
             writer = self._streams[name] = StreamWriter(self.path / name, schema, stats, self._policy)
+            if kind in ("samples", "blob"):
+                writer.on_written = functools.partial(self._written, name, kind)
         return writer
+
+    def _written(self, name: str, kind: str, batch: pa.RecordBatch) -> None:
+        if self.feed is not None:
+            (self.feed.rows if kind == "samples" else self.feed.index_rows)(name, batch)
 
     def _samples(self, spec: MessageSpec, samples: np.ndarray, sequence: np.ndarray, source: np.ndarray) -> None:
         if not len(samples):
@@ -300,8 +307,6 @@ class SessionWriter:
 
     def _add_rows(self, name: str, schema: pa.Schema, message: str, rows: pa.RecordBatch) -> None:
         self._stream(name, schema, "samples", message).add(rows)
-        if self.feed is not None:
-            self.feed.rows(name, rows)
 
     def _see_tdm(self, samples: np.ndarray) -> None:
         capture = samples["capture_timestamp_ns"].astype(np.int64)
@@ -321,7 +326,7 @@ class SessionWriter:
         rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data))
         stored = stream.add_blob(blob.data, row, level, rows)  # completes `row` with where the bytes went
         if self.feed is not None:
-            self.feed.blob(blob.label, stream.schema, row, stored)
+            self.feed.blob(blob.label, stored)
 
     def _verbatim_stream(self) -> StreamWriter:
         return self._stream(layout.VERBATIM_STREAM, tables.VERBATIM_SCHEMA, "verbatim", "verbatim")

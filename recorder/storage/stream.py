@@ -94,6 +94,9 @@ class StreamWriter:
         self._new_files = False
         self._started = 0.0
         self._closed_bytes = stats.bytes  # parts and blob files finished before this part
+        # Told each batch of rows once flush() has put it in the files (the server's live feed
+        # publishes the very batch stored, instead of building it again).
+        self.on_written = None
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -147,18 +150,21 @@ class StreamWriter:
         if self._pending_rows:
             self._pending.append(pa.RecordBatch.from_pylist(self._pending_rows, schema=self.schema))
             self._pending_rows = []
+        written = None
         if self._pending:
             if self._live is None:
                 self._live = LiveFile(self.folder / layout.live_name(self._start_part()), self.schema)
                 self._new_files = True
-            batch = pa.concat_batches(self._pending) if len(self._pending) > 1 else self._pending[0]
-            self._live.write(batch, sync=self.policy.sync)
+            written = pa.concat_batches(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._live.write(written, sync=self.policy.sync)
             self._pending, self._pending_bytes = [], 0
         if self.policy.sync and (self._new_files or self._new_folder):
             fsync_dir(self.folder)
             if self._new_folder:
                 fsync_dir(self.folder.parent)
         self._new_files = self._new_folder = False
+        if written is not None and self.on_written is not None:
+            self.on_written(written)
         self._update_bytes()
 
     def _update_bytes(self) -> None:
