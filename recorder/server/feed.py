@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import struct
 import threading
 import time
@@ -85,6 +86,10 @@ STORED_COLUMN, DATA_COLUMN = "data_zstd", "data"
 # (UpgradedBody); and how many pieces one sendmsg() gathers (Linux takes up to 1024).
 FEED_UPGRADE = b"recorder-feed"
 MAX_GATHERED = 512
+# The kernel's buffer for a raw feed between workers, each way: a flush's frames pass in a few
+# wake-ups of the relaying worker instead of one per 200 kB (the kernel caps it at its
+# net.core.wmem_max and rmem_max).
+RAW_FEED_BUFFER_BYTES = 4 << 20
 
 
 @dataclass
@@ -753,6 +758,7 @@ class UpgradedBody:
     async def begin(self) -> None:
         await self.conn.send(h11.InformationalResponse(status_code=101, headers=[
             ("upgrade", FEED_UPGRADE), ("connection", "upgrade")]))
+        self.conn.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RAW_FEED_BUFFER_BYTES)
 
     async def send(self, pieces: list) -> None:
         await send_pieces(self.conn.stream.socket, pieces)

@@ -13,6 +13,7 @@ The run folder is private to the recorder's user (0700), which is what guards th
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.parse import urlencode
 import h11
 import trio
 
-from .feed import FEED_UPGRADE
+from .feed import FEED_UPGRADE, RAW_FEED_BUFFER_BYTES
 
 SOCKET_GLOB = "worker-*.sock"
 RELEASE_PATH = "/release"
@@ -111,6 +112,7 @@ class Peers:
                         raise PeerError(f"worker feed {sock.name} answered {event.status_code}")
             except (OSError, trio.BrokenResourceError, h11.ProtocolError) as exc:
                 raise PeerError(f"worker feed {sock.name}: {exc}") from None
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RAW_FEED_BUFFER_BYTES)
             yield stream.socket, conn.trailing_data[0]
         finally:
             with trio.CancelScope(shield=True):
