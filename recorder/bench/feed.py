@@ -3,7 +3,7 @@ devices stream at real-time pace (as in the ingest section), without a subscribe
 reading GET /feed, in the same run, with the same devices and bytes.
 
     python -m recorder.bench.feed [--devices 2] [--seconds 4] [--repeats 4] [--plain-http]
-    python -m recorder.bench.feed --phases 9 [--seconds 4]     (one recorder, in phases)
+    python -m recorder.bench.feed --phases 25 [--seconds 4]    (one recorder, in phases)
     python -m recorder.bench feed                 (both, as a section of make bench: phases, then
                                                    separate recorders once each way)
 
@@ -40,22 +40,29 @@ the storage compressed it (7 MB per device-second, 5 MB since RAW images are sto
 rows filter), separate recorders gave medians from +5 % to +27 % over 4 to 8 repeats, the pairs
 of one run from -26 % to +46 %: the machine's noise, and where the devices and the reader land.
 
-Where the cost is (the phases method, 9 phases of 4 s, default two workers):
+Where the cost is (the phases method, phases of 4 s, default two workers):
 - Placement. The kernel spreads connections over the workers by address hash. A reader on the
   worker that holds the devices costs that worker little; a reader on the other worker gets
-  every frame relayed to it over the worker socket. Read per process in one run (both devices
-  on one worker): the reader's worker, relaying and sending 40 MB a phase over TLS, used
-  0.20 to 0.23 s of CPU a phase, about 0.025 s per device-second; with the reader on the
-  devices' worker, that worker's extra was within the noise of the phases beside it.
-- Streams (before the relay's splitter below was mended): a reader of the 11 sample streams
-  only, -4.9 %; of battery only, -0.9 %; of the four SLAM cameras only, +17.2 % (+4.0 % with
-  `--workers 1`, where nothing is relayed); over plain HTTP (devices and reader), -4.5 %. The
-  cost is the camera frames' bytes, relayed and sent over TLS.
-- Final code (frames serialised into exact-size buffers, stored frames joined once into their
-  column, relayed frames sent on undecoded and joined once from the pieces they came in, one
-  wake-up per wait): three runs gave +7.3 %, +18.6 % and +7.7 %; their 12 pairs range from +1 %
-  to +22 %, median +10 %. The aim of under 10 % more is met when the reader shares the devices'
-  worker and not when their frames are relayed to it: not reliably met.
+  every frame relayed to it over the worker socket. Read per process (/proc of each worker,
+  one device, the reader's worker told by which worker's CPU rose): the relaying worker used
+  about 0.095 s a phase before the relay was made raw (below), about 0.056 s since, most of it
+  the TLS sending any worker serving that reader does.
+- Streams (on older code): a reader of the 11 sample streams only, -4.9 %; of battery only,
+  -0.9 %; of the four SLAM cameras only, +17.2 % (+4.0 % with `--workers 1`, where nothing is
+  relayed); over plain HTTP (devices and reader), -4.5 %. The cost is the camera frames' bytes.
+- What the feed itself does in a worker (thread CPU of each feed call, one device for 24 s,
+  `--workers 1`, 119 MB fed): 0.41 s before, 0.23 s now (out of 7.5 s). Gone: building a blob
+  stream's index rows again from Python dicts (0.088 s; the feed now publishes the batch the
+  storage wrote), copying camera frames into a serialised batch (0.062 s; the IPC writer now
+  hands over the batch's buffers as they are), concatenating sample rows again.
+- Relaying: the worker asked for another's feed upgrades the request (101) and sends frames raw
+  with sendmsg(); the relaying worker reads each frame's body straight into the buffer it sends
+  on, with 4 MiB socket buffers: no HTTP chunk parsing and no joins on the way through.
+- Figures, 25 phases (12 pairs) per run: the code before these changes gave medians of +9.9 %,
+  +13.3 % and +11.5 % in three runs (pairs -3 % to +22 %); the final code +3.7 %, +7.4 %,
+  +8.1 %, +7.2 % and +8.8 % in five (pairs -8 % to +24 %). With 9 phases (4 pairs) the medians of single runs had scattered from
+  +1 % to +19 %: a worker's CPU moves by about 7 % from one phase to the next with nothing
+  changed, which is why the figure is now a median of 12 pairs.
 """
 
 from __future__ import annotations
@@ -89,9 +96,11 @@ SETTLE_S = 1.0
 AIM = 0.10  # the feed should cost the recorder under 10 % more CPU per device
 READER_TIMEOUT_S = 30.0
 # The phases method (measure_in_phases): how long each phase lasts, how many (alternating, the
-# first without a subscriber), and how long the devices stream before the first.
+# first without a subscriber), and how long the devices stream before the first. A worker's CPU
+# moves by about 7 % from one 4-s phase to the next with nothing changed, as much as the feed
+# costs: the median of 12 subscribed phases moves by about 2 %, of 4 by about 4 %.
 PHASE_S = 4.0
-PHASES = 9
+PHASES = 25
 WARM_UP_S = 2.0
 
 
