@@ -30,6 +30,7 @@ from .merge import merge_metrics, merge_status
 from .overload import Overload, Ticket
 from .peers import RELEASE_PATH, Peers
 from .status import StatusSource, metrics, status
+from .tlsreads import server_tls_stream
 
 UNOPENED_KEPT = 4096
 ENOSPC_MESSAGE = "the recorder's disk is full; nothing more can be stored until space is freed"
@@ -153,7 +154,7 @@ class Recorder:
         if first and first[0] != TLS_HANDSHAKE_RECORD:
             await self._answer_plain_http(stream, remote)
             return
-        await self._run_connection(trio.SSLStream(stream, context, server_side=True), remote, ticket)
+        await self._run_connection(server_tls_stream(stream, context), remote, ticket)
 
     async def _answer_plain_http(self, stream: trio.SocketStream, remote: str) -> None:
         console.tls_refused(remote, "plain HTTP sent to the HTTPS port (answered 400: use https://)")

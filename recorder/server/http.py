@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import h11
 import trio
 
+from .tlsreads import decrypted_too, ssl_object
+
 # After an error answer, what the client still sends is read and dropped for this long (and up
 # to this much) before the connection closes: closing with unread data makes the kernel reset
 # the connection, and a client still uploading could lose the answer that says why.
@@ -22,6 +24,7 @@ class ClientTooSlow(Exception):
 class HttpConnection:
     def __init__(self, stream: trio.abc.Stream, *, max_header_bytes: int, receive_bytes: int, remote: str):
         self.stream = stream
+        self._tls = ssl_object(stream)  # to take every record already received at once (tlsreads.py)
         self.remote = remote
         self.receive_bytes = receive_bytes
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
@@ -33,6 +36,8 @@ class HttpConnection:
             data = await self.stream.receive_some(self.receive_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
+        if data and self._tls is not None:
+            data = decrypted_too(self._tls, data, self.receive_bytes)
         self.h11.receive_data(data)
 
     def buffered_event(self):
