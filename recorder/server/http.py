@@ -87,12 +87,11 @@ class HttpConnection:
             await self.stream.send_all(data)
 
     async def send_data(self, pieces) -> None:
-        """Body data in pieces, as one write: h11 frames each piece without copying it, and
-        the pieces are copied once, into that write."""
-        framed = []
-        for piece in pieces:
-            framed += self.h11.send_with_data_passthrough(h11.Data(data=piece))
-        await self.stream.send_all(b"".join(framed))
+        """Body data in pieces, joined once into one h11 event (h11's work per event costs
+        about 5 us, and a feed frame is some twenty pieces); what h11 frames it with (a chunk's
+        size line and end) goes out on either side of it, so the data is not copied again."""
+        for part in self.h11.send_with_data_passthrough(h11.Data(data=b"".join(pieces))):
+            await self.stream.send_all(part)
 
     async def respond(self, status: int, body: bytes, content_type: str, close: bool = False,
                       head: bool = False, extra_headers: Sequence[tuple[str, str]] = ()) -> None:
