@@ -58,11 +58,16 @@ Where the cost is (the phases method, phases of 4 s, default two workers):
 - Relaying: the worker asked for another's feed upgrades the request (101) and sends frames raw
   with sendmsg(); the relaying worker reads each frame's body straight into the buffer it sends
   on, with 4 MiB socket buffers: no HTTP chunk parsing and no joins on the way through.
-- Figures, 25 phases (12 pairs) per run: the code before these changes gave medians of +9.9 %,
-  +13.3 % and +11.5 % in three runs (pairs -3 % to +22 %); the final code +3.7 %, +7.4 %,
-  +8.1 %, +7.2 % and +8.8 % in five (pairs -8 % to +24 %). With 9 phases (4 pairs) the medians of single runs had scattered from
-  +1 % to +19 %: a worker's CPU moves by about 7 % from one phase to the next with nothing
-  changed, which is why the figure is now a median of 12 pairs.
+- Sending: a burst of frames is one h11 event (h11 costs about 5 us an event, and a frame is
+  some twenty pieces), and batches under 64 KiB are serialised whole.
+- Figures, 25 phases (12 pairs) a run. The code before these changes: medians +9.9 %, +13.3 %,
+  +11.5 % (pairs -3 % to +22 %), the feed's extra 0.021 to 0.042 s per device-second. After
+  the relay and publishing changes: +3.7 %, +7.4 %, +8.1 %, +7.2 %, +8.8 %. Ingest over TLS
+  then became about a fifth cheaper (server/tlsreads.py; the labels of sample rows), which
+  lowers the CPU the extra is divided by, 0.28-0.30 to 0.20-0.23 s per device-second; with the
+  sending changes, four runs gave +7.4 %, +5.7 %, +7.4 % and +11.2 % (48 pairs, median about
+  +7 %; the extra 0.013 to 0.025 s per device-second), and two of 41 phases +11.5 % and +9.2 %.
+  The pairs run from -7 % to +27 %. The aim of under 10 % is met in most runs, not in all.
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ READER_TIMEOUT_S = 30.0
 # The phases method (measure_in_phases): how long each phase lasts, how many (alternating, the
 # first without a subscriber), and how long the devices stream before the first. A worker's CPU
 # moves by about 7 % from one 4-s phase to the next with nothing changed, as much as the feed
-# costs: the median of 12 subscribed phases moves by about 2 %, of 4 by about 4 %.
+# costs: the median of 12 subscribed phases still moves by about 3 % from run to run.
 PHASE_S = 4.0
 PHASES = 25
 WARM_UP_S = 2.0
