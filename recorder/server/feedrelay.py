@@ -4,9 +4,10 @@ workers' devices too.
 For each reader, its worker reads every other worker's own feed (GET /feed with the reader's
 query over the worker's Unix socket, upgraded to the frames raw; see peers.py) and puts those
 frames in the reader's queue beside its own sessions' items. A frame is passed on as it came,
-never decoded and encoded again; a reader's queue is as bounded as ever, and what it cannot take is dropped and
-counted as for local items. Drops a worker counted for its side are added to the reader's. A
-worker that goes away (restarted after a crash) is read again once it is back.
+never decoded and encoded again; a reader's queue is as bounded as ever, and what it cannot
+take is dropped and counted as for local items. Drops a worker counted for its side are added
+to the reader's. A worker that goes away (restarted after a crash) is read again once it is
+back.
 
 When the server stops, every worker stops at once, and what the others stored last reaches a
 reader through them: a reader's response therefore ends once its own worker's feed has closed
