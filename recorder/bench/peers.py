@@ -40,6 +40,10 @@ CPU s per GB at 4: recorder TLS 31 and 39, 35; recorder plain 44 and 60, 27; uvi
 and 297, 1.8; uvicorn plain 947 and 908, 1.1; trio+h11 TLS 269 and 279, 3.5; http.server TLS
 202 and 298, 1.7. The recorder over TLS takes 0.13 of uvicorn's MB/s for 20 times its CPU per
 GB: neither aim is met. The disk (940 MB/s fsync'd) would allow 79 profile9 devices.
+Since TLS is read in large pieces (server/tlsreads.py) and RAW images are stored filtered at
+level 1, one run (same options): recorder TLS 41 and 76 MB/s, 20.9 s/GB; --workers 2 TLS 67
+and 82, 18.4; uvicorn TLS 332 and 457, 2.1: 0.17 of uvicorn's MB/s (0.18 with two workers) for
+9.9 (8.8) times its CPU per GB. Neither aim is met.
 """
 
 from __future__ import annotations
