@@ -15,10 +15,48 @@ from .tlsreads import decrypted_too, ssl_object
 # the connection, and a client still uploading could lose the answer that says why.
 LINGER_S = 1.0
 LINGER_BYTES = 16 << 20
+# Body data goes to the stream in pieces of at most this size: over TLS, each piece is then
+# encrypted and sent while it is still in the CPU's cache. A 2.8 MB burst sent whole cost the
+# sending thread 2.3 to 3.1 ms per MB (joined, encrypted, copied out of TLS, sent), in pieces
+# of 256 KiB 1.7 to 2.3 (TLS 1.3 with AES-256-GCM, to curl on loopback; four runs or more of each,
+# alternating, 60 bursts a run).
+SEND_PIECE_BYTES = 256 << 10
 
 
 class ClientTooSlow(Exception):
     """The client did not send what it had to within its time."""
+
+
+class _Length:
+    """Stands for a Data event's data with h11, which needs only its length when the data is
+    sent by other means (h11's send_with_data_passthrough)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def in_groups(views: list[memoryview], size: int):
+    """The bytes of `views`, in order, in groups of `size` (the last one shorter): small views
+    are joined into a group, a slice of a large one is a group of its own without a copy."""
+    batch, batched = [], 0
+    for view in views:
+        while view.nbytes:
+            if not batch and view.nbytes >= size:
+                yield view[:size]
+                view = view[size:]
+                continue
+            taken = view[:size - batched]
+            batch.append(taken)
+            batched += taken.nbytes
+            view = view[taken.nbytes:]
+            if batched == size:
+                yield b"".join(batch)
+                batch, batched = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 class HttpConnection:
@@ -87,11 +125,19 @@ class HttpConnection:
             await self.stream.send_all(data)
 
     async def send_data(self, pieces) -> None:
-        """Body data in pieces, joined once into one h11 event (h11's work per event costs
-        about 5 us, and a feed frame is some twenty pieces); what h11 frames it with (a chunk's
-        size line and end) goes out on either side of it, so the data is not copied again."""
-        for part in self.h11.send_with_data_passthrough(h11.Data(data=b"".join(pieces))):
-            await self.stream.send_all(part)
+        """Body data in pieces (bytes-like objects), as one h11 event: h11's work per event
+        costs about 5 us, and a feed frame is some twenty pieces. h11 is given only the data's
+        length, which is all it frames a chunk by (as for sendfile); the pieces go to the stream
+        in SEND_PIECE_BYTES groups, the large ones in slices, never joined whole."""
+        views = [view for view in (memoryview(piece).cast("B") for piece in pieces) if view.nbytes]
+        if not views:
+            return  # h11 would send nothing: an empty chunk would end the body
+        length = _Length(sum(view.nbytes for view in views))
+        parts = []
+        for part in self.h11.send_with_data_passthrough(h11.Data(data=length)):
+            parts.extend(views if part is length else [memoryview(part)])
+        for group in in_groups(parts, SEND_PIECE_BYTES):
+            await self.stream.send_all(group)
 
     async def respond(self, status: int, body: bytes, content_type: str, close: bool = False,
                       head: bool = False, extra_headers: Sequence[tuple[str, str]] = ()) -> None:
