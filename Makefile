@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_DIR := .bench-node
+NODE_STAMP := $(NODE_DIR)/.installed
 
 .PHONY: install run test bench soak fuzz chaos lint sample-data clean
 
@@ -37,10 +39,18 @@ test: install
 	$(BIN)/python -m pytest
 
 # The bench extra (the peers the ingest is measured against) is installed here only: recording
-# and the tests do not need it.
-bench: install
+# and the tests do not need it. So is node-media-server, the RTMP ingest's peer (the server the
+# Mentra glasses docs recommend), with npm: pinned by recorder/bench/node/package.json and its
+# lock file, into $(NODE_DIR)/, where the rtmp section looks for it.
+bench: install $(NODE_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m recorder.bench
+
+$(NODE_STAMP): recorder/bench/node/package.json recorder/bench/node/package-lock.json
+	mkdir -p $(NODE_DIR)
+	cp recorder/bench/node/package.json recorder/bench/node/package-lock.json $(NODE_DIR)/
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund
+	touch $@
 
 # The hour-long form of the bench's soak section (`make bench` runs it for ten minutes): 50
 # simulated devices stream over TLS to one `recorder serve` for an hour, ending sessions and
@@ -93,4 +103,4 @@ sample-data: install
 		--session-id 08e3ef2b-f8ab-4966-9f9e-92a908c29ce2 --out sample_data
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist
+	rm -rf $(VENV) $(NODE_DIR) .pytest_cache build dist

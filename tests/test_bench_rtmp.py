@@ -1,12 +1,19 @@
 """The RTMP benchmark's own parts: reading the source's tags, and a paced, looping publisher
-against the sans-IO server core on a loopback socket."""
+against the sans-IO server core on a loopback socket; then the section in its shortest form, for
+real: two publishers of a 2 s source for a 2 s window into `recorder serve` and, where `make
+bench` installed it, node-media-server. Figures are checked for presence and sense, never
+against a time."""
 
 from __future__ import annotations
 
+import json
+import math
 from functools import partial
 
+import pytest
 import trio
 
+from recorder.bench import rtmp
 from recorder.bench.rtmp import Published, load_source, publish
 from recorder.rtmp import amf0, flv
 from recorder.rtmp.events import AudioData, Connected, Metadata, PublishRequested, Unpublished, VideoData
@@ -86,3 +93,51 @@ async def test_publish_loops_with_increasing_timestamps(tmp_path):
     assert [e.payload[5:] for e in frames[:4]] == [b"v0", b"v1", b"v2", b"v0"]
     assert sum(isinstance(e, AudioData) for e in media[2:]) == result.audio_frames
     assert result.max_lateness_s < 0.5
+
+
+PUBLISHERS = 2
+NMS_MISSING = rtmp.nms_missing()
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rtmp")
+    result = rtmp.run(steps=(PUBLISHERS,), window_s=2.0, idle_s=0.3, source_s=2, folder=folder)
+    assert list(folder.iterdir()) == []  # the run cleans up after itself
+    json.dumps(result)  # make bench saves every section's figures as JSON
+    return result
+
+
+def check_step(step: dict, server: str) -> None:
+    assert step["server"] == server and step["streams"] == PUBLISHERS
+    assert step["server_core_per_stream"] > 0 and math.isfinite(step["server_core_per_stream"])
+    # It recorded, at about the rate sent (a 2 s window of a source whose rate varies in it).
+    assert step["recorded_mb_per_s"] > 0 and 0.5 < step["recorded_share_of_sent"] < 1.5
+    assert step["active_at_window_end"] == PUBLISHERS and not step["errors"]
+    assert step["video_frames_sent"] > 0 and step["lost_frames"] == 0 == step["extra_frames"]
+    assert step["video_frames_recorded"] == step["video_frames_sent"]
+
+
+def test_the_recorder_recorded_every_frame(figures):
+    (step,) = figures["steps"]
+    check_step(step, "recorder")
+    assert step["dropped_frames"] == 0  # the publishers' timestamps have no gap
+
+
+def test_node_media_server_recorded_beside_it(figures):
+    if NMS_MISSING:
+        pytest.skip(f"node-media-server not measured: {NMS_MISSING}")
+    assert figures["peer"]["left_out"] is None and figures["peer"]["version"]
+    (step,) = figures["peer_steps"]
+    check_step(step, "node-media-server")
+    assert step["dropped_frames"] is None  # it has no such count
+    (ratio,) = figures["ratios"]
+    assert ratio["streams"] == PUBLISHERS and ratio["core_per_stream"] > 0
+    assert figures["aim_peer_ratio_met"] is None  # judged at 20 publishers only
+
+
+def test_without_node_media_server_the_recorder_alone(figures):
+    if not NMS_MISSING:
+        pytest.skip("node-media-server is installed")
+    assert figures["peer"]["left_out"] == NMS_MISSING
+    assert figures["peer_steps"] == [] == figures["ratios"] and figures["aim_peer_ratio_met"] is None
