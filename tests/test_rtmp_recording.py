@@ -556,6 +556,43 @@ def test_a_failed_write_takes_back_its_part_of_a_tag(tmp_path, clips, monkeypatc
     assert int(probe_streams(rec.folder / "stream.mp4")["video"]["nb_read_frames"]) == 45
 
 
+def test_tags_written_together_are_the_tags_written_one_by_one(tmp_path, clips):
+    """write_media (what the server does with a connection's coalesced messages) gives the FLV,
+    figures and index tables that writing each tag alone gives."""
+    tags = clips["a"]
+    script = [t for t in tags if t[0] == F.SCRIPT]
+    media = [t for t in tags if t[0] != F.SCRIPT]
+    one_by_one, _ = record(tmp_path / "one", script + media, finish=False)
+    together = Recording.create(tmp_path / "together" / "data", "live", "glasses1", now=T0, sync=False)
+    together.begin_publish(client="10.0.0.1:5000", tc_url="rtmp://rec.local/live", publish_name="glasses1", now=T0)
+    feed(together, script)
+    for start in range(0, len(media), 7):  # as the server coalesces them: several at a time
+        together.write_media(media[start:start + 7])
+    together.end_publish(reason="unpublished", now=T0 + media[-1][1] / 1000)
+    for rec in (one_by_one, together):
+        rec.finish()
+    assert (together.folder / "stream.flv").read_bytes() == (one_by_one.folder / "stream.flv").read_bytes()
+    assert together.stats() == one_by_one.stats()
+    check_index(together.folder)
+
+
+def test_a_failed_write_of_several_tags_leaves_none_of_them(tmp_path, clips, monkeypatch):
+    rec = Recording.create(tmp_path, "live", "k", now=T0, sync=False)
+    rec.begin_publish(client="c", tc_url=None, publish_name="k", now=T0)
+    feed(rec, clips["a"][:20])
+    before, figures = (rec.folder / "stream.flv").read_bytes(), rec.stats()
+
+    def disk_full(fd, data):
+        os.write(fd, data[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(F, "write_all", disk_full)
+    with pytest.raises(OSError):
+        rec.write_media([t for t in clips["a"][20:30] if t[0] != F.SCRIPT])
+    assert (rec.folder / "stream.flv").read_bytes() == before
+    assert rec.stats() == figures
+
+
 def test_unfinished_recordings(tmp_path, clips):
     done, _ = record(tmp_path, clips["a"][:10])
     crashed, _ = record(tmp_path, clips["a"][:10], key="other", finish=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from ..listeners import accept_forever
-from . import console
+from . import console, flv
 from .access import Publish, Refused, parse_publish
 from .config import RtmpConfig
 from .errors import RtmpProtocolError
@@ -409,10 +409,15 @@ class _Connection:
 
 
 def _write_events(recording, events) -> None:
+    """The events in order: each run of audio and video messages in one write."""
+    media = []
     for event in events:
-        if isinstance(event, VideoData):
-            recording.write_video(event.timestamp, event.payload)
-        elif isinstance(event, AudioData):
-            recording.write_audio(event.timestamp, event.payload)
-        else:
-            recording.write_metadata(event.values, event.raw)
+        if isinstance(event, (VideoData, AudioData)):
+            media.append((flv.VIDEO if isinstance(event, VideoData) else flv.AUDIO, event.timestamp, event.payload))
+            continue
+        if media:
+            recording.write_media(media)
+            media = []
+        recording.write_metadata(event.values, event.raw)
+    if media:
+        recording.write_media(media)
