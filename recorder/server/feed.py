@@ -280,7 +280,9 @@ class FeedQueue:
             counts = self.devices[serial] = DeviceCounts()
         return counts
 
-    def offer(self, item: FeedItem) -> bool:
+    def offer(self, item: FeedItem, *, wake: bool = True) -> bool:
+        """Queue an item, or drop and count it if it does not fit. wake=False leaves waking the
+        reader's task to the caller (wake_reader()), which offers more at once."""
         with self._ready:
             if self._closed:
                 return False
@@ -295,9 +297,13 @@ class FeedQueue:
             self._items.append(item)
             self._bytes += item.nbytes
             self._ready.notify()
+        if wake:
+            self.wake_reader()
+        return True
+
+    def wake_reader(self) -> None:
         if self.wake is not None:
             self.wake()
-        return True
 
     def dropped_elsewhere(self, serial: str, batches: int, rows: int) -> None:
         """Drops counted on the way to this queue (by another worker's side of a relayed feed)."""
@@ -311,8 +317,7 @@ class FeedQueue:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-        if self.wake is not None:
-            self.wake()
+        self.wake_reader()
 
     @property
     def closed(self) -> bool:
@@ -630,6 +635,7 @@ class Wakeup:
 
     def __init__(self):
         self._token = trio.lowlevel.current_trio_token()
+        self._trio_thread = threading.get_ident()
         self._event = trio.Event()
         self._asked: trio.Event | None = None  # the event a wake-up was last asked for
 
@@ -646,6 +652,9 @@ class Wakeup:
             # its event reads the new one here, so no item waits for a wake-up skipped.)
             return
         self._asked = event
+        if threading.get_ident() == self._trio_thread:  # relayed items: set it here, no round trip
+            event.set()
+            return
         try:
             self._token.run_sync_soon(event.set)
         except trio.RunFinishedError:

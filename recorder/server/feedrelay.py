@@ -16,12 +16,15 @@ and every other worker's feed has ended too (each ends its own at its shutdown),
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
+import termios
 from pathlib import Path
 
 import trio
 
-from .feed import DROPPED, END, HEARTBEAT, HELLO, MAGIC, PREFIX, FeedItem, Subscriber
+from .feed import BURST_BYTES, DROPPED, END, HEARTBEAT, HELLO, MAGIC, PREFIX, FeedItem, FeedQueue, Subscriber
 from .peers import RECEIVE_BYTES, PeerError, Peers
 
 # How often the run folder is looked at for workers this reader does not read yet.
@@ -88,19 +91,28 @@ class FeedRelay:
 
 async def relay_one(peers: Peers, sock: Path, subscriber: Subscriber, query: str) -> None:
     async with peers.open_feed(sock, query) as (socket, buffered):
-        frames = FrameReader(socket, buffered)
         try:
-            while (frame := await frames.next()) is not None:
-                head, pieces = frame
-                kind = head.get("type")
-                if kind in CONNECTION_FRAMES:
-                    continue
-                if kind == DROPPED:
-                    subscriber.queue.dropped_elsewhere(head["device"], head["batches"], head["rows"])
-                    continue
-                subscriber.offer(FeedItem.relayed(head, pieces))
+            await relay_frames(FrameReader(socket, buffered), subscriber.queue)
         except OSError as exc:
             raise PeerError(f"worker feed {sock.name}: {exc}") from None
+
+
+async def relay_frames(frames: FrameReader, queue: FeedQueue) -> None:
+    """Another worker's frames into a reader's queue, until that feed ends. The reader's task is
+    woken once what the other worker has sent so far is all queued: it then sends it in one
+    burst (a flush's frames come together), not a frame at a time as each comes off the socket."""
+    try:
+        while (frame := await frames.next()) is not None:
+            head, pieces = frame
+            kind = head.get("type")
+            if kind == DROPPED:
+                queue.dropped_elsewhere(head["device"], head["batches"], head["rows"])
+            elif kind not in CONNECTION_FRAMES:
+                queue.offer(FeedItem.relayed(head, pieces), wake=False)
+            if not frames.more_ready() or queue.queued()[1] >= BURST_BYTES:
+                queue.wake_reader()
+    finally:
+        queue.wake_reader()
 
 
 class FrameReader:
@@ -137,6 +149,14 @@ class FrameReader:
                 raise PeerError("a worker's feed ended inside a frame")
             filled += received
         return json.loads(first[PREFIX.size:]), [first, body]
+
+    def more_ready(self) -> bool:
+        """Whether bytes of another frame are here already, received or waiting in the socket."""
+        if self._buffer:
+            return True
+        waiting = array.array("i", [0])
+        fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, waiting)
+        return waiting[0] > 0
 
     async def _fill(self, size: int) -> bool:
         """At least `size` bytes in the buffer; False if the feed ended first."""
