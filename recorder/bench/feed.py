@@ -46,7 +46,9 @@ Where the cost is (the phases method, phases of 4 s, default two workers):
   every frame relayed to it over the worker socket. Read per process (/proc of each worker,
   one device, the reader's worker told by which worker's CPU rose): the relaying worker used
   about 0.095 s a phase before the relay was made raw (below), about 0.056 s since, most of it
-  the TLS sending any worker serving that reader does.
+  the TLS sending any worker serving that reader does. Read over 20-s windows (one device on
+  one worker, the reader placed on the other): 16.0 to 17.5 ms a second before a burst was
+  relayed whole (below), 13.0 to 17.0 (median 13.3) since.
 - Streams (on older code): a reader of the 11 sample streams only, -4.9 %; of battery only,
   -0.9 %; of the four SLAM cameras only, +17.2 % (+4.0 % with `--workers 1`, where nothing is
   relayed); over plain HTTP (devices and reader), -4.5 %. The cost is the camera frames' bytes.
@@ -59,7 +61,10 @@ Where the cost is (the phases method, phases of 4 s, default two workers):
   with sendmsg(); the relaying worker reads each frame's body straight into the buffer it sends
   on, with 4 MiB socket buffers: no HTTP chunk parsing and no joins on the way through.
 - Sending: a burst of frames is one h11 event (h11 costs about 5 us an event, and a frame is
-  some twenty pieces), and batches under 64 KiB are serialised whole.
+  some twenty pieces), and batches under 64 KiB are serialised whole. The burst goes to TLS in
+  pieces of 256 KiB, each encrypted and sent while in the CPU's cache (server/http.py). The
+  relaying worker wakes the reader's task once a burst from the other worker is all queued, so
+  that it too sends a flush's frames in one go rather than a frame at a time.
 - Figures, 25 phases (12 pairs) a run. The code before these changes: medians +9.9 %, +13.3 %,
   +11.5 % (pairs -3 % to +22 %), the feed's extra 0.021 to 0.042 s per device-second. After
   the relay and publishing changes: +3.7 %, +7.4 %, +8.1 %, +7.2 %, +8.8 %. Ingest over TLS
@@ -67,7 +72,11 @@ Where the cost is (the phases method, phases of 4 s, default two workers):
   lowers the CPU the extra is divided by, 0.28-0.30 to 0.20-0.23 s per device-second; with the
   sending changes, four runs gave +7.4 %, +5.7 %, +7.4 % and +11.2 % (48 pairs, median about
   +7 %; the extra 0.013 to 0.025 s per device-second), and two of 41 phases +11.5 % and +9.2 %.
-  The pairs run from -7 % to +27 %. The aim of under 10 % is met in most runs, not in all.
+  The pairs run from -7 % to +27 %. With the burst sent in pieces and relayed whole, six
+  runs gave +7.6 %, +4.4 %, +7.3 %, +10.1 %, +6.2 % and +7.7 % (72 pairs: median and mean
+  +7.0 %, pairs -12 % to +28 %; the run at +10.1 % had the machine slower throughout, 0.265 s
+  per device-second without a subscriber against 0.214-0.224 in four of the others). The aim
+  of under 10 % is met in most runs, not in all.
 """
 
 from __future__ import annotations
