@@ -50,9 +50,9 @@ of at most 0.5 is NOT met. The 2 % aim is met from 5 publishers up and missed at
 Since a connection's coalesced messages are appended to the FLV in one write (not a write per
 tag), one run: recorder / node-media-server 2.1 / 4.6 % at 1, 1.4 / 2.1 at 5, 1.4 / 1.6 at 10,
 1.1 / 1.1 at 20, 1.1 / 0.8 at 40; ratios 0.46, 0.66, 0.87, 0.94 and 1.26, every step sustained
-by both. The recorder's CPU is some three quarters Python bytecode (perf, 20 publishers): the
-chunk stream's parsing, the events, a worker-thread trip per stream every 0.1 s and the
-figures kept per tag, where node-media-server runs the same work in V8's compiled code.
+by both. Three quarters of the recorder's CPU samples are in the Python interpreter (perf, 20
+publishers): the chunk stream's parsing, the events, a worker-thread trip per stream every
+0.1 s and the figures kept per tag; node-media-server does that work in JIT-compiled code.
 """
 
 from __future__ import annotations
