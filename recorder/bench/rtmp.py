@@ -5,7 +5,7 @@ stream and the MB/s it records. Aims: the recorder at most 2 % of one core per s
 CPU per stream at most half of node-media-server's at 20 publishers.
 
     python -m recorder.bench rtmp                           (a section of make bench)
-    python -m recorder.bench.rtmp [--steps 1 5 10 20 40] [--window 10] [--idle 2] [--no-peer]
+    python -m recorder.bench.rtmp [--steps 1 5 10 20 40] [--window 10] [--idle 2] [--source 10] [--no-peer]
 
 The source is made once by ffmpeg (testsrc2 moves, so the encoder spends its bit rate) and its
 tags are replayed by every publisher, in one separate process (`python -m recorder.bench.rtmp
@@ -677,9 +677,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="publishers at each step")
     parser.add_argument("--window", type=float, default=WINDOW_S, help="seconds of the steady window")
     parser.add_argument("--idle", type=float, default=IDLE_S, help="seconds of idle CPU before each step")
+    parser.add_argument("--source", type=int, default=SOURCE_S, metavar="SECONDS",
+                        help="seconds of the source ffmpeg makes (the publishers loop it)")
     parser.add_argument("--no-peer", action="store_true", help="measure the recorder alone")
     args = parser.parse_args(argv)
-    run(tuple(args.steps), window_s=args.window, idle_s=args.idle, peer=not args.no_peer)
+    run(tuple(args.steps), window_s=args.window, idle_s=args.idle, source_s=args.source, peer=not args.no_peer)
     return 0
 
 
