@@ -4,10 +4,8 @@ and once with one. Figures are checked for presence and sense, never against a t
 from __future__ import annotations
 
 import math
-import re
-import subprocess
-import sys
-from pathlib import Path
+
+from readme_support import run_readme_example
 
 from recorder.bench import feed
 
@@ -55,12 +53,9 @@ def test_the_readme_command_for_a_subscriber_of_some_streams_runs_as_written(tmp
     """The README's example of the phases method with --streams, run as written (from the
     repository's own interpreter): it measures a subscriber of the streams named, and the
     devices lose nothing."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    command = re.search(r"`\.venv/bin/(python -m recorder\.bench\.feed --phases [^`]*)`", readme).group(1)
-    words = " ".join(command.split()).split(" ")
-    done = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    words, out = run_readme_example("recorder.bench.feed", tmp_path)
+    assert "--phases" in words
     streams = words[words.index("--streams") + 1]
-    assert f"to streams {streams}" in done.stdout and "with one subscriber" in done.stdout
-    assert "0 records lost" in done.stdout and "0 rows dropped" in done.stdout
+    assert f"to streams {streams}" in out and "with one subscriber" in out
+    assert "0 records lost" in out and "0 rows dropped" in out
     assert list(tmp_path.iterdir()) == []

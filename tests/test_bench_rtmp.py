@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import subprocess
-import sys
 from functools import partial
-from pathlib import Path
 
 import pytest
 import trio
+from readme_support import run_readme_example
 
 from recorder.bench import rtmp
 from recorder.bench.rtmp import Published, load_source, publish
@@ -150,13 +147,9 @@ def test_without_node_media_server_the_recorder_alone(figures):
 def test_the_readme_command_for_a_short_run_runs_as_written(tmp_path):
     """The README's short run of the rtmp section, run as written (with the repository's own
     interpreter): the recorder takes every frame of its publishers and says so."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    command = re.search(r"`\.venv/bin/(python -m recorder\.bench\.rtmp [^`]*)`", readme).group(1)
-    words = " ".join(command.split()).split(" ")
-    done = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    words, out = run_readme_example("recorder.bench.rtmp", tmp_path)
     publishers = words[words.index("--steps") + 1]
-    step = next(line for line in done.stdout.splitlines() if line.startswith(f"N={publishers} recorder:"))
+    step = next(line for line in out.splitlines() if line.startswith(f"N={publishers} recorder:"))
     assert " lost 0 of " in step and step.endswith("-> sustained")
-    assert "node-media-server: not measured" in done.stdout
+    assert "node-media-server: not measured" in out
     assert list(tmp_path.iterdir()) == []

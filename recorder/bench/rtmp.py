@@ -315,7 +315,30 @@ def _stop(process: subprocess.Popen | None, *, gently: bool = False) -> None:
     process.wait(timeout=30)
 
 
-class RecorderServer:
+class ServerProcess:
+    """A server under test in a process of its own (its output in self.log), stopped on the way
+    out of `with`."""
+
+    log: Path
+    process: subprocess.Popen | None = None
+
+    def _start(self, args: list[str], name: str, ready, **popen):
+        """Start it, then wait until ready() says it serves."""
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            **popen)
+        try:
+            wait_for(name, ready, 30, server=self.process)
+        except BaseException:
+            _stop(self.process)  # `with` calls __exit__ only after __enter__ returned
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _stop(self.process)
+
+
+class RecorderServer(ServerProcess):
     """`recorder serve` (plain HTTP for its /status), recording each stream as FLV; a publish
     that ends waits out a grace of an hour, so that no MP4 remux runs while the bench does."""
 
@@ -328,25 +351,14 @@ class RecorderServer:
         while self.rtmp_port == self.http_port:
             self.rtmp_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.process: subprocess.Popen | None = None
         self._folders: dict[str, Path] = {}
 
     def __enter__(self):
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "recorder.cli", "serve", "--plain-http", "--host", "127.0.0.1",
-                 "--port", str(self.http_port), "--rtmp-port", str(self.rtmp_port),
-                 "--data-dir", str(self.folder / "data"), "--rtmp-grace", "3600"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for("the recorder", lambda: _get_json(f"{self.base}/healthz") is not None, 30, server=self.process)
-        except BaseException:
-            _stop(self.process)  # `with` calls __exit__ only after __enter__ returned
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _stop(self.process)
+        return self._start(
+            [sys.executable, "-m", "recorder.cli", "serve", "--plain-http", "--host", "127.0.0.1",
+             "--port", str(self.http_port), "--rtmp-port", str(self.rtmp_port),
+             "--data-dir", str(self.folder / "data"), "--rtmp-grace", "3600"],
+            "the recorder", lambda: _get_json(f"{self.base}/healthz") is not None)
 
     def _streams(self) -> dict[str, dict]:
         return {s["stream_key"]: s for s in _get_json(f"{self.base}/status")["rtmp"]["streams"] if s["app"] == APP}
@@ -399,7 +411,7 @@ def nms_version() -> str | None:
         return None
 
 
-class NodeMediaServer:
+class NodeMediaServer(ServerProcess):
     """node-media-server 4 with record.auto: it writes each published stream's tags to an FLV of
     its own (record/<app>/<key>/<ms>.flv), in the one node process, no ffmpeg; HTTP off. What
     the bench waits for comes from the launcher's events file."""
@@ -412,25 +424,13 @@ class NodeMediaServer:
         self.folder, self.log = folder, folder / "server.log"
         self.records, self.events = folder / "record", folder / "events.jsonl"
         self.rtmp_port = free_port()
-        self.process: subprocess.Popen | None = None
 
     def __enter__(self):
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                ["node", str(NMS_LAUNCHER), "--rtmp-port", str(self.rtmp_port), "--record-path", str(self.records),
-                 "--data-path", str(self.folder / "nms-data"), "--events", str(self.events)],
-                env={**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")}, cwd=self.folder,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for("node-media-server", lambda: any(e["event"] == "listening" for e in self._events()), 30,
-                     server=self.process)
-        except BaseException:
-            _stop(self.process)  # `with` calls __exit__ only after __enter__ returned
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _stop(self.process)
+        return self._start(
+            ["node", str(NMS_LAUNCHER), "--rtmp-port", str(self.rtmp_port), "--record-path", str(self.records),
+             "--data-path", str(self.folder / "nms-data"), "--events", str(self.events)],
+            "node-media-server", lambda: any(e["event"] == "listening" for e in self._events()),
+            env={**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")}, cwd=self.folder)
 
     def _events(self) -> list[dict]:
         try:
