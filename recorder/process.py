@@ -135,45 +135,47 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
     `worker`: this process is one of several ingest workers (recorder serve --workers)."""
     if worker is not None and worker.index != 0:
         rtmp = None  # worker 0 runs it
-    await trio.to_thread.run_sync(check_data_dir, config.data_dir)
-    context = server_ssl_context(config) if config.tls else None
-    if config.tokens_file is not None:
-        check_tokens_file(config.tokens_file)
-    recovered = await trio.to_thread.run_sync(store.recover_all)
-    for report in recovered:
-        console.recovered(report)
-    rtmp_service = await _recovered_rtmp(rtmp, config)
-    sources = [] if rtmp_service is None else [StatusSource(
-        "rtmp", functools.partial(rtmp_status.status, rtmp_service),
-        functools.partial(rtmp_status.metric_families, rtmp_service))]
-    peers = Peers(worker.run_dir, worker.index, worker.count, worker.limits) if worker is not None else None
-    recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers)
-    if worker is not None:
-        listeners = inherited_listeners(worker.http_fds)
-        worker_listeners = [await worker_listener(worker)]
-    else:
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-        worker_listeners = []
-    try:
-        rtmp_endpoints = await _open_rtmp_listeners(rtmp, config, worker) if rtmp_service is not None else []
-    except BaseException:
-        for listener in [*listeners, *worker_listeners]:
-            await listener.aclose()
-        raise
-    rtmp_listeners = [listener for listener, _ in rtmp_endpoints]
-    port = listeners[0].socket.getsockname()[1]
-    scheme = "https" if context else "http"
-    protection = (("client certificates required" if config.verify_clients else "TLS") if context
-                  else "plain HTTP, no TLS")
-    if config.tokens_file is not None:
-        protection += f", device and reader tokens from {config.tokens_file}"
-    if worker is None:
-        console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
-    elif worker.index == 0:
-        console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
-                          f"{protection}; {worker.count} ingest workers")
-
+    # Signals are taken from the start: a Ctrl+C while starting (recovering, opening the
+    # listeners) stops the server in good order once it is up, not with KeyboardInterrupt.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) if handle_signals else _no_signals() as signals:
+        await trio.to_thread.run_sync(check_data_dir, config.data_dir)
+        context = server_ssl_context(config) if config.tls else None
+        if config.tokens_file is not None:
+            check_tokens_file(config.tokens_file)
+        recovered = await trio.to_thread.run_sync(store.recover_all)
+        for report in recovered:
+            console.recovered(report)
+        rtmp_service = await _recovered_rtmp(rtmp, config)
+        sources = [] if rtmp_service is None else [StatusSource(
+            "rtmp", functools.partial(rtmp_status.status, rtmp_service),
+            functools.partial(rtmp_status.metric_families, rtmp_service))]
+        peers = Peers(worker.run_dir, worker.index, worker.count, worker.limits) if worker is not None else None
+        recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers)
+        if worker is not None:
+            listeners = inherited_listeners(worker.http_fds)
+            worker_listeners = [await worker_listener(worker)]
+        else:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+            worker_listeners = []
+        try:
+            rtmp_endpoints = await _open_rtmp_listeners(rtmp, config, worker) if rtmp_service is not None else []
+        except BaseException:
+            for listener in [*listeners, *worker_listeners]:
+                await listener.aclose()
+            raise
+        rtmp_listeners = [listener for listener, _ in rtmp_endpoints]
+        port = listeners[0].socket.getsockname()[1]
+        scheme = "https" if context else "http"
+        protection = (("client certificates required" if config.verify_clients else "TLS") if context
+                      else "plain HTTP, no TLS")
+        if config.tokens_file is not None:
+            protection += f", device and reader tokens from {config.tokens_file}"
+        if worker is None:
+            console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
+        elif worker.index == 0:
+            console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
+                              f"{protection}; {worker.count} ingest workers")
+
         # Connections live in a nursery of their own, beside the servers': stopping the servers
         # stops the accepting, while the connections go on until each server has shut down in
         # good order (answered them, written what they sent).

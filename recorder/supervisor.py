@@ -21,6 +21,7 @@ processes, so nothing that a device sends can make it fail.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -55,29 +56,38 @@ SUPERVISOR_PID_ENV = "RECORDER_SUPERVISOR_PID"
 
 def serve_with_workers(config, rtmp, store, workers: int, options: list[str], rtmp_secret: str | None) -> int:
     """recorder serve --workers N, `options` its command line's: what a crash left open is
-    recovered, the listening sockets opened, then N workers started on them; the exit status."""
+    recovered, the listening sockets opened, then N workers started on them; the exit status.
+    SIGINT and SIGTERM stop it in good order from the start: a Ctrl+C that comes while it is
+    still starting (recovering, or waiting for its port) stops it before it serves."""
     from .process import check_tokens_file, server_ssl_context
-
-    if config.tls:
-        server_ssl_context(config)  # a setting every worker would die of stops the server now
-    if config.tokens_file is not None:
-        check_tokens_file(config.tokens_file)
-    for report in store.recover_all():  # before anything listens, as with one process
-        server_console.recovered(report)
-    http = open_listeners(config.host, config.port, workers)  # one each
-    rtmp_socks = [open_listeners(rtmp.host, p, 1)[0] if p else None for p in (rtmp.port, rtmp.tls_port)]  # worker 0's
-
-    def fds(index: int) -> list[int]:
-        return [http[index].fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
-
-    def worker_argv(index: int, run_dir: str) -> list[str]:
-        return ["serve", *options, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
-                "--worker-fds", str(http[index].fileno()),
-                "--worker-rtmp-fds", ",".join(str(s.fileno()) if s and index == 0 else "-1" for s in rtmp_socks)]
 
     # The RTMP secret goes to the workers in their environment, not on a command line others can read.
     env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()), **({"RECORDER_RTMP_SECRET": rtmp_secret} if rtmp_secret else {})}
-    return Supervisor(workers, worker_argv, fds, env=env).run()
+    supervisor = Supervisor(workers, env=env)
+    with supervisor.stopped_by_signals():
+        if config.tls:
+            server_ssl_context(config)  # a setting every worker would die of stops the server now
+        if config.tokens_file is not None:
+            check_tokens_file(config.tokens_file)
+        for report in store.recover_all():  # before anything listens, as with one process
+            server_console.recovered(report)
+        stopped = supervisor.is_stopping
+        http = open_listeners(config.host, config.port, workers, stopped)  # one each
+        rtmp_socks = [(open_listeners(rtmp.host, p, 1, stopped) or [None])[0] if p else None
+                      for p in (rtmp.port, rtmp.tls_port)]  # worker 0's
+        if stopped():
+            say("stopped before serving: nothing was received")
+            return 0
+
+        def fds(index: int) -> list[int]:
+            return [http[index].fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
+
+        def worker_argv(index: int, run_dir: str) -> list[str]:
+            return ["serve", *options, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
+                    "--worker-fds", str(http[index].fileno()),
+                    "--worker-rtmp-fds", ",".join(str(s.fileno()) if s and index == 0 else "-1" for s in rtmp_socks)]
+
+        return supervisor.run(worker_argv, fds)
 
 
 def shared_out(config, count: int):
@@ -91,9 +101,11 @@ def shared_out(config, count: int):
                                max_memory_in_flight=share(config.max_memory_in_flight))
 
 
-def open_listeners(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one port (the first one's, when `port` is 0)."""
+def open_listeners(host: str, port: int, count: int, stopped=lambda: False) -> list[socket.socket]:
+    """`count` listening sockets on one port (the first one's, when `port` is 0); none if
+    `stopped()` turns true while the port is still taken."""
     deadline = time.monotonic() + BIND_RETRY_S
+    told = False
     while True:
         try:
             first = _listener(host, port)
@@ -101,7 +113,12 @@ def open_listeners(host: str, port: int, count: int) -> list[socket.socket]:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.1)
+            if not told:
+                say(f"port {port} is in use; trying again for {BIND_RETRY_S:g} s")
+                told = True
+        if stopped():
+            return []
+        time.sleep(0.1)
     port = first.getsockname()[1]
     return [first, *(_listener(host, port) for _ in range(count - 1))]
 
@@ -120,15 +137,13 @@ class Worker:
 
 
 class Supervisor:
-    """`worker_argv(index, run_dir)`: the command line of worker `index`; `fds(index)`: the
-    descriptors it inherits (its listening sockets)."""
+    """Starts `count` workers, watches them, and stops them on SIGINT or SIGTERM."""
 
-    def __init__(self, count: int, worker_argv, fds, env: dict[str, str] | None = None):
+    def __init__(self, count: int, env: dict[str, str] | None = None):
         self.count = count
-        self.worker_argv = worker_argv
-        self.fds = fds
         self.env = env
-        self.run_dir = tempfile.mkdtemp(prefix="recorder-workers-")  # 0700: the workers' sockets
+        self.worker_argv = self.fds = None
+        self.run_dir = ""
         self.workers: dict[int, Worker] = {}
         self.stopping = False
         self.restarts = 0
@@ -144,14 +159,33 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        if not self.workers:
+            say("stopping (no worker started yet)")
+            return
         say(f"stopping {len(self.workers)} workers (each writes what it received and finishes its sessions)")
         for worker in self.workers.values():
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
 
-    def run(self) -> int:
-        """Until SIGINT or SIGTERM and every worker has stopped; the exit status."""
+    def is_stopping(self) -> bool:
+        return self.stopping
+
+    @contextlib.contextmanager
+    def stopped_by_signals(self):
+        """SIGINT and SIGTERM stop the workers in good order (not KeyboardInterrupt) while inside."""
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def run(self, worker_argv, fds) -> int:
+        """`worker_argv(index, run_dir)`: the command line of worker `index`; `fds(index)`: the
+        descriptors it inherits (its listening sockets). Until every worker has stopped (inside
+        stopped_by_signals: until SIGINT or SIGTERM); the exit status."""
+        self.worker_argv, self.fds = worker_argv, fds
+        self.run_dir = tempfile.mkdtemp(prefix="recorder-workers-")  # 0700: the workers' sockets
         try:
             for index in range(self.count):
                 if self.stopping:  # stopped before every worker was started
@@ -160,8 +194,6 @@ class Supervisor:
             failed = self._watch()
             self.print_summary()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             shutil.rmtree(self.run_dir, ignore_errors=True)
         say(f"all {self.count} workers stopped" + (f"; {self.restarts} restarted after dying" if self.restarts else ""))
         return 1 if failed else 0
