@@ -1,7 +1,8 @@
 """The RTMP server: trio owns the sockets, timeouts and tasks around the sans-IO protocol core;
-recordings are written in worker threads, one call per batch of received media (100 ms or
-256 KiB), so a connection is read no faster than its data reaches the disk and the memory per
-connection is bounded by that batch, one receive and the core's messages in progress.
+recordings are written in worker threads, every stream's received media together once per tick
+(100 ms; writes.py), so a connection is read no faster than its data reaches the disk and the
+memory per connection is bounded by what waits for a tick (256 KiB), one receive and the
+core's messages in progress.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import trio
 
 from ..listeners import accept_forever
-from . import console, flv
+from . import console
 from .access import Publish, Refused, parse_publish
 from .config import RtmpConfig
 from .errors import RtmpProtocolError
@@ -21,8 +22,10 @@ from .protocol import ServerConnection
 from .recording import Recording
 from .recording_recovery import unfinished_recordings
 from .streams import RtmpSession
+from .writes import MediaWrites
 
 RECEIVE_BYTES = 64 << 10
+HOUSEKEEPING_S = 0.5
 # The status code encoders show for a publish that cannot go ahead (nginx-rtmp sends the same).
 BAD_NAME = "NetStream.Publish.BadName"
 
@@ -37,6 +40,7 @@ class RtmpService:
         self.no_connections = trio.Event()  # set while no connection is open
         self.no_connections.set()
         self.shutting_down = False
+        self.writes = MediaWrites(config.coalesce_s, config.flush_interval_s)
 
     def all_sessions(self) -> list[RtmpSession]:
         return [*self.finished, *self.sessions.values()]
@@ -66,7 +70,10 @@ class RtmpService:
         self.shutting_down = True
         for connection in list(self.connections):
             connection.stop()
-        await self.no_connections.wait()
+        try:
+            await self.no_connections.wait()
+        finally:
+            self.writes.close()
         for session in list(self.sessions.values()):
             await self.finish(session)
         console.summary(self.all_sessions())
@@ -74,6 +81,7 @@ class RtmpService:
     async def serve(self, endpoints, connections: trio.Nursery, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept publishers on each (listener, wrap) into `connections`, a nursery that outlives
         this task: when serving stops, connections go on until shutdown() stops them in good order."""
+        connections.start_soon(self.writes.run)  # ends once shutdown() has closed it
         async with trio.open_nursery() as nursery:
             for listener, wrap in endpoints:
                 nursery.start_soon(accept_forever, listener, connections, self.handle_connection, wrap)
@@ -175,11 +183,12 @@ class RtmpService:
     # -- once a second ----------------------------------------------------------------------
 
     async def housekeeping(self, nursery: trio.Nursery) -> None:
-        """Flushes of the streams being published, and the finish of those nobody re-published
-        (in tasks of their own, so that a long remux delays no other stream's flush)."""
+        """The finish of the streams nobody re-published (in tasks of their own, so that a long
+        remux delays no other stream's flush), and flushes of the streams being published that
+        the write ticks did not reach (their publisher sent nothing for a while)."""
         last_console = time.monotonic()
         while True:
-            await trio.sleep(0.5)
+            await trio.sleep(HOUSEKEEPING_S)
             now = time.monotonic()
             for session in list(self.sessions.values()):
                 if session.publisher is None and session.open and session.recording is not None \
@@ -187,7 +196,7 @@ class RtmpService:
                     session.finishing = True
                     nursery.start_soon(self._finish, session)
                 elif session.publisher is not None and session.recording is not None \
-                        and now - session.last_flush >= self.config.flush_interval_s:
+                        and now - session.last_flush >= self.config.flush_interval_s + HOUSEKEEPING_S:
                     await self._flush(session, now)
             if now - last_console >= self.config.console_interval_s:
                 last_console = now
@@ -216,12 +225,7 @@ class _Connection:
         self.publishing: dict[int, RtmpSession] = {}
         self.ended_reason = "disconnected"
         self.failed = False
-        # Media waiting to be written: handed to a worker thread together once it is
-        # coalesce_bytes or coalesce_s old, as one thread round trip costs more than the
-        # writes of a few frames (and a stream sends 70 messages a second).
-        self.media: list = []
-        self.media_bytes = 0
-        self.write_at: float | None = None
+        self.write_failure: str | None = None  # a write of this connection's media failed
         self.stopping = False
         self.waiting: trio.CancelScope | None = None  # around waits for data: stop() cancels it
         self.sending: trio.CancelScope | None = None  # around sends: stop() shortens their deadline
@@ -253,14 +257,13 @@ class _Connection:
             if self.stopping:
                 await self._drain()
                 return
-            data = await self._receive(idle_at if self.write_at is None else min(idle_at, self.write_at))
+            data = await self._receive(idle_at)
+            if self.write_failure is not None:
+                await self._end_for_write_failure()
+                return
             if data is None and self.stopping:
                 continue
             if data is None:
-                if self.media:
-                    if not await self.write_media():
-                        return
-                    continue
                 self.ended_reason = f"nothing received for {timeout:g} s"
                 console.connection_failed(self.remote, self.ended_reason)
                 return
@@ -308,6 +311,18 @@ class _Connection:
         self.ended_reason, self.failed = reason, True
         console.connection_failed(self.remote, reason)
 
+    def failed_write(self, message: str) -> None:
+        """From MediaWrites: writing this connection's media failed; the connection ends."""
+        if self.write_failure is None:
+            self.write_failure = message
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+    async def _end_for_write_failure(self) -> None:
+        self.core.send_error(self.write_failure)
+        self.fail(self.write_failure)
+        await self.send()
+
     async def send(self) -> bool:
         """Send what the core queued; False if the client reads nothing for the idle timeout (a
         client that never reads would otherwise hold its connection and stream key forever)."""
@@ -330,13 +345,16 @@ class _Connection:
 
     async def handle(self, events) -> bool:
         """Act on a batch of events; False when the connection must close."""
+        media: dict[int, list] = {}
         for event in events:
             if isinstance(event, (VideoData, AudioData, Metadata)):
                 if event.stream_id in self.publishing:
-                    self.media.append(event)
-                    self.media_bytes += len(event.raw if isinstance(event, Metadata) else event.payload)
+                    media.setdefault(event.stream_id, []).append(event)
                 continue
-            if self.media and not await self.write_media():  # in order, before what comes next
+            if media:  # in order, before what comes next
+                self._add_media(media)
+                media = {}
+            if not await self._settle():
                 return False
             if isinstance(event, Connected):
                 self.app, self.tc_url = event.app, event.tc_url
@@ -349,11 +367,25 @@ class _Connection:
                     await self.service.end_publish(session, "unpublished")
             elif isinstance(event, ConnectionClosed):
                 break
-        if self.media_bytes >= self.service.config.coalesce_bytes:
-            return await self.write_media()
-        if self.media and self.write_at is None:
-            self.write_at = trio.current_time() + self.service.config.coalesce_s
-        return True
+        self._add_media(media)
+        writes, limit = self.service.writes, self.service.config.coalesce_bytes
+        for session in self.publishing.values():
+            if writes.waiting_bytes(session) >= limit:  # read no more until the disk took them
+                await writes.settle(session)
+        return self.write_failure is None
+
+    def _add_media(self, media: dict[int, list]) -> None:
+        if self.write_failure is not None:
+            return  # the connection is ending: nothing more is written
+        for stream_id, events in media.items():
+            size = sum(len(e.raw) if isinstance(e, Metadata) else len(e.payload) for e in events)
+            self.service.writes.add(self.publishing[stream_id], self, events, size)
+
+    async def _settle(self) -> bool:
+        """Every event added so far is written; False if a write failed."""
+        for session in list(self.publishing.values()):
+            await self.service.writes.settle(session)
+        return self.write_failure is None
 
     async def publish(self, event: PublishRequested) -> bool:
         try:
@@ -378,27 +410,9 @@ class _Connection:
         self.core.accept_publish(event.stream_id)
         return True
 
-    async def write_media(self) -> bool:
-        media, self.media, self.media_bytes, self.write_at = self.media, [], 0, None
-        by_session: dict[int, list] = {}
-        for event in media:
-            by_session.setdefault(event.stream_id, []).append(event)
-        for stream_id, events in by_session.items():
-            session = self.publishing[stream_id]
-            try:
-                await session.record(_write_events, events)
-            except OSError as exc:
-                message = f"recording failed: {exc.strerror or exc}"
-                self.core.send_error(message)
-                self.fail(message)
-                return False
-            if session.state == "initializing" and any(not isinstance(e, Metadata) for e in events):
-                session.set_state("active")
-        return True
-
     async def close(self) -> None:
-        if self.media:
-            await self.write_media()
+        if not await self._settle() and not self.failed:
+            await self._end_for_write_failure()
         for session in self.publishing.values():
             await self.service.end_publish(session, self.ended_reason, error=self.failed)
         self.publishing.clear()
@@ -406,18 +420,3 @@ class _Connection:
             await self.stream.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # a TLS close to a peer already gone
-
-
-def _write_events(recording, events) -> None:
-    """The events in order: each run of audio and video messages in one write."""
-    media = []
-    for event in events:
-        if isinstance(event, (VideoData, AudioData)):
-            media.append((flv.VIDEO if isinstance(event, VideoData) else flv.AUDIO, event.timestamp, event.payload))
-            continue
-        if media:
-            recording.write_media(media)
-            media = []
-        recording.write_metadata(event.values, event.raw)
-    if media:
-        recording.write_media(media)
