@@ -20,6 +20,7 @@ import pytest
 from test_rtmp_flv import feed, make_flv, probe_streams, read_tags
 
 from recorder.rtmp import flv as F
+from recorder.rtmp import recording as recording_module
 from recorder.rtmp.recording import Recording
 from recorder.rtmp.recording_manifest import FINISHED, INTERRUPTED, RECORDING, UNFINISHED, RecordingError, iso
 from recorder.rtmp.recording_recovery import recover_recording, unfinished_recordings
@@ -193,6 +194,31 @@ def test_stats_while_recording(tmp_path, clips):
     assert manifest(rec.folder)["stats"]["video_frames"] == 0  # the manifest waits for flush()
     rec.flush()
     assert manifest(rec.folder)["stats"]["video_frames"] == 120
+    rec.end_publish(reason="disconnected", now=T0 + 9)
+    rec.finish()
+
+
+def test_a_flush_rewrites_the_figures_in_the_manifest_at_most_every_interval(tmp_path, clips, monkeypatch):
+    """What recovery can count again from the FLV waits for the interval; a count it cannot (a
+    timestamp going back, clamped) is saved by the next flush."""
+    rec = Recording.create(tmp_path, "live", "k", now=T0, sync=False)
+    rec.begin_publish(client="c", tc_url=None, publish_name="k", now=T0)
+    media = [t for t in clips["long"] if t[0] != F.SCRIPT]
+    first = feed(rec, media[:40])["video_frames"]
+    rec.flush()  # the publish's first tag: saved at once
+    assert manifest(rec.folder)["stats"]["video_frames"] == first
+    second = feed(rec, media[40:80])["video_frames"]
+    rec.flush()
+    assert manifest(rec.folder)["stats"]["video_frames"] == first  # within the interval: not yet
+    video = next(data for kind, _, data in media[80:] if kind == F.VIDEO)
+    rec.write_video(0, video)  # back to the start: clamped, and counted only in the manifest
+    rec.flush()
+    saved = manifest(rec.folder)["stats"]
+    assert saved["timestamp_regressions"] == 1 and saved["video_frames"] == rec.stats()["video_frames"] > first + second - 1
+    feed(rec, media[80:])
+    monkeypatch.setattr(recording_module, "MANIFEST_INTERVAL_S", 0.0)  # the interval has passed
+    rec.flush()
+    assert manifest(rec.folder)["stats"] == {k: v for k, v in rec.stats().items() if k in saved}
     rec.end_publish(reason="disconnected", now=T0 + 9)
     rec.finish()
 

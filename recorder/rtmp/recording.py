@@ -5,7 +5,9 @@ stream.flv plays while it is written: its header is written once at creation (au
 flags both set, as the streams are not known yet) and each tag with one write() of header, data
 and PreviousTagSize, so a crash leaves at most one cut tag at the end, which recovery and
 reopen() cut off. No tag is fsynced by itself: flush(), called about once a second, fsyncs the
-FLV and rewrites the manifest.
+FLV; it rewrites the manifest's figures every MANIFEST_INTERVAL_S (recovery recounts them from
+the FLV), and at once when something else moved: a count the FLV cannot show (timestamps
+clamped, tags skipped), or a publish's first tag.
 
 The timeline: a publish's RTMP timestamps start again near 0, so each publish is shifted to
 start after everything already in the file, by the wall-clock time between the previous
@@ -59,6 +61,9 @@ from .tag_figures import TagFigures, replay_figures
 from .tag_index import write_indexes
 
 REDACTED = "<redacted>"
+# The live manifest's figures (what `recorder ls` shows of a session being recorded) are this old
+# at most. Rewriting it at every flush cost a stream more CPU than writing its media.
+MANIFEST_INTERVAL_S = 10.0
 HEADER_PARSERS = {F.VIDEO: F.parse_video_header, F.AUDIO: F.parse_audio_header}
 
 
@@ -89,6 +94,8 @@ class Recording:
         self._last_end_wall: float | None = None
         self._secrets: set[str] = set()
         self._changed = False
+        self._manifest_saved = -math.inf  # time.monotonic() of the last save
+        self._saved_landmarks: tuple | None = None  # see _landmarks()
         self._closing = False
         self._broken = False
         for p in manifest["publishes"]:
@@ -299,7 +306,8 @@ class Recording:
                 return
             if self._sync:
                 os.fsync(self._fd)
-            if self._changed:
+            if self._changed and (time.monotonic() - self._manifest_saved >= MANIFEST_INTERVAL_S
+                                  or self._landmarks() != self._saved_landmarks):
                 self._save_manifest()
 
     def finish(self) -> None:
@@ -351,6 +359,14 @@ class Recording:
         self._manifest["updated"] = iso(time.time())
         write_json(self.folder / MANIFEST, self._manifest, sync=self._sync)
         self._changed = False
+        self._manifest_saved = time.monotonic()
+        self._saved_landmarks = self._landmarks()
+
+    def _landmarks(self) -> tuple:
+        """What a flush saves at once: the counts recovery cannot take again from the FLV (what
+        never reached it), and whether the open publish has its first tag."""
+        first = self._publish.get("first_timestamp_ms") if self._publish is not None else None
+        return self._stats.timestamp_regressions, self._stats.skipped_tags, len(self._manifest["publishes"]), first
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
