@@ -22,6 +22,7 @@ from .protocol import ServerConnection
 from .recording import Recording
 from .recording_recovery import unfinished_recordings
 from .streams import RtmpSession
+from .ticks import Ticks
 from .writes import MediaWrites
 
 RECEIVE_BYTES = 64 << 10
@@ -41,6 +42,7 @@ class RtmpService:
         self.no_connections.set()
         self.shutting_down = False
         self.writes = MediaWrites(config.coalesce_s, config.flush_interval_s)
+        self.read_ticks = Ticks(config.read_pause_s)
 
     def all_sessions(self) -> list[RtmpSession]:
         return [*self.finished, *self.sessions.values()]
@@ -82,6 +84,7 @@ class RtmpService:
         """Accept publishers on each (listener, wrap) into `connections`, a nursery that outlives
         this task: when serving stops, connections go on until shutdown() stops them in good order."""
         connections.start_soon(self.writes.run)  # ends once shutdown() has closed it
+        connections.start_soon(self.read_ticks.run)
         async with trio.open_nursery() as nursery:
             for listener, wrap in endpoints:
                 nursery.start_soon(accept_forever, listener, connections, self.handle_connection, wrap)
@@ -277,7 +280,7 @@ class _Connection:
                 # in its buffer (TCP flow control bounds them) at the price of that much latency.
                 with trio.CancelScope() as self.waiting:
                     if not self.stopping:
-                        await trio.sleep(config.read_pause_s)
+                        await self.service.read_ticks.wait()
 
     async def _take(self, data: bytes) -> bool:
         """Feed received bytes to the core and act on its events; False when the connection must close."""
