@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -166,7 +167,7 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
     from .rtmp.config import RtmpConfig
     from .server.config import ServerConfig
     from .storage import Store
-    from .supervisor import SUPERVISOR_PID_ENV, default_count, serve_with_workers, shared_out
+    from .supervisor import SERVER_STARTED_ENV, SUPERVISOR_PID_ENV, default_count, serve_with_workers, shared_out
 
     config = ServerConfig(host=host, port=port, data_dir=data_dir, certs_dir=certs_dir or certs.DEFAULT_FOLDER,
                           tls=not plain_http, verify_clients=verify_clients, tokens_file=tokens_file,
@@ -188,7 +189,8 @@ def serve(ctx, host, port, data_dir, certs_dir, verify_clients, tokens_file, pla
                                 "max_connections": config.max_connections,
                                 "max_connections_per_address": config.max_connections_per_address,
                                 "max_memory_in_flight": config.max_memory_in_flight,
-                                "retry_after_s": config.retry_after_s})
+                                "retry_after_s": config.retry_after_s},
+                            server_started_ns=int(os.environ.get(SERVER_STARTED_ENV, time.time_ns())))
         place.die_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
         config = shared_out(config, count)
     try:

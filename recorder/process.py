@@ -46,6 +46,7 @@ class WorkerPlace:
     http_fds: tuple[int, ...]
     rtmp_fds: tuple[int, int] = (-1, -1)
     limits: dict | None = None  # the server's overload limits, which this worker has a share of
+    server_started_ns: int | None = None  # when the supervisor started (the server run began)
 
     def die_with_supervisor(self, supervisor_pid: int) -> None:
         """A worker ends with its supervisor, killed as it is: `kill -9` of the server's
@@ -150,7 +151,8 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
             "rtmp", functools.partial(rtmp_status.status, rtmp_service),
             functools.partial(rtmp_status.metric_families, rtmp_service))]
         peers = Peers(worker.run_dir, worker.index, worker.count, worker.limits) if worker is not None else None
-        recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers)
+        recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers,
+                            server_started_ns=worker.server_started_ns if worker is not None else None)
         if worker is not None:
             listeners = inherited_listeners(worker.http_fds)
             worker_listeners = [await worker_listener(worker)]

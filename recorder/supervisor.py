@@ -52,6 +52,8 @@ LISTEN_BACKLOG = 1024
 WORKER_ENTRY = "from recorder.cli import main; main()"
 # A worker learns its supervisor's pid from this, to die with it (process.WorkerPlace).
 SUPERVISOR_PID_ENV = "RECORDER_SUPERVISOR_PID"
+# ... and when the server started (time.time_ns()), as every worker of the run counts from it.
+SERVER_STARTED_ENV = "RECORDER_SERVER_STARTED_NS"
 
 
 def serve_with_workers(config, rtmp, store, workers: int, options: list[str], rtmp_secret: str | None) -> int:
@@ -62,7 +64,8 @@ def serve_with_workers(config, rtmp, store, workers: int, options: list[str], rt
     from .process import check_tokens_file, server_ssl_context
 
     # The RTMP secret goes to the workers in their environment, not on a command line others can read.
-    env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()), **({"RECORDER_RTMP_SECRET": rtmp_secret} if rtmp_secret else {})}
+    env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()), SERVER_STARTED_ENV: str(time.time_ns()),
+           **({"RECORDER_RTMP_SECRET": rtmp_secret} if rtmp_secret else {})}
     supervisor = Supervisor(workers, env=env)
     with supervisor.stopped_by_signals():
         if config.tls:

@@ -139,6 +139,7 @@ async def test_a_session_continues_on_the_worker_its_device_reconnects_to(tmp_pa
         statuses = (await get(server.url, "/status", server.ssl_context)).json
         [session] = statuses["sessions"]  # one session, listed by the worker that has it now
         assert session["state"] == "waiting"
+        assert statuses["finished_earlier"]["sessions"] == 0  # handed over, not finished earlier
     finally:
         server.send_signal(signal.SIGTERM)
         assert await server.wait(60) == 0
@@ -146,6 +147,46 @@ async def test_a_session_continues_on_the_worker_its_device_reconnects_to(tmp_pa
     manifest = assert_session_equals(path, expected_from(windows), records=device.records_sent)
     assert manifest["state"] == "finished"
     assert "handed over to another worker" in server.output
+
+
+async def on_the_worker(server: ServerProcess, pids: dict[int, int], index: int) -> sender.Connection:
+    """A connection that worker `index` has taken (the other one is stopped meanwhile)."""
+    other = pids[1 - index]
+    os.kill(other, signal.SIGSTOP)
+    try:
+        return await open_on_a_running_worker(server)
+    finally:
+        os.kill(other, signal.SIGCONT)
+
+
+async def until_none_listed(server: ServerProcess) -> dict:
+    with trio.fail_after(30):
+        while (status := (await get(server.url, "/status", server.ssl_context)).json)["sessions"]:
+            await trio.sleep(0.1)
+    return status
+
+
+async def test_a_session_that_left_one_worker_and_came_back_on_another_is_one_session_finished_earlier(
+        tmp_path, certs_dir):
+    """Finished and gone from worker 0's status, the session comes back on worker 1 (its folder
+    free: no hand-over), finishes and goes again: the server counts one session, with all of it."""
+    device = make_fleet(1, seed=83, profile=PROFILE)[0]
+    windows = make_windows(device, 12)
+    server = await start_workers(tmp_path, certs_dir, 2, "--session-grace", "0.2", "--keep-finished", "0.5")
+    try:
+        pids = await worker_pids(server)
+        for index, part in ((0, windows[:6]), (1, windows[6:])):
+            conn = await on_the_worker(server, pids, index)
+            status, _ = await post_on(conn, device.headers(), part)
+            assert status == 200
+            status = await until_none_listed(server)
+        assert status["finished_earlier"] == {"sessions": 1, "records": device.records_sent,
+                                              "bytes": sum(map(len, windows))}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert await server.wait(60) == 0
+    [path] = session_folders(server.data_dir)
+    assert_session_equals(path, expected_from(windows), records=device.records_sent)
 
 
 async def test_a_killed_worker_is_started_again_and_the_other_workers_devices_go_on(tmp_path, certs_dir):

@@ -55,8 +55,10 @@ PLAIN_HTTP_TO_HTTPS = (
 
 class Recorder:
     def __init__(self, config: ServerConfig, store, status_sources: Sequence[StatusSource] = (),
-                 feed: FeedHub | None = None, peers: Peers | None = None):
+                 feed: FeedHub | None = None, peers: Peers | None = None, server_started_ns: int | None = None):
         self.config = config
+        # When this server run began (with several workers: when the supervisor started).
+        self.server_started_ns = time.time_ns() if server_started_ns is None else server_started_ns
         self.store = store
         # The other ingest workers (recorder serve --workers N), or None when this process is
         # the only one.
@@ -72,7 +74,9 @@ class Recorder:
         # disk): for the console to say so once per doubling. Forgotten once a session opens;
         # emptied past UNOPENED_KEPT so that devices that never return do not make it grow.
         self._unopened: dict[tuple[str, str], int] = {}
-        # Sessions that finished and left `sessions` (keep_finished_s), and what they received.
+        # Sessions that finished and left `sessions` (keep_finished_s, or handed over to another
+        # worker), and what they received here. A session counts once in the server's sum over
+        # its workers, however often it leaves and comes back: see _came_back.
         self.forgotten = {"sessions": 0, "records": 0, "bytes": 0}
         # Per session: a lock that requests take to attach to it, one at a time (see _attaching),
         # and how many requests hold or wait for it.
@@ -546,6 +550,8 @@ class Recorder:
             writer = await self.open_writer(key)
             session = LiveSession(*key, writer, resumed=writer.highest_sequence is not None)
             self.sessions[key] = session
+            if self._came_back(writer):
+                self.forgotten["sessions"] -= 1
         elif session.state in ("finished", "unfinished"):
             # The device came back after the session was finalised (or failed to be, say on a
             # full disk): reopen it, appending; the store recovers a folder left unfinished.
@@ -610,7 +616,9 @@ class Recorder:
             if session.state not in ("finished", "unfinished"):
                 await self.finalise(session, handed_over=True)
             del self.sessions[key]
-            # What it received here stays in this worker's figures; it is listed where it goes on.
+            # What it received here stays in this worker's figures; it is listed where it goes on
+            # (and counted there as having come back).
+            self.forgotten["sessions"] += 1
             self.forgotten["records"] += session.counters.records
             self.forgotten["bytes"] += session.counters.bytes + session.raw_bytes
             return True
@@ -692,6 +700,13 @@ class Recorder:
                         await self.finalise(session)
         finally:
             finalising.discard(key)
+
+    def _came_back(self, writer) -> bool:
+        """A session opened from disk that had a request in this server run: it left the live
+        view of this worker or another one (forgotten, or handed over), where it was counted
+        in finished_earlier; it is live again, and is counted once more when it leaves."""
+        last = writer.last_wall_time_ns
+        return last is not None and last >= self.server_started_ns
 
     def forget(self, key: tuple[str, str], session: LiveSession) -> None:
         """A session finished long enough ago leaves the live view; what it was is kept in two

@@ -83,6 +83,11 @@ class SessionWriter:
         return self._state.state
 
     @property
+    def last_wall_time_ns(self) -> int | None:
+        """When the session's latest request began (time.time_ns() of its server)."""
+        return self._state.last_wall_time_ns
+
+    @property
     def storage_errors(self) -> dict | None:
         """The manifest's summary of this session's storage errors (None: there were none)."""
         return self._state.storage_errors
