@@ -54,7 +54,7 @@ def written_one_by_one(data_dir, tags) -> bytes:
 
 
 async def test_every_streams_media_goes_in_one_trip_per_tick(tmp_path, tags):
-    writes = MediaWrites(TICK_S, flush_interval_s=3600)
+    writes = MediaWrites(TICK_S)
     sessions = [publishing(tmp_path / "data", f"glasses{n}") for n in range(3)]
     publishers = [Publisher() for _ in sessions]
     async with trio.open_nursery() as nursery:
@@ -77,7 +77,7 @@ async def test_every_streams_media_goes_in_one_trip_per_tick(tmp_path, tags):
 
 
 async def test_a_failed_write_is_told_to_its_publisher_and_the_others_are_written(tmp_path, tags):
-    writes = MediaWrites(TICK_S, flush_interval_s=3600)
+    writes = MediaWrites(TICK_S)
     good, bad = publishing(tmp_path / "data", "good"), publishing(tmp_path / "data", "bad")
     good_publisher, bad_publisher = Publisher(), Publisher()
     bad.recording.finish()  # its FLV is closed: a write to it fails
@@ -94,7 +94,7 @@ async def test_a_failed_write_is_told_to_its_publisher_and_the_others_are_writte
 
 async def test_a_stream_whose_lock_is_held_waits_for_a_later_tick(tmp_path, tags):
     """A publish being ended (or a finish) holds the stream's lock: its media waits, in order."""
-    writes = MediaWrites(TICK_S, flush_interval_s=3600)
+    writes = MediaWrites(TICK_S)
     session, publisher = publishing(tmp_path / "data", "k"), Publisher()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writes.run)
@@ -109,7 +109,7 @@ async def test_a_stream_whose_lock_is_held_waits_for_a_later_tick(tmp_path, tags
 
 
 async def test_close_writes_what_waits_then_ends(tmp_path, tags):
-    writes = MediaWrites(3600, flush_interval_s=3600)  # no tick would come for an hour
+    writes = MediaWrites(3600)  # no tick would come for an hour
     session, publisher = publishing(tmp_path / "data", "k"), Publisher()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

@@ -41,7 +41,7 @@ class RtmpService:
         self.no_connections = trio.Event()  # set while no connection is open
         self.no_connections.set()
         self.shutting_down = False
-        self.writes = MediaWrites(config.coalesce_s, config.flush_interval_s)
+        self.writes = MediaWrites(config.coalesce_s)
         self.read_ticks = Ticks(config.read_pause_s)
 
     def all_sessions(self) -> list[RtmpSession]:
@@ -186,9 +186,8 @@ class RtmpService:
     # -- once a second ----------------------------------------------------------------------
 
     async def housekeeping(self, nursery: trio.Nursery) -> None:
-        """The finish of the streams nobody re-published (in tasks of their own, so that a long
-        remux delays no other stream's flush), and flushes of the streams being published that
-        the write ticks did not reach (their publisher sent nothing for a while)."""
+        """Flushes of the streams being published, and the finish of those nobody re-published
+        (in tasks of their own, so that a long remux delays no other stream's flush)."""
         last_console = time.monotonic()
         while True:
             await trio.sleep(HOUSEKEEPING_S)
@@ -199,7 +198,7 @@ class RtmpService:
                     session.finishing = True
                     nursery.start_soon(self._finish, session)
                 elif session.publisher is not None and session.recording is not None \
-                        and now - session.last_flush >= self.config.flush_interval_s + HOUSEKEEPING_S:
+                        and now - session.last_flush >= self.config.flush_interval_s:
                     await self._flush(session, now)
             if now - last_console >= self.config.console_interval_s:
                 last_console = now

@@ -4,30 +4,28 @@ tick for all the streams that have media waiting, not one per connection.
 A trip costs far more than the writes of a few frames (trio's thread hand-over, a wake-up of
 the event loop on its way back), and each of twenty streams sent one ten times a second: those
 trips were about 40 % of the RTMP server's CPU. Now a tick (every `interval_s`, as long as
-anything waits) writes what every stream received since the last one, and flushes the streams
-whose flush is due in the same trip.
+anything waits) writes what every stream received since the last one. The flushes (an fsync
+each, which a slow disk makes long) stay out of it, in the service's housekeeping, so that they
+never hold up the writes.
 
 What a kill -9 can lose stays what it was: media waits in memory at most one tick. A
-connection adds its media and goes on reading; once a stream has `limit_bytes` waiting, its
-connection waits for the tick that writes them, so a slow disk still pushes back on the
+connection adds its media and goes on reading; once a stream has the config's coalesce_bytes
+waiting, its connection waits for the tick that writes them (service.py), so a slow disk still pushes back on the
 publisher and the memory per connection stays bounded. A failed write fails only its own
 stream's connection (told through its `failed_write(message)`); the other streams are written.
 """
 
 from __future__ import annotations
 
-import time
-
 import trio
 
-from . import console, flv
+from . import flv
 from .events import AudioData, Metadata, VideoData
 
 
 class MediaWrites:
-    def __init__(self, interval_s: float, flush_interval_s: float):
+    def __init__(self, interval_s: float):
         self.interval_s = interval_s
-        self.flush_interval_s = flush_interval_s
         self.waiting: dict = {}  # session -> [owner, events, bytes]
         self.writing: set = set()  # sessions whose media is in the trip under way
         self.written = trio.Event()  # set when a trip is over (then replaced)
@@ -84,7 +82,6 @@ class MediaWrites:
                 self.work = trio.Event()
 
     async def _trip(self) -> None:
-        now = time.monotonic()
         jobs = []
         for session, (owner, events, _) in list(self.waiting.items()):
             try:
@@ -92,15 +89,12 @@ class MediaWrites:
             except trio.WouldBlock:
                 continue
             del self.waiting[session]
-            flush = now - session.last_flush >= self.flush_interval_s
-            if flush:
-                session.last_flush = now
-            jobs.append((session, owner, events, flush))
+            jobs.append((session, owner, events))
         if not jobs:
             return  # each one's lock is taken: the next tick
         self.writing = {session for session, *_ in jobs}
         try:
-            results = await trio.to_thread.run_sync(write_all, [(s.recording, e, f) for s, _, e, f in jobs])
+            results = await trio.to_thread.run_sync(write_all, [(s.recording, e) for s, _, e in jobs])
         finally:
             for session, *_ in jobs:
                 session.lock.release()
@@ -108,40 +102,32 @@ class MediaWrites:
             self.trips += 1
             written, self.written = self.written, trio.Event()
             written.set()
-        for (session, owner, events, _), (stats, failure, flush_error) in zip(jobs, results, strict=True):
+        for (session, owner, events), (stats, failure) in zip(jobs, results, strict=True):
             if stats is not None:
                 session.stats = stats
-            if flush_error is not None:  # the next write reports a storage failure itself
-                console.failed(session, "flushing", flush_error)
             if failure is not None:
                 owner.failed_write(failure)
             elif session.state == "initializing" and any(not isinstance(e, Metadata) for e in events):
                 session.set_state("active")
 
 
-def write_all(jobs) -> list[tuple[dict | None, str | None, Exception | None]]:
-    """In a worker thread: each (recording, events, flush) job's events written (and the
-    recording flushed if `flush`); each job's figures, why its write failed and why its flush
-    failed, if they did."""
+def write_all(jobs) -> list[tuple[dict | None, str | None]]:
+    """In a worker thread: each (recording, events) job's events written; each job's figures,
+    and why its write failed if it did."""
     results = []
-    for recording, events, flush in jobs:
-        failure = flush_error = None
+    for recording, events in jobs:
+        failure = None
         try:
             write_events(recording, events)
         except OSError as exc:
             failure = f"recording failed: {exc.strerror or exc}"
         except Exception as exc:  # one stream's failure must not cost the others their writes
             failure = f"recording failed: {type(exc).__name__}: {exc}"
-        if flush and failure is None:
-            try:
-                recording.flush()
-            except Exception as exc:
-                flush_error = exc
         try:
             stats = recording.stats()
         except Exception:
             stats = None
-        results.append((stats, failure, flush_error))
+        results.append((stats, failure))
     return results
 
 
