@@ -128,7 +128,9 @@ async def test_a_reader_that_stops_reading_loses_its_own_batches_only(server, cl
                     break
                 await trio.sleep(0.05)
         fleet = make_fleet(3, seed=43, profile="profile9")
-        reports = await sender.stream_fleet(fleet, server.url, client_ssl, duration_s=4.0, batch_period_s=PERIOD,
+        # Far more than the reader's queue (64 MiB, 256 batches) and the kernel's socket buffers
+        # can hold: 4 s of these devices filled them barely, and a run now and then dropped none.
+        reports = await sender.stream_fleet(fleet, server.url, client_ssl, duration_s=8.0, batch_period_s=PERIOD,
                                             fast=True)
         assert [r.error for r in reports] == [None] * 3
         (reader,) = (await get(server.url, "/status", client_ssl)).json["feed"]["subscribers"]
