@@ -153,30 +153,11 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
         peers = Peers(worker.run_dir, worker.index, worker.count, worker.limits) if worker is not None else None
         recorder = Recorder(config, store, status_sources=sources, feed=feed, peers=peers,
                             server_started_ns=worker.server_started_ns if worker is not None else None)
-        if worker is not None:
-            listeners = inherited_listeners(worker.http_fds)
-            worker_listeners = [await worker_listener(worker)]
-        else:
-            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-            worker_listeners = []
-        try:
-            rtmp_endpoints = await _open_rtmp_listeners(rtmp, config, worker) if rtmp_service is not None else []
-        except BaseException:
-            for listener in [*listeners, *worker_listeners]:
-                await listener.aclose()
-            raise
+        listeners, worker_listeners, rtmp_endpoints = await _open_listeners(
+            config, worker, rtmp if rtmp_service is not None else None)
         rtmp_listeners = [listener for listener, _ in rtmp_endpoints]
         port = listeners[0].socket.getsockname()[1]
-        scheme = "https" if context else "http"
-        protection = (("client certificates required" if config.verify_clients else "TLS") if context
-                      else "plain HTTP, no TLS")
-        if config.tokens_file is not None:
-            protection += f", device and reader tokens from {config.tokens_file}"
-        if worker is None:
-            console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
-        elif worker.index == 0:
-            console.listening(f"{scheme}://{config.host}:{port}", config.data_dir,
-                              f"{protection}; {worker.count} ingest workers")
+        _say_listening(config, context, port, worker)
 
         # Connections live in a nursery of their own, beside the servers': stopping the servers
         # stops the accepting, while the connections go on until each server has shut down in
@@ -203,6 +184,38 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
                     await recorder.shutdown()
                 recorder.release_connections()
                 connections.cancel_scope.cancel()
+
+
+async def _open_listeners(config: ServerConfig, worker: WorkerPlace | None, rtmp: RtmpConfig | None):
+    """The HTTP listeners (a worker's: inherited, and its socket for the other workers) and the
+    RTMP endpoints (none if `rtmp` is None); none left open if one cannot be opened."""
+    if worker is not None:
+        listeners = inherited_listeners(worker.http_fds)
+        worker_listeners = [await worker_listener(worker)]
+    else:
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        worker_listeners = []
+    try:
+        rtmp_endpoints = await _open_rtmp_listeners(rtmp, config, worker) if rtmp is not None else []
+    except BaseException:
+        for listener in [*listeners, *worker_listeners]:
+            await listener.aclose()
+        raise
+    return listeners, worker_listeners, rtmp_endpoints
+
+
+def _say_listening(config: ServerConfig, context, port: int, worker: WorkerPlace | None) -> None:
+    """What the server listens on, said once (by worker 0 of several)."""
+    if worker is not None and worker.index != 0:
+        return
+    scheme = "https" if context else "http"
+    protection = (("client certificates required" if config.verify_clients else "TLS") if context
+                  else "plain HTTP, no TLS")
+    if config.tokens_file is not None:
+        protection += f", device and reader tokens from {config.tokens_file}"
+    if worker is not None:
+        protection += f"; {worker.count} ingest workers"
+    console.listening(f"{scheme}://{config.host}:{port}", config.data_dir, protection)
 
 
 @contextlib.contextmanager
