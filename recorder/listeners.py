@@ -37,13 +37,14 @@ def listener_name(listener: trio.SocketListener) -> str:
     return f"{host}:{port}"
 
 
-async def accept_forever(listener: trio.SocketListener, nursery: trio.Nursery, handle, wrap=None) -> None:
+async def accept_forever(listener: trio.SocketListener, nursery: trio.Nursery, handle, wrap=None,
+                         accept=None) -> None:
     """Start handle(stream, remote) in `nursery` for every connection (`wrap` the stream first,
-    e.g. in TLS)."""
+    e.g. in TLS), each taken by `accept(listener)` (default: as it comes)."""
     last_report = -math.inf
     while True:
         try:
-            stream = await listener.accept()
+            stream = await (listener.accept() if accept is None else accept(listener))
         except OSError as exc:
             if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                 raise

@@ -24,6 +24,7 @@ from .rtmp.config import RtmpConfig
 from .rtmp.service import RtmpService
 from .server import console
 from .server.app import Recorder
+from .server.balance import Board, LeastConnections
 from .server.config import ServerConfig
 from .server.feed import FeedHub
 from .server.peers import Peers, socket_path
@@ -162,11 +163,12 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
         # Connections live in a nursery of their own, beside the servers': stopping the servers
         # stops the accepting, while the connections go on until each server has shut down in
         # good order (answered them, written what they sent).
+        balance = LeastConnections(Board(worker.run_dir), worker.index) if worker is not None else None
         async with trio.open_nursery() as connections:
             try:
                 async with trio.open_nursery() as servers:
                     await servers.start(functools.partial(recorder.serve, listeners, connections, context,
-                                                          worker_listeners=worker_listeners))
+                                                          worker_listeners=worker_listeners, balance=balance))
                     if rtmp_service is not None:
                         await servers.start(rtmp_service.serve, rtmp_endpoints, connections)
                     task_status.started(port)
@@ -176,6 +178,8 @@ async def serve(config: ServerConfig, store, *, rtmp: RtmpConfig | None = None, 
             finally:
                 # However we stop (signal or cancellation), what was received is written and
                 # every open session is finalised.
+                if balance is not None:
+                    balance.stopped()
                 with trio.CancelScope(shield=True):
                     for listener in [*listeners, *worker_listeners, *rtmp_listeners]:
                         await listener.aclose()

@@ -1,11 +1,9 @@
 """`recorder serve --workers N`: ingest in N processes, one event loop each, on every core.
 
-The supervisor opens the listening sockets, one per worker on the same port (SO_REUSEPORT), then
-starts N workers (each `recorder serve` with the same settings and --worker k/N), each
-accepting on its own: the kernel spreads new connections over them evenly by their addresses.
-(One socket shared by all would hand most connections to whichever worker happens to wake
-first.) The supervisor keeps every socket open, so a connection that comes for a worker being
-started again waits in its socket's queue instead of being refused. A worker owns the sessions its connections
+The supervisor opens the listening socket, then starts N workers (each `recorder serve` with the
+same settings and --worker k/N) that all accept on it, each in its turn: a new connection goes to
+a worker with the fewest connections (server/balance.py): at the start, once every worker is
+up; while a worker is being started again, the others take every connection. A worker owns the sessions its connections
 bring (their folders' locks, see storage/sessionlock.py); a device that reconnects to another
 worker has its session handed over (server/peers.py). Any worker answers /status, /metrics
 and /feed for all of them. The RTMP server runs in worker 0.
@@ -38,6 +36,7 @@ from pathlib import Path
 
 from .console import say
 from .server import console as server_console
+from .server.balance import create_board
 from .server.peers import summary_path
 
 # How often the supervisor looks at its workers.
@@ -75,19 +74,19 @@ def serve_with_workers(config, rtmp, store, workers: int, options: list[str], rt
         for report in store.recover_all():  # before anything listens, as with one process
             server_console.recovered(report)
         stopped = supervisor.is_stopping
-        http = open_listeners(config.host, config.port, workers, stopped)  # one each
-        rtmp_socks = [(open_listeners(rtmp.host, p, 1, stopped) or [None])[0] if p else None
+        http = open_listener(config.host, config.port, stopped)  # the workers' in common
+        rtmp_socks = [open_listener(rtmp.host, p, stopped) if p else None
                       for p in (rtmp.port, rtmp.tls_port)]  # worker 0's
         if stopped():
             say("stopped before serving: nothing was received")
             return 0
 
         def fds(index: int) -> list[int]:
-            return [http[index].fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
+            return [http.fileno(), *(s.fileno() for s in rtmp_socks if s is not None and index == 0)]
 
         def worker_argv(index: int, run_dir: str) -> list[str]:
             return ["serve", *options, "--worker", f"{index}/{workers}", "--worker-run-dir", run_dir,
-                    "--worker-fds", str(http[index].fileno()),
+                    "--worker-fds", str(http.fileno()),
                     "--worker-rtmp-fds", ",".join(str(s.fileno()) if s and index == 0 else "-1" for s in rtmp_socks)]
 
         return supervisor.run(worker_argv, fds)
@@ -104,15 +103,13 @@ def shared_out(config, count: int):
                                max_memory_in_flight=share(config.max_memory_in_flight))
 
 
-def open_listeners(host: str, port: int, count: int, stopped=lambda: False) -> list[socket.socket]:
-    """`count` listening sockets on one port (the first one's, when `port` is 0); none if
-    `stopped()` turns true while the port is still taken."""
+def open_listener(host: str, port: int, stopped=lambda: False) -> socket.socket | None:
+    """A listening socket on `port`; None if `stopped()` turns true while the port is still taken."""
     deadline = time.monotonic() + BIND_RETRY_S
     told = False
     while True:
         try:
-            first = _listener(host, port)
-            break
+            return _listener(host, port)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
                 raise
@@ -120,14 +117,12 @@ def open_listeners(host: str, port: int, count: int, stopped=lambda: False) -> l
                 say(f"port {port} is in use; trying again for {BIND_RETRY_S:g} s")
                 told = True
         if stopped():
-            return []
+            return None
         time.sleep(0.1)
-    port = first.getsockname()[1]
-    return [first, *(_listener(host, port) for _ in range(count - 1))]
 
 
 def _listener(host: str, port: int) -> socket.socket:
-    sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG, reuse_port=True)
+    sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -189,6 +184,7 @@ class Supervisor:
         stopped_by_signals: until SIGINT or SIGTERM); the exit status."""
         self.worker_argv, self.fds = worker_argv, fds
         self.run_dir = tempfile.mkdtemp(prefix="recorder-workers-")  # 0700: the workers' sockets
+        create_board(Path(self.run_dir), self.count)
         try:
             for index in range(self.count):
                 if self.stopping:  # stopped before every worker was started

@@ -20,6 +20,7 @@ from ..listeners import accept_forever
 from ..storage.sessionlock import SessionBusy
 from ..tokens import TokenChecker
 from . import console
+from .balance import LeastConnections
 from .config import ServerConfig
 from .feed import DRAIN_S, FEED_PATH, FeedEndpoint, FeedHub
 from .feedrelay import RELAY_DRAIN_S, FeedRelay
@@ -100,16 +101,21 @@ class Recorder:
     # -- connections --------------------------------------------------------------------------
 
     async def serve(self, listeners, connections: trio.Nursery, ssl_context: ssl.SSLContext | None = None, *,
-                    worker_listeners=(), task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    worker_listeners=(), balance: LeastConnections | None = None,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept devices on `listeners` (in TLS with `ssl_context` if given) into `connections`,
         a nursery that outlives this task: when serving stops, connections go on until
         shutdown() has answered them. `worker_listeners`: the Unix socket the other workers
-        ask this one on (peers.py)."""
+        ask this one on (peers.py); `balance`: this worker's turns at the listeners it shares
+        with them (balance.py)."""
         handle = self._run_plain_connection if ssl_context is None else functools.partial(
             self._run_tls_connection, ssl_context)
+        accept = None
+        if balance is not None:
+            handle, accept = balance.counted(handle), balance.accept
         async with trio.open_nursery() as nursery:
             for listener in listeners:
-                nursery.start_soon(accept_forever, listener, connections, handle)
+                nursery.start_soon(functools.partial(accept_forever, listener, connections, handle, accept=accept))
             for listener in worker_listeners:
                 nursery.start_soon(accept_forever, listener, connections, self._run_worker_connection)
             nursery.start_soon(self.housekeeping)
@@ -288,6 +294,7 @@ class Recorder:
         if self.peers.limits is not None:
             own["overload"]["limits"] = dict(self.peers.limits)  # the server's, which the workers share out
         own["workers"] = [{"index": self.peers.index, "pid": os.getpid(), "uptime_s": own["uptime_s"],
+                           "connections": self.overload.open + self.overload.past_limits,
                            "sessions": len(self.sessions),
                            "receiving": sum(s.state == "receiving" for s in self.sessions.values())}]
         return own

@@ -1,0 +1,135 @@
+"""Least connections: which worker of `recorder serve --workers N` takes the next connection.
+
+The workers accept from one listening socket. Left alone, whichever worker the kernel wakes
+first takes the connection, busy or not; one socket per worker (SO_REUSEPORT) spreads them by a
+hash of their addresses, which is no better: with 10 devices on 2 workers the hash gave one
+worker 7 of them here, and that worker fell behind on a full core while the other used half
+of one. So each worker posts how many connections it has on a board that every worker reads
+(a small file in the run folder, mapped into each), and accepts only while it has no more than
+the fewest: the next device goes to a least loaded worker, as with nginx's least_conn.
+
+A worker counts only while it is seen to serve: each one also posts, at least every RECHECK_S,
+that it is still at its listener. One that stopped, died, or hangs (stopped by a debugger, or
+its event loop held up) is passed over after STALE_S, so the others never wait on it. When the
+server starts, though, every worker is waited for (up to STARTING_S) as if it served with no
+connection yet: devices that connect as soon as the port is open would otherwise all go to the
+worker that happened to start first. (A worker started again after dying is not waited for: the
+others take its devices' reconnections, and it gets the next ones.)
+"""
+
+from __future__ import annotations
+
+import mmap
+import time
+from pathlib import Path
+
+import trio
+
+BOARD_NAME = "connections.board"
+# Per worker: its count of connections, and when it last posted (time.monotonic_ns(), which
+# every process on the machine reads alike; 0: not serving).
+SLOT_FIELDS = 2
+# How often a worker looks at the board again while it waits: for its turn, or in accept() (so
+# that a worker that stopped being one of the least loaded stops taking connections). A
+# connection never waits for this: some least loaded worker is always in accept().
+RECHECK_S = 0.05
+# A worker that has not posted for this long is not waited for.
+STALE_S = 0.5
+# How long a server's workers are waited for at its start (a worker takes about a second to
+# start on a laptop; a small board, or a loaded machine, may take several).
+STARTING_S = 10.0
+
+
+def board_path(run_dir: Path) -> Path:
+    return Path(run_dir) / BOARD_NAME
+
+
+def create_board(run_dir: Path, count: int) -> None:
+    """The board of `count` workers about to start: each one waited for, with no connection,
+    until it posts or STARTING_S has passed."""
+    due = time.monotonic_ns() + int((STARTING_S - STALE_S) * 1e9)
+    path = board_path(run_dir)
+    path.write_bytes(bytes(8 * SLOT_FIELDS * count))
+    board = Board(run_dir)
+    for index in range(count):
+        board.post(index, 0, due)
+    board.close()
+
+
+class Board:
+    """The board as one process maps it: what every worker last posted."""
+
+    def __init__(self, run_dir: Path):
+        with open(board_path(run_dir), "r+b") as f:
+            self._map = mmap.mmap(f.fileno(), 0)
+        # An aligned 8-byte field is written by one store: readers see the old value or the new.
+        self._fields = memoryview(self._map).cast("q")
+
+    def post(self, index: int, connections: int, now_ns: int) -> None:
+        self._fields[SLOT_FIELDS * index + 1] = now_ns
+        self._fields[SLOT_FIELDS * index] = connections
+
+    def least_serving(self, now_ns: int) -> int | None:
+        """The fewest connections of a worker seen serving within STALE_S (None: none is)."""
+        fields = self._fields.tolist()
+        since = now_ns - int(STALE_S * 1e9)
+        counts = [fields[i] for i in range(0, len(fields), SLOT_FIELDS) if fields[i + 1] > since]
+        return min(counts, default=None)
+
+    def close(self) -> None:
+        self._fields.release()
+        self._map.close()
+
+
+class LeastConnections:
+    """Worker `index`'s side of the board: it takes a connection only while it has no more
+    than any other worker serving, and counts its connections until each ends."""
+
+    def __init__(self, board: Board, index: int):
+        self.board = board
+        self.index = index
+        self.connections = 0
+        self.posting = True
+
+    def stopped(self) -> None:
+        """This worker takes no more connections (those it has go on): the others take them all."""
+        self.posting = False
+        self.board.post(self.index, self.connections, 0)
+        self.board.close()
+
+    def my_turn(self) -> bool:
+        now = self._post()
+        least = self.board.least_serving(now)
+        return least is None or self.connections <= least
+
+    async def accept(self, listener: trio.SocketListener) -> trio.SocketStream:
+        """The next connection on `listener`, taken in this worker's turn, and counted."""
+        while True:
+            if self.my_turn():
+                with trio.move_on_after(RECHECK_S):
+                    stream = await listener.accept()
+                    self._add(1)
+                    return stream
+            else:
+                await trio.sleep(RECHECK_S)
+
+    def counted(self, handle):
+        """`handle(stream, remote)`, which takes a connection accept() counted, uncounting it when done."""
+
+        async def run(stream, remote: str) -> None:
+            try:
+                await handle(stream, remote)
+            finally:
+                self._add(-1)
+
+        return run
+
+    def _add(self, delta: int) -> None:
+        self.connections += delta
+        self._post()
+
+    def _post(self) -> int:
+        now = time.monotonic_ns()
+        if self.posting:
+            self.board.post(self.index, self.connections, now)
+        return now
