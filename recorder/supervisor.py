@@ -48,6 +48,8 @@ QUICK_DEATH_S = 2.0
 # them: binding is retried this long.
 BIND_RETRY_S = 5.0
 LISTEN_BACKLOG = 1024
+# The run folder of a supervisor (its workers' sockets, their board) is named after its pid.
+RUN_DIR_PREFIX = "recorder-workers-"
 WORKER_ENTRY = "from recorder.cli import main; main()"
 # A worker learns its supervisor's pid from this, to die with it (process.WorkerPlace).
 SUPERVISOR_PID_ENV = "RECORDER_SUPERVISOR_PID"
@@ -183,7 +185,8 @@ class Supervisor:
         descriptors it inherits (its listening sockets). Until every worker has stopped (inside
         stopped_by_signals: until SIGINT or SIGTERM); the exit status."""
         self.worker_argv, self.fds = worker_argv, fds
-        self.run_dir = tempfile.mkdtemp(prefix="recorder-workers-")  # 0700: the workers' sockets
+        remove_abandoned_run_dirs()
+        self.run_dir = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-")  # 0700: the workers' sockets
         create_board(Path(self.run_dir), self.count)
         try:
             for index in range(self.count):
@@ -239,6 +242,24 @@ class Supervisor:
                     del waiting[index]
                     self.start(index)
         return failed
+
+
+def remove_abandoned_run_dirs() -> list[Path]:
+    """Remove the run folders that supervisors killed with kill -9 (or by a power cut) left in
+    the temporary folder, each named after its supervisor's pid: those whose process is gone."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*-*"):
+        pid = path.name[len(RUN_DIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or path.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except PermissionError:
+            pass  # another user's process has that pid now: not ours to judge
+    return removed
 
 
 def describe_exit(code: int) -> str:

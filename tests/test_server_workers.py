@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import h11
 import trio
@@ -30,6 +32,7 @@ from recorder import devicelink as sender
 from recorder import open_session
 from recorder.devicelink import SendError
 from recorder.sim.fleet import make_fleet
+from recorder.supervisor import RUN_DIR_PREFIX
 
 PROFILE = "mp_streaming_demo"
 CUT_OFF = (OSError, trio.BrokenResourceError, ConnectionError, SendError)
@@ -280,3 +283,25 @@ async def test_the_feed_of_any_worker_carries_every_workers_devices(tmp_path):
     for device in fleet:
         with open_session(tmp_path / "data" / device.serial / device.session_id) as session:
             assert_seen_is_stored(result["seen"][device.serial], session)
+
+
+async def test_the_run_folder_a_killed_server_left_is_removed_when_the_next_one_starts(tmp_path, certs_dir):
+    def run_dirs(pid: int) -> list[Path]:
+        return list(Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}{pid}-*"))
+
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    first = await start_workers(tmp_path / "first", certs_dir)
+    await worker_pids(first)
+    [left] = run_dirs(first.process.pid)
+    first.process.kill()
+    await first.wait(60)
+    assert left.exists()  # nothing of a process killed with kill -9 cleans up after it
+    second = await start_workers(tmp_path / "second", certs_dir)
+    try:
+        assert not left.exists()
+        assert len(run_dirs(second.process.pid)) == 1  # its own is kept
+    finally:
+        second.send_signal(signal.SIGINT)
+        assert await second.wait(60) == 0
+    assert run_dirs(second.process.pid) == []
