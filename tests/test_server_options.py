@@ -21,6 +21,7 @@ from storage_support import expected_from
 
 from recorder import open_session
 from recorder.sim.fleet import make_fleet
+from recorder.storage.compression import RAW_IMAGES, RAW_STORED_LEVEL
 
 
 def blob_bytes(session) -> int:
@@ -58,6 +59,44 @@ async def test_blob_level_trades_disk_for_cpu_and_keeps_every_frame(tmp_path):
         assert stored == (struct.pack("<III", 0x184D2A5E, 4, row["stride_bytes"])
                           + zstandard.ZstdCompressor(level=level, write_content_size=True).compress(filtered.tobytes()))
     assert sizes["fast"] > sizes["default"], sizes
+
+
+async def test_raw_images_store_keeps_every_frame_as_it_came_in_plain_zstd_frames(tmp_path):
+    """--raw-images store: every frame stored exactly, a RAW image's frame is the image itself in a
+    zstd frame of raw blocks (no rows filter, nothing to undo), so the blob files are as big as
+    the images, and decompressing a whole blob file (as `zstd -d` does) gives the images one after another."""
+    device = make_fleet(1, seed=13, profile="profile9")[0]
+    windows = make_windows(device, 3)
+    server = ServerProcess(tmp_path / "data", tmp_path / "serve.log", args=("--raw-images", "store"))
+    await server.start()
+    try:
+        status, _ = await post_windows(server.url, None, device.headers(), windows)
+        assert status == 200
+        server.send_signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    finally:
+        await server.aclose()
+    (session,) = session_folders(tmp_path / "data")
+    assert_session_equals(session, expected_from(windows))
+    with open_session(session) as reader:
+        index = reader.table("slam-side-left")
+        images = [reader.blob("slam-side-left", i) for i in range(index.num_rows)]
+        rows = index.to_pylist()
+    [file] = {row["file"] for row in rows}
+    whole = (session / "slam-side-left" / file).read_bytes()
+    for row, image in zip(rows, images, strict=True):
+        stored = whole[row["offset"]:row["offset"] + row["length"]]
+        assert stored == zstandard.ZstdCompressor(level=RAW_STORED_LEVEL, write_content_size=True).compress(image)
+        assert len(image) < len(stored) < len(image) + 64  # raw blocks: the image and a few headers
+    with zstandard.ZstdDecompressor().stream_reader(whole, read_across_frames=True) as frames:  # as `zstd -d`
+        assert frames.read() == b"".join(images)
+
+
+def test_raw_images_choices_are_the_stores():
+    from recorder.cli import serve
+
+    [option] = [p for p in serve.params if p.name == "raw_images"]
+    assert tuple(option.type.choices) == RAW_IMAGES
 
 
 async def test_blob_level_out_of_range_is_a_usage_error(tmp_path):

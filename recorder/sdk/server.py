@@ -61,14 +61,14 @@ class HandlerSubscriber(Subscriber):
 class RecorderServer:
     """Settings as `recorder serve`'s options: host, port (0: any free port; `port` then says
     which), data_dir, certs_dir (default ~/.aria/streaming-certs/persistent), plain_http,
-    verify_clients, rtmp_port (default 0: off; `serve` runs RTMP on 1935), blob_level; any other
+    verify_clients, rtmp_port (default 0: off; `serve` runs RTMP on 1935), blob_level, raw_images; any other
     ServerConfig field as a keyword (session_grace_s=..., idle_timeout_s=...). queue_batches /
     queue_bytes bound each device session's queue of undelivered batches; on_error(device_id,
     stream, timestamp_ns, exception) hears of callbacks that raise (default: a line on stderr)."""
 
     def __init__(self, factory: Factory, *, host: str = "0.0.0.0", port: int = 6768, data_dir="data",
                  certs_dir=None, plain_http: bool = False, verify_clients: bool = False, rtmp_port: int = 0,
-                 blob_level: int | None = None, on_error: ErrorHandler | None = None,
+                 blob_level: int | None = None, raw_images: str = "compress", on_error: ErrorHandler | None = None,
                  queue_batches: int = QUEUE_BATCHES, queue_bytes: int = QUEUE_BYTES, **settings):
         if plain_http and verify_clients:
             raise ValueError("verify_clients needs TLS; drop plain_http")
@@ -77,6 +77,7 @@ class RecorderServer:
                                    tls=not plain_http, verify_clients=verify_clients, **settings)
         self.rtmp = RtmpConfig(port=rtmp_port, host=host) if rtmp_port else None
         self.blob_level = blob_level
+        self.raw_images = raw_images
         self.handlers = Handlers(factory, on_error=on_error, max_batches=queue_batches, max_bytes=queue_bytes)
         self.hub = FeedHub()
         self.hub.subscribe(HandlerSubscriber(self.handlers))
@@ -121,7 +122,7 @@ class RecorderServer:
 
     async def _serve(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        store = Store(self.config.data_dir, blob_level=self.blob_level)
+        store = Store(self.config.data_dir, blob_level=self.blob_level, raw_images=self.raw_images)
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             self.port = await nursery.start(functools.partial(

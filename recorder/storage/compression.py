@@ -27,6 +27,13 @@ CODED = {"camera_frame": frozenset({"JPEG", "H264", "H265"}), "audio_block": fro
 # above, modulo 256: blobfile.ROWS_HEADER) at zstd level 1 (or the store's level, if lower):
 # on profile9's simulated SLAM frames 1.9 times level 3's speed, and a third smaller.
 RAW_IMAGE_LEVEL = 1
+# ... unless the store is told to store them (`recorder serve --raw-images store`): then they go
+# as they came, unfiltered, at zstd's lowest level, which looks for no match and writes raw
+# blocks at memory speed (5 GB/s here, against level 1's 150-200 MB/s). The blob file stays
+# zstd frames; RAW frames take three times the disk, and profile9's bytes about a third less
+# CPU (recorder/bench/ingest.py's docstring has the figures).
+RAW_STORED_LEVEL = -(1 << 17)
+RAW_IMAGES = ("compress", "store")
 ROW_GROUP_BYTES = 64 << 20  # uncompressed, in memory: what a reader holds per row group
 # Integer columns that only grow within a stream: their deltas are small and regular.
 DELTA_COLUMNS = frozenset({"timestamp_ns", "sequence", "offset", "body_offset", "wall_time_ns", "capture_timestamp_ns",
@@ -76,13 +83,13 @@ def _coded_codes() -> dict[str, frozenset[int]]:
     return codes
 
 
-def blob_level(prefix_name: str, codec: int | None, level: int) -> int:
+def blob_level(prefix_name: str, codec: int | None, level: int, raw_images: str = "compress") -> int:
     """The zstd level for one blob: `level` (the store's), unless a codec compressed it already,
-    or it is a RAW image (stored with the rows filter: see image_row_bytes)."""
+    or it is a RAW image (compressed with the rows filter, see image_row_bytes; or stored)."""
     if codec is not None and codec in _coded_codes().get(prefix_name, ()):
         return CODED_BLOB_LEVEL
     if prefix_name == IMAGE_PREFIX and codec == _raw_code():
-        return min(level, RAW_IMAGE_LEVEL)
+        return RAW_STORED_LEVEL if raw_images == "store" else min(level, RAW_IMAGE_LEVEL)
     return level
 
 
@@ -95,12 +102,13 @@ def _raw_code() -> int:
     return load().enums[codec.enum].code("RAW")
 
 
-def image_row_bytes(prefix_name: str, prefix: dict, size: int) -> int | None:
+def image_row_bytes(prefix_name: str, prefix: dict, size: int, raw_images: str = "compress") -> int | None:
     """For a RAW camera frame of `size` bytes, the row length its rows filter works by (its
-    stride); None for any other blob, or a frame whose size is not whole rows of at least two.
+    stride); None for any other blob, a RAW frame stored as it came (`raw_images` "store"), or a
+    frame whose size is not whole rows of at least two.
     Rows of YUV420P's chroma planes are half as long: filtered by the stride all the same, which
     is as lossless, if less of a gain."""
-    if prefix_name != IMAGE_PREFIX or prefix.get("codec") != _raw_code():
+    if prefix_name != IMAGE_PREFIX or prefix.get("codec") != _raw_code() or raw_images == "store":
         return None
     stride = int(prefix.get("stride_bytes") or 0)
     if stride <= 0 or size % stride or size // stride < 2:

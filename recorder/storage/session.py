@@ -327,8 +327,8 @@ class SessionWriter:
         stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
         row = {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence, "source": blob.label,
                "message_id": spec.id, **blob.prefix}
-        level = blob_level(spec.prefix.name, blob.prefix.get("codec"), self._policy.blob_level)
-        rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data))
+        level = blob_level(spec.prefix.name, blob.prefix.get("codec"), self._policy.blob_level, self._policy.raw_images)
+        rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data), self._policy.raw_images)
         stored = stream.add_blob(blob.data, row, level, rows)  # completes `row` with where the bytes went
         if self.feed is not None:
             self.feed.blob(blob.label, stored)

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from . import layout, manifest
+from .compression import RAW_IMAGES
 from .files import fsync_dir
 from .manifest import SessionState
 from .recovery import RecoveryReport, needs_recovery, recover
@@ -25,10 +26,12 @@ class Store:
     this old or this big. `sync`: fsync on every flush (survives power loss, not only kill -9)."""
 
     def __init__(self, data_dir: Path, *, roll_seconds: float = 600.0, roll_bytes: int = 256 << 20,
-                 sync: bool = True, blob_level: int | None = None):
+                 sync: bool = True, blob_level: int | None = None, raw_images: str = "compress"):
+        if raw_images not in RAW_IMAGES:
+            raise ValueError(f"raw_images is {raw_images!r}: one of {', '.join(RAW_IMAGES)}")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        kwargs = {} if blob_level is None else {"blob_level": blob_level}
+        kwargs = {"raw_images": raw_images, **({} if blob_level is None else {"blob_level": blob_level})}
         self.policy = RollPolicy(seconds=roll_seconds, bytes=roll_bytes, sync=sync, **kwargs)
         self._lock = threading.Lock()
         self._open: dict[Path, SessionWriter] = {}
