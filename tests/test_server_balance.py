@@ -92,10 +92,12 @@ def test_a_worker_takes_a_connection_while_it_has_no_more_than_any_worker_seen_s
     assert first.my_turn() and second.my_turn()
     first._add(1)
     assert not first.my_turn() and second.my_turn()
+    assert first.started_worker_has_fewer()  # a connection the second leaves waiting, the first takes
     second._add(1)
     # The third has not started yet: at the server's start it is waited for, as if it had no
-    # connection, until STARTING_S have passed.
+    # connection, until STARTING_S have passed; nobody takes its turn meanwhile.
     assert not first.my_turn() and not second.my_turn()
+    assert not first.started_worker_has_fewer() and not second.started_worker_has_fewer()
     board.post(2, 0, long_ago)  # the time is up
     assert first.my_turn() and second.my_turn()
     second._add(1)

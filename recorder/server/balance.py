@@ -8,9 +8,11 @@ of one. So each worker posts how many connections it has on a board that every w
 (a small file in the run folder, mapped into each), and accepts only while it has no more than
 the fewest: the next device goes to a least loaded worker, as with nginx's least_conn.
 
-A worker counts only while it is seen to serve: each one also posts, at least every RECHECK_S,
-that it is still at its listener. One that stopped, died, or hangs (stopped by a debugger, or
-its event loop held up) is passed over after STALE_S, so the others never wait on it. When the
+A worker whose turn it is may be slow to take a connection (its event loop busy for a moment):
+one waiting that long (HANDOFF_S) is taken by another worker all the same. A worker counts only
+while it is seen to serve: each one also posts, at least every RECHECK_S, that it is still at
+its listener. One that stopped, died, or hangs (stopped by a debugger) is passed over after
+STALE_S. When the
 server starts, though, every worker is waited for (up to STARTING_S) as if it served with no
 connection yet: devices that connect as soon as the port is open would otherwise all go to the
 worker that happened to start first. (A worker started again after dying is not waited for: the
@@ -20,6 +22,7 @@ others take its devices' reconnections, and it gets the next ones.)
 from __future__ import annotations
 
 import mmap
+import select
 import time
 from pathlib import Path
 
@@ -35,6 +38,10 @@ SLOT_FIELDS = 2
 RECHECK_S = 0.05
 # A worker that has not posted for this long is not waited for.
 STALE_S = 0.5
+# A connection that the worker whose turn it is leaves waiting this long is taken by another;
+# meanwhile the others look at the board every POLL_S, lest it become their turn unseen.
+HANDOFF_S = 0.05
+POLL_S = 0.005
 # How long a server's workers are waited for at its start (a worker takes about a second to
 # start on a laptop; a small board, or a loaded machine, may take several).
 STARTING_S = 10.0
@@ -69,12 +76,15 @@ class Board:
         self._fields[SLOT_FIELDS * index + 1] = now_ns
         self._fields[SLOT_FIELDS * index] = connections
 
-    def least_serving(self, now_ns: int) -> int | None:
-        """The fewest connections of a worker seen serving within STALE_S (None: none is)."""
+    def fewest(self, now_ns: int) -> tuple[int | None, int | None]:
+        """The fewest connections of a worker seen serving within STALE_S, and of one of them
+        that has started (not only waited for at the server's start); None: there is none."""
         fields = self._fields.tolist()
         since = now_ns - int(STALE_S * 1e9)
-        counts = [fields[i] for i in range(0, len(fields), SLOT_FIELDS) if fields[i + 1] > since]
-        return min(counts, default=None)
+        serving = [(fields[i], fields[i + 1] <= now_ns) for i in range(0, len(fields), SLOT_FIELDS)
+                   if fields[i + 1] > since]
+        return (min((c for c, _ in serving), default=None),
+                min((c for c, started in serving if started), default=None))
 
     def close(self) -> None:
         self._fields.release()
@@ -98,20 +108,38 @@ class LeastConnections:
         self.board.close()
 
     def my_turn(self) -> bool:
-        now = self._post()
-        least = self.board.least_serving(now)
+        least, _ = self.board.fewest(self._post())
         return least is None or self.connections <= least
 
+    def started_worker_has_fewer(self) -> bool:
+        _, least_started = self.board.fewest(self._post())
+        return least_started is not None and least_started < self.connections
+
     async def accept(self, listener: trio.SocketListener) -> trio.SocketStream:
-        """The next connection on `listener`, taken in this worker's turn, and counted."""
+        """The next connection on `listener`, taken in this worker's turn (or left waiting by
+        the worker whose turn it is), and counted."""
         while True:
-            if self.my_turn():
+            if self.my_turn() or await self._left_to_this_worker(listener.socket):
                 with trio.move_on_after(RECHECK_S):
                     stream = await listener.accept()
                     self._add(1)
                     return stream
-            else:
-                await trio.sleep(RECHECK_S)
+
+    async def _left_to_this_worker(self, sock) -> bool:
+        """Not this worker's turn: once a connection waits, True when it becomes this worker's
+        turn, or when the worker whose turn it is (one that has started) has left it waiting
+        HANDOFF_S; False if it is taken meanwhile, waits for a worker still starting, or none
+        came within RECHECK_S."""
+        with trio.move_on_after(RECHECK_S):
+            await trio.lowlevel.wait_readable(sock)
+        deadline = trio.current_time() + HANDOFF_S
+        while _waiting(sock):
+            if self.my_turn():
+                return True
+            if trio.current_time() >= deadline:
+                return self.started_worker_has_fewer()
+            await trio.sleep(POLL_S)
+        return False
 
     def counted(self, handle):
         """`handle(stream, remote)`, which takes a connection accept() counted, uncounting it when done."""
@@ -133,3 +161,8 @@ class LeastConnections:
         if self.posting:
             self.board.post(self.index, self.connections, now)
         return now
+
+
+def _waiting(sock) -> bool:
+    """A connection waits on the listening socket (to be accepted by some worker)."""
+    return bool(select.select([sock.fileno()], [], [], 0)[0])
