@@ -42,13 +42,18 @@ def test_every_server_took_the_body(figures, server, tls):
         assert cell["lost_records"] == 0 == only["lost_records"]  # its /status has every record
 
 
+def test_the_recorder_storing_raw_images_took_the_body(figures):
+    cell = measured(figures, "recorder --raw-images store", True)
+    assert cell["mb_per_s"] > 0 and cell["cpu_per_gb"] > 0 and cell["lost_records"] == 0
+
+
 @pytest.mark.parametrize("tls", [True, False], ids=["TLS", "plain"])
 def test_uvicorn_took_the_body(figures, tls):
     for module in peers.NEEDS["uvicorn"]:
         pytest.importorskip(module)
     cell = measured(figures, "uvicorn", tls)
     assert cell["mb_per_s"] > 0 and cell["cpu_per_gb"] > 0
-    for ratios in (figures["ratios"], figures["ratios_workers"]):
+    for ratios in (figures["ratios"], figures["ratios_workers"], figures["ratios_raw_images_stored"]):
         assert ratios["clients"] == 1 and ratios["mb_per_s"] > 0 and ratios["cpu_per_gb"] > 0
 
 

@@ -95,9 +95,10 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("
 WORKERS = default_count()
 # (server, TLS): the cells of the table, in the order printed.
 SERVERS = [("recorder", True), ("recorder", False), ("recorder --workers", True), ("recorder --workers", False),
-           ("uvicorn", True), ("uvicorn", False),
+           ("recorder --raw-images store", True), ("uvicorn", True), ("uvicorn", False),
            ("trio+h11", True), ("trio+h11", False), ("http.server", True), ("http.server", False)]
-LABELS = {"recorder": "recorder (stores)", "recorder --workers": f"recorder --workers {WORKERS} (stores)", "uvicorn": "uvicorn+httptools+uvloop (discards)",
+LABELS = {"recorder": "recorder (stores)", "recorder --workers": f"recorder --workers {WORKERS} (stores)",
+          "recorder --raw-images store": "recorder --raw-images store (stores)", "uvicorn": "uvicorn+httptools+uvloop (discards)",
           "trio+h11": "trio+h11 (discards)", "http.server": "http.server (writes to a file)"}
 NEEDS = {"uvicorn": ("uvicorn", "httptools", "uvloop")}
 
@@ -282,7 +283,8 @@ def start(server: str, folder: Path, *, tls: bool, cert_dir: Path):
         folder.mkdir()
         if tls:
             shutil.copytree(cert_dir, folder / "certs")
-        options = ("--workers", str(WORKERS)) if server == "recorder --workers" else ()
+        options = {"recorder --workers": ("--workers", str(WORKERS)),
+                   "recorder --raw-images store": ("--raw-images", "store")}.get(server, ())
         with recorder_serve(folder, tls=tls, options=options) as started:
             yield started
     else:
@@ -382,6 +384,7 @@ def measure(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *
         figures["servers"][name] = {"server": s, "tls": tls, "clients": cells}
     figures["ratios"] = ratios(figures, max(clients))
     figures["ratios_workers"] = ratios(figures, max(clients), recorder="recorder --workers TLS")
+    figures["ratios_raw_images_stored"] = ratios(figures, max(clients), recorder="recorder --raw-images store TLS")
     figures["devices_the_disk_allows"] = figures["disk_mb_per_s"] / per_device
     return figures
 
@@ -437,7 +440,8 @@ def run(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *, ce
     print(f"one device: {per_device:.1f} MB/s; ceilings: loopback TCP {figures['loopback_mb_per_s']:.0f} MB/s, "
           f"disk writes (fsync'd) {figures['disk_mb_per_s']:.0f} MB/s")
     print_table(figures)
-    for r, name in ((figures["ratios"], "recorder TLS"), (figures["ratios_workers"], f"recorder --workers {WORKERS} TLS")):
+    for r, name in ((figures["ratios"], "recorder TLS"), (figures["ratios_workers"], f"recorder --workers {WORKERS} TLS"),
+                    (figures["ratios_raw_images_stored"], "recorder --raw-images store TLS")):
         if r["mb_per_s"] is None:
             print(f"{name} / uvicorn TLS at {r['clients']} clients: not measured (one of the two did not run)")
             continue
