@@ -44,6 +44,11 @@ Since TLS is read in large pieces (server/tlsreads.py) and RAW images are stored
 level 1, one run (same options): recorder TLS 41 and 76 MB/s, 20.9 s/GB; --workers 2 TLS 67
 and 82, 18.4; uvicorn TLS 332 and 457, 2.1: 0.17 of uvicorn's MB/s (0.18 with two workers) for
 9.9 (8.8) times its CPU per GB. Neither aim is met.
+With connections shared out by least connections between the workers (server/balance.py) and
+4 MiB coalesced per write, one run (--seconds 6, 3 repeats; `recorder serve` takes two workers
+here, as the "--workers 2" row): recorder TLS 62 and 129 MB/s, 13.3 s/GB; --raw-images store
+TLS 108 and 194, 7.7; uvicorn TLS 291 and 530, 1.86: 0.24 of uvicorn's MB/s for 7.2 times its
+CPU per GB, and with --raw-images store 0.37 for 4.2 (that CPU aim met, the MB/s aim not).
 """
 
 from __future__ import annotations
