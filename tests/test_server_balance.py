@@ -4,16 +4,21 @@ devices are spread evenly over the cores, and never waits for a worker that does
 from __future__ import annotations
 
 import collections
+import os
+import resource
 import signal
+import socket
 import time
 
 import h11
+import pytest
 import trio
 from server_support import assert_session_equals, make_windows, open_stream, read_response, session_folders
 from storage_support import expected_from
 from test_server_workers import start_workers
 
 from recorder import devicelink as sender
+from recorder.server import balance
 from recorder.server.balance import STALE_S, Board, LeastConnections, create_board
 from recorder.sim.fleet import make_fleet
 
@@ -112,3 +117,25 @@ def test_a_worker_takes_a_connection_while_it_has_no_more_than_any_worker_seen_s
     # One that stopped serving is passed over at once.
     first.stopped()
     assert second.my_turn()
+
+
+def test_a_waiting_connection_is_seen_on_a_listening_socket_whatever_its_descriptor():
+    """The listening socket a worker inherits has a low descriptor, but a process with many
+    files open may have one past 1023, which select() cannot watch."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    listener = socket.create_server(("127.0.0.1", 0))
+    high = socket.socket(fileno=os.dup2(listener.fileno(), 2000))
+    try:
+        assert not balance._waiting(high)
+        with socket.create_connection(listener.getsockname()):
+            deadline = time.monotonic() + 5
+            while not balance._waiting(high) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert balance._waiting(high)
+    finally:
+        high.close()
+        listener.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

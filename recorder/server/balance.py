@@ -164,5 +164,8 @@ class LeastConnections:
 
 
 def _waiting(sock) -> bool:
-    """A connection waits on the listening socket (to be accepted by some worker)."""
-    return bool(select.select([sock.fileno()], [], [], 0)[0])
+    """A connection waits on the listening socket (to be accepted by some worker). (poll, not
+    select: select cannot take a descriptor past 1023, which a busy process may have.)"""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
