@@ -3,10 +3,10 @@
 The supervisor opens the listening socket, then starts N workers (each `recorder serve` with the
 same settings and --worker k/N) that all accept on it, each in its turn: a new connection goes to
 a worker with the fewest connections (server/balance.py): at the start, once every worker is
-up; while a worker is being started again, the others take every connection. A worker owns the sessions its connections
-bring (their folders' locks, see storage/sessionlock.py); a device that reconnects to another
-worker has its session handed over (server/peers.py). Any worker answers /status, /metrics
-and /feed for all of them. The RTMP server runs in worker 0.
+up; while a worker is being started again, the others take every connection. A worker owns the
+sessions its connections bring (their folders' locks, see storage/sessionlock.py); a device
+that reconnects to another worker has its session handed over (server/peers.py). Any worker
+answers /status, /metrics and /feed for all of them. The RTMP server runs in worker 0.
 
 A worker that dies is started again at once: what it had received is on disk, its sessions are
 recovered (by the new worker, or by whichever worker their devices reconnect to first), and the

@@ -243,6 +243,12 @@ def session_folders(data_dir: Path) -> list[Path]:
     return layout.session_folders(Path(data_dir))
 
 
+def device_session(data_dir: Path, serial: str) -> Path:
+    """The one session folder of device `serial`."""
+    [path] = [p for p in session_folders(data_dir) if p.parent.name == serial]
+    return path
+
+
 def records_in(bodies: list[bytes]) -> int:
     """Records a fresh decoder finds in these bodies, decoded as one."""
     decoder = Decoder()

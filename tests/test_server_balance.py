@@ -13,7 +13,7 @@ import time
 import h11
 import pytest
 import trio
-from server_support import assert_session_equals, make_windows, open_stream, read_response, session_folders
+from server_support import assert_session_equals, device_session, make_windows, open_stream, read_response
 from storage_support import expected_from
 from test_server_workers import start_workers
 
@@ -85,8 +85,7 @@ async def test_devices_connecting_one_after_another_are_spread_evenly_over_two_w
         server.send_signal(signal.SIGINT)
         assert await server.wait(60) == 0
     for device in fleet:
-        [path] = [p for p in session_folders(server.data_dir) if p.parent.name == device.serial]
-        assert_session_equals(path, expected_from(windows[device.serial]))
+        assert_session_equals(device_session(server.data_dir, device.serial), expected_from(windows[device.serial]))
 
 
 def test_a_worker_takes_a_connection_while_it_has_no_more_than_any_worker_seen_serving(tmp_path):

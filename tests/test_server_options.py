@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import struct
+from pathlib import Path
 
 import numpy as np
 import trio
@@ -24,6 +25,22 @@ from recorder.sim.fleet import make_fleet
 from recorder.storage.compression import RAW_IMAGES, RAW_STORED_LEVEL
 
 
+async def recorded_by_a_server(data_dir, args, device, windows) -> Path:
+    """The device's windows in one request to a `recorder serve` with `args` (stopped with
+    SIGTERM once answered): the session folder."""
+    server = ServerProcess(data_dir, data_dir.with_suffix(".log"), args=args)
+    await server.start()
+    try:
+        status, _ = await post_windows(server.url, None, device.headers(), windows)
+        assert status == 200
+        server.send_signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    finally:
+        await server.aclose()
+    (session,) = session_folders(data_dir)
+    return session
+
+
 def blob_bytes(session) -> int:
     return sum(p.stat().st_size for p in session.rglob("_blobs/*.zst"))
 
@@ -38,16 +55,7 @@ async def test_blob_level_trades_disk_for_cpu_and_keeps_every_frame(tmp_path):
     expected = expected_from(windows)
     sizes = {}
     for name, args in (("default", ()), ("fast", ("--blob-level", "-5"))):
-        server = ServerProcess(tmp_path / name, tmp_path / f"{name}.log", args=args)
-        await server.start()
-        try:
-            status, _ = await post_windows(server.url, None, device.headers(), windows)
-            assert status == 200
-            server.send_signal(signal.SIGTERM)
-            assert await server.wait() == 0
-        finally:
-            await server.aclose()
-        (session,) = session_folders(tmp_path / name)
+        session = await recorded_by_a_server(tmp_path / name, args, device, windows)
         assert_session_equals(session, expected)
         sizes[name] = blob_bytes(session)
         level = -5 if name == "fast" else 1  # RAW images: the store's level, or 1 if that is lower
@@ -67,16 +75,7 @@ async def test_raw_images_store_keeps_every_frame_as_it_came_in_plain_zstd_frame
     the images, and decompressing a whole blob file (as `zstd -d` does) gives the images one after another."""
     device = make_fleet(1, seed=13, profile="profile9")[0]
     windows = make_windows(device, 3)
-    server = ServerProcess(tmp_path / "data", tmp_path / "serve.log", args=("--raw-images", "store"))
-    await server.start()
-    try:
-        status, _ = await post_windows(server.url, None, device.headers(), windows)
-        assert status == 200
-        server.send_signal(signal.SIGTERM)
-        assert await server.wait() == 0
-    finally:
-        await server.aclose()
-    (session,) = session_folders(tmp_path / "data")
+    session = await recorded_by_a_server(tmp_path / "data", ("--raw-images", "store"), device, windows)
     assert_session_equals(session, expected_from(windows))
     with open_session(session) as reader:
         index = reader.table("slam-side-left")

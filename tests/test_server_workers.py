@@ -19,6 +19,7 @@ import trio
 from server_support import (
     ServerProcess,
     assert_session_equals,
+    device_session,
     get,
     make_windows,
     post_on,
@@ -101,8 +102,7 @@ async def test_devices_on_two_workers_record_whole_and_any_worker_shows_them_all
         server.send_signal(signal.SIGINT)
         assert await server.wait(60) == 0
     for device in fleet:
-        [path] = [p for p in session_folders(server.data_dir) if p.parent.name == device.serial]
-        assert_session_equals(path, expected_from(sent[device.serial]))
+        assert_session_equals(device_session(server.data_dir, device.serial), expected_from(sent[device.serial]))
     assert "all 2 workers stopped" in server.output
 
 
@@ -237,8 +237,8 @@ async def test_a_killed_worker_is_started_again_and_the_other_workers_devices_go
         server.send_signal(signal.SIGINT)
         assert await server.wait(60) == 0
     for device, windows in ((steady, steady_windows), (cut, cut_windows)):
-        [path] = [p for p in session_folders(server.data_dir) if p.parent.name == device.serial]
-        assert_session_equals(path, expected_from(windows), records=device.records_sent)
+        assert_session_equals(device_session(server.data_dir, device.serial), expected_from(windows),
+                              records=device.records_sent)
     assert "worker 1 (pid" in server.output and "was killed by SIGKILL" in server.output
 
 
