@@ -172,10 +172,14 @@ def pieces(body: bytes, cuts) -> list[bytes]:
     return [body[a:b] for a, b in pairwise(bounds)]
 
 
-def decode(parts, highest_sequence=None):
-    """Feed the parts, close; returns {sequence: what came out for it} and the decoder."""
+def decode(parts, highest_sequence=None, group: int = 0):
+    """Feed the parts (with feed_pieces, `group` at a time, if group), close; returns {sequence:
+    what came out for it} and the decoder."""
     decoder = Decoder(highest_sequence=highest_sequence)
-    batches = [decoder.feed(p) for p in parts]
+    if group:
+        batches = [decoder.feed_pieces(parts[i:i + group]) for i in range(0, len(parts), group)]
+    else:
+        batches = [decoder.feed(p) for p in parts]
     batches.append(decoder.close())
     out: dict[int, tuple] = {}
 
@@ -313,6 +317,18 @@ def test_mixed_body_round_trips_in_any_pieces(data):
     records = data.draw(st.lists(ANY_RECORD, min_size=0, max_size=8))
     body = encode(records)
     out, decoder = decode(pieces(body, data.draw(cut_points(len(body)))))
+    assert_round_trip(records, out, decoder, body)
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_mixed_body_round_trips_fed_several_pieces_at_a_time(data):
+    """feed_pieces(), as the server feeds what it gathered: empty pieces and records cut across
+    groups and across pieces of one group come out whole."""
+    records = data.draw(st.lists(ANY_RECORD, min_size=0, max_size=8))
+    body = encode(records)
+    parts = pieces(body, data.draw(cut_points(len(body))))
+    out, decoder = decode(parts, group=data.draw(st.integers(1, 5)))
     assert_round_trip(records, out, decoder, body)
 
 

@@ -75,8 +75,10 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if data and self._tls is not None:
-            data = decrypted_too(self._tls, data, self.receive_bytes)
-        self.h11.receive_data(data)
+            for piece in decrypted_too(self._tls, data, self.receive_bytes):
+                self.h11.receive_data(piece)
+        else:
+            self.h11.receive_data(data)
 
     def buffered_event(self):
         """The next event if h11 already has the bytes for it, else h11.NEED_DATA."""

@@ -46,11 +46,12 @@ class LargeReads(trio.abc.HalfCloseableStream):
         await self.stream.aclose()
 
 
-def decrypted_too(tls: ssl.SSLObject, first: bytes, max_bytes: int) -> bytes:
+def decrypted_too(tls: ssl.SSLObject, first: bytes, max_bytes: int) -> list[bytes]:
     """`first` (what the TLS stream's receive_some() gave) and whatever `tls`, that stream's
-    SSLObject, can decrypt now of the records already received, up to max_bytes in all. Reading
-    the SSLObject directly only skips waiting: once it needs more bytes, or fails, this stops,
-    and the stream's next receive_some() goes through trio as ever."""
+    SSLObject, can decrypt now of the records already received, up to max_bytes in all, as the
+    pieces they came in (h11 copies them into its buffer one by one: joining them first would be
+    one more copy). Reading the SSLObject directly only skips waiting: once it needs more bytes,
+    or fails, this stops, and the stream's next receive_some() goes through trio as ever."""
     pieces, size = [first], len(first)
     while size < max_bytes:
         try:
@@ -61,7 +62,7 @@ def decrypted_too(tls: ssl.SSLObject, first: bytes, max_bytes: int) -> bytes:
             break
         pieces.append(more)
         size += len(more)
-    return b"".join(pieces) if len(pieces) > 1 else first
+    return pieces
 
 
 def ssl_object(stream: trio.abc.Stream) -> ssl.SSLObject | None:

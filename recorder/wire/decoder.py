@@ -77,19 +77,28 @@ class Decoder:
 
     def feed(self, data) -> Batch:
         """Take the next piece of body. `data` must not be changed afterwards (bytes is best)."""
+        return self.feed_pieces([data])
+
+    def feed_pieces(self, pieces) -> Batch:
+        """Take the next pieces of body, in order, as one: they are joined once, with what is
+        held back from before, instead of joined by the caller and then again here."""
         if self._closed:
             raise RuntimeError("feed() after close()")
-        if not len(data):
+        size = 0
+        for data in pieces:
+            if len(data):
+                self._pending.append(data)
+                size += len(data)
+        if not size:
             return Batch()
-        self._pending.append(data)
-        self._pending_length += len(data)
-        self.counters.bytes += len(data)
+        self._pending_length += size
+        self.counters.bytes += size
         if self._pending_length < self._need:
             batch = Batch()
-            batch.counters.bytes = len(data)
+            batch.counters.bytes = size
             return batch
         batch = self._parse(final=False)
-        batch.counters.bytes = len(data)
+        batch.counters.bytes = size
         return batch
 
     def close(self) -> Batch:
