@@ -49,6 +49,11 @@ With connections shared out by least connections between the workers (server/bal
 here, as the "--workers 2" row): recorder TLS 62 and 129 MB/s, 13.3 s/GB; --raw-images store
 TLS 108 and 194, 7.7; uvicorn TLS 291 and 530, 1.86: 0.24 of uvicorn's MB/s for 7.2 times its
 CPU per GB, and with --raw-images store 0.37 for 4.2 (that CPU aim met, the MB/s aim not).
+With the decoding and writing on each worker's event loop thread (the flush in a thread), fewer
+copies, zlib-ng's CRC and camera frames stepped over by the decoder, one run on a slower VM
+(uvicorn TLS 332 MB/s at 4 clients where it took 530 before): recorder TLS 55 and 95 MB/s, 16.4
+s/GB; --raw-images store TLS 77 and 115, 11.1; uvicorn TLS 183 and 332, 2.94: 0.29 of uvicorn's
+MB/s for 5.6 times its CPU per GB, and with --raw-images store 0.35 for 3.8.
 """
 
 from __future__ import annotations
