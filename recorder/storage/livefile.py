@@ -15,19 +15,29 @@ import pyarrow as pa
 
 
 class WholeWrites:
-    """An unbuffered file whose write() writes everything or raises. A raw write may write short
-    (a disk filling up takes part of it), and pyarrow does not look at the count: the bytes it
-    left out would leave a hole inside the stream, and every batch after it unreadable."""
+    """The IPC writer's sink: what it writes is gathered, and commit() writes it to the file in
+    one call, everything or raising.
+
+    Gathered, because pyarrow writes a batch as many small pieces (a message header, then each
+    buffer and its padding): some twenty write() calls per batch, which cost a light device's
+    flush more than its rows. Everything or raising, because a raw write may write short (a disk
+    filling up takes part of it), and pyarrow does not look at the count: the bytes it left out
+    would leave a hole inside the stream, and every batch after it unreadable."""
 
     def __init__(self, file):
         self._file = file
+        self._pieces: list[bytes] = []
 
     def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        size = len(view)
+        piece = bytes(data)  # pyarrow may reuse its buffer once write() returns
+        self._pieces.append(piece)
+        return len(piece)
+
+    def commit(self) -> None:
+        data, self._pieces = b"".join(self._pieces), []
+        view = memoryview(data)
         while view:
             view = view[self._file.write(view):]
-        return size
 
     def flush(self) -> None:
         pass
@@ -45,7 +55,9 @@ class LiveFile:
         self.path = path
         # Unbuffered: each batch reaches the OS when write() returns (kill -9 cannot lose it).
         self._file = open(path, "wb", buffering=0)
-        self._writer = pa.ipc.new_stream(WholeWrites(self._file), schema)
+        self._sink = WholeWrites(self._file)
+        self._writer = pa.ipc.new_stream(self._sink, schema)
+        self._sink.commit()  # whatever pyarrow writes as the stream opens (it may defer the schema)
         self.rows = 0
 
     @property
@@ -55,6 +67,7 @@ class LiveFile:
     def write(self, batch: pa.RecordBatch, *, sync: bool) -> None:
         if batch.num_rows:
             self._writer.write_batch(batch)
+            self._sink.commit()
             self.rows += batch.num_rows
         if sync:
             os.fdatasync(self._file.fileno())
@@ -63,6 +76,7 @@ class LiveFile:
         if self._file.closed:
             return
         self._writer.close()  # the end-of-stream marker
+        self._sink.commit()
         if sync:
             os.fdatasync(self._file.fileno())
         self._file.close()
