@@ -194,22 +194,29 @@ class Decoder:
             return np.empty(0, np.int64)
         return np.concatenate(found) if len(found) > 1 else found[0]
 
+    def _ends(self, b: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For records at `starts`: whether the buffer holds each one's header, and where each
+        ends (after its header alone if oversized; past any buffer if its header is cut off)."""
+        n, hsize = len(b), self._header_size
+        has_header = starts + hsize <= n
+        lengths = np.full(len(starts), -1, np.int64)
+        lengths[has_header] = _read(b, starts[has_header] + 8, _U32)
+        oversized = lengths > self._max_payload
+        unknown_end = np.int64(n + self._max_payload + hsize + 1)
+        return has_header, np.where(has_header, starts + hsize + np.where(oversized, 0, lengths), unknown_end)
+
     def _chain_end(self, b: np.ndarray, hits: np.ndarray, pos: int, end: int) -> int:
         """Where _parse()'s walk, at `pos`, goes on after the window [pos, end) whose every
-        magic is `hits`: the end of the record that leaves the window, else the window's end
-        (the buffer's end if the walk stops at a header the buffer cuts off)."""
-        n, hsize = len(b), self._header_size
-        whole = hits[hits + hsize <= n]
-        lengths = _read(b, whole + 8, _U32).astype(np.int64)
-        ends = whole + hsize + np.where(lengths > self._max_payload, 0, lengths)
-        breaks = np.flatnonzero(whole[1:] != ends[:-1])
+        magic is `hits`: the end of the record that leaves the window (past the buffer's end if
+        the walk stops at a record the buffer cuts off), else the window's end."""
+        _, ends = self._ends(b, hits)
+        breaks = np.flatnonzero(hits[1:] != ends[:-1])
         while True:
-            i = int(np.searchsorted(whole, pos))
-            if i == len(whole):
-                cut = hits[len(whole):]
-                return n if len(cut) and int(cut[-1]) >= pos else end
+            i = int(np.searchsorted(hits, pos))
+            if i == len(hits):
+                return end
             k = int(np.searchsorted(breaks, i))
-            last = int(breaks[k]) if k < len(breaks) else len(whole) - 1
+            last = int(breaks[k]) if k < len(breaks) else len(hits) - 1
             pos = int(ends[last])
             if pos > end:
                 return pos
@@ -225,12 +232,7 @@ class Decoder:
         hsize = self._header_size
 
         cand = self._record_starts(b, view)
-        has_header = cand + hsize <= n
-        lengths = np.full(len(cand), -1, np.int64)
-        lengths[has_header] = _read(b, cand[has_header] + 8, _U32)
-        oversized = lengths > self._max_payload
-        unknown_end = np.int64(n + self._max_payload + hsize + 1)
-        ends = np.where(has_header, cand + hsize + np.where(oversized, 0, lengths), unknown_end)
+        has_header, ends = self._ends(b, cand)
         breaks = np.flatnonzero(cand[1:] != ends[:-1])
 
         stretches: list[tuple[int, int]] = []  # candidate index ranges [i, j) of whole records
