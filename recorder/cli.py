@@ -124,10 +124,11 @@ def simulate(devices, duration, url, profile, batch_period_ms, one_sample_per_me
               help="zstd level for audio and opaque bytes [default: 3]. RAW images, stored with PNG's Up filter, "
                    "take level 1, or this level if it is lower; frames a codec compressed (H.264, H.265, JPEG, "
                    "Opus) take -1. Lower levels take less CPU and more disk: for more devices per core.")
-@click.option("--raw-images", type=click.Choice(["compress", "store"]), default="compress", show_default=True,
+@click.option("--raw-images", type=click.Choice(["auto", "compress", "store"]), default="auto", show_default=True,
               help="RAW camera frames compressed (PNG's Up filter, zstd level 1), or stored as they come: "
-                   "three times their disk for about a third less CPU per byte (on 2 cores, 12 profile9 devices "
-                   "over TLS instead of 8 or 9). For more devices than the CPU can compress for.")
+                   "three times their disk for about a third less CPU per byte. auto: compressed while the "
+                   "server has CPU to spare, stored as they come while it has none (a worker's event loop "
+                   "busy all the time), so that it keeps up with more devices than it can compress for.")
 @click.option("--rtmp-port", default=1935, show_default=True, type=click.IntRange(0, 65535),
               help="RTMP port for glasses that push RTMP (Mentra Live in unmanaged mode); 0 turns RTMP off.")
 @click.option("--rtmps-port", default=0, show_default=True, type=click.IntRange(0, 65535),

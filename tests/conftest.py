@@ -78,19 +78,20 @@ class RunningServer:
 
 @pytest.fixture
 def start_server(nursery, tmp_path, certs_dir):
-    """start_server(**ServerConfig overrides, rtmp=RtmpConfig or None) -> RunningServer; each call
-    gets its own data dir."""
+    """start_server(**ServerConfig overrides, rtmp=RtmpConfig or None, raw_images=the Store's)
+    -> RunningServer; each call gets its own data dir."""
     counter = itertools.count()
 
     async def start(**overrides) -> RunningServer:
         data_dir = overrides.pop("data_dir", None) or tmp_path / f"data-{next(counter)}"
         rtmp = overrides.pop("rtmp", None)
+        raw_images = overrides.pop("raw_images", "auto")
         settings = dict(host="127.0.0.1", port=0, data_dir=Path(data_dir), certs_dir=certs_dir, tls=True,
                         header_timeout_s=5.0, idle_timeout_s=10.0, session_grace_s=30.0,
                         flush_interval_s=0.5, console_interval_s=1.0)
         settings.update(overrides)
         config = ServerConfig(**settings)
-        store = Store(config.data_dir)
+        store = Store(config.data_dir, raw_images=raw_images)
         scope, done = trio.CancelScope(), trio.Event()
 
         async def run(task_status=trio.TASK_STATUS_IGNORED):

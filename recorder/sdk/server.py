@@ -68,7 +68,7 @@ class RecorderServer:
 
     def __init__(self, factory: Factory, *, host: str = "0.0.0.0", port: int = 6768, data_dir="data",
                  certs_dir=None, plain_http: bool = False, verify_clients: bool = False, rtmp_port: int = 0,
-                 blob_level: int | None = None, raw_images: str = "compress", on_error: ErrorHandler | None = None,
+                 blob_level: int | None = None, raw_images: str = "auto", on_error: ErrorHandler | None = None,
                  queue_batches: int = QUEUE_BATCHES, queue_bytes: int = QUEUE_BYTES, **settings):
         if plain_http and verify_clients:
             raise ValueError("verify_clients needs TLS; drop plain_http")

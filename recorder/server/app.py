@@ -27,6 +27,7 @@ from .feedrelay import RELAY_DRAIN_S, FeedRelay
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
+from .loopload import LoadWatch
 from .merge import merge_metrics, merge_status
 from .overload import Overload, Ticket
 from .peers import RELEASE_PATH, Peers
@@ -69,7 +70,10 @@ class Recorder:
         self.feed_endpoint = FeedEndpoint(self.feed, drain_s=DRAIN_S if peers is None else RELAY_DRAIN_S)
         self.feed_relay = None if peers is None else FeedRelay(peers)
         # Shown in /status and /metrics beside the sessions.
-        self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families))
+        # How busy the event loop is; under --raw-images auto, whether RAW frames are compressed.
+        self.load = LoadWatch(store.raw_images)
+        self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families),
+                               StatusSource("load", self.load.status, self.load.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
         # Sessions whose requests were refused in a row because they could not be opened (a full
         # disk): for the console to say so once per doubling. Forgotten once a session opens;
@@ -119,6 +123,7 @@ class Recorder:
             for listener in worker_listeners:
                 nursery.start_soon(accept_forever, listener, connections, self._run_worker_connection)
             nursery.start_soon(self.housekeeping)
+            nursery.start_soon(self.load.run)
             task_status.started()
 
     async def _run_connection(self, stream: trio.abc.Stream, remote: str, ticket: Ticket) -> None:
@@ -296,7 +301,8 @@ class Recorder:
         own["workers"] = [{"index": self.peers.index, "pid": os.getpid(), "uptime_s": own["uptime_s"],
                            "connections": self.overload.open + self.overload.past_limits,
                            "sessions": len(self.sessions),
-                           "receiving": sum(s.state == "receiving" for s in self.sessions.values())}]
+                           "receiving": sum(s.state == "receiving" for s in self.sessions.values()),
+                           "event_loop_busy": round(self.load.load.busy, 3)}]
         return own
 
     async def all_metrics(self) -> bytes:

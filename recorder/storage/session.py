@@ -33,7 +33,7 @@ from . import layout, manifest, recovery, requestlog, tables
 from .ahead import StoredAhead
 from .calibration import HEADER as CALIBRATION_HEADER
 from .calibration import Calibrations, header_bytes
-from .compression import blob_level, image_row_bytes
+from .compression import RawImageMode, blob_level, image_row_bytes, is_raw_image
 from .manifest import SEQUENCED_VERBATIM, TDM_STREAM, SessionState
 from .stream import RollPolicy, StreamStats, StreamWriter
 from .timemap import TdmSummary
@@ -43,10 +43,12 @@ SPACE_RESERVE_BYTES = 64 << 10
 
 
 class SessionWriter:
-    def __init__(self, path: Path, state: SessionState, policy: RollPolicy, *, release=None, on_close=None):
+    def __init__(self, path: Path, state: SessionState, policy: RollPolicy, *, release=None, on_close=None,
+                 raw_images: RawImageMode | None = None):
         self.path = path
         self._state = state
         self._policy = policy
+        self._raw_images = raw_images or RawImageMode(policy.raw_images)
         self._streams: dict[str, StreamWriter] = {}
         self._calibrations = Calibrations(path, state.calibrations, sync=policy.sync)
         self._raw_chunk = 0  # chunks of the open request's raw body so far
@@ -327,8 +329,12 @@ class SessionWriter:
         stream = self._stream(blob.label, tables.blob_schema(spec.prefix), "blob", spec.prefix.name)
         row = {"timestamp_ns": blob.timestamp_ns, "sequence": blob.sequence, "source": blob.label,
                "message_id": spec.id, **blob.prefix}
-        level = blob_level(spec.prefix.name, blob.prefix.get("codec"), self._policy.blob_level, self._policy.raw_images)
-        rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data), self._policy.raw_images)
+        codec = blob.prefix.get("codec")
+        raw_images = self._raw_images.now()
+        level = blob_level(spec.prefix.name, codec, self._policy.blob_level, raw_images)
+        rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data), raw_images)
+        if raw_images == "store" != self._raw_images.choice and is_raw_image(spec.prefix.name, codec):
+            self._raw_images.stored(len(blob.data))
         stored = stream.add_blob(blob.data, row, level, rows)  # completes `row` with where the bytes went
         if self.feed is not None:
             self.feed.blob(blob.label, stored)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from . import layout, manifest
-from .compression import RAW_IMAGES
+from .compression import RawImageMode
 from .files import fsync_dir
 from .manifest import SessionState
 from .recovery import RecoveryReport, needs_recovery, recover
@@ -26,9 +26,9 @@ class Store:
     this old or this big. `sync`: fsync on every flush (survives power loss, not only kill -9)."""
 
     def __init__(self, data_dir: Path, *, roll_seconds: float = 600.0, roll_bytes: int = 256 << 20,
-                 sync: bool = True, blob_level: int | None = None, raw_images: str = "compress"):
-        if raw_images not in RAW_IMAGES:
-            raise ValueError(f"raw_images is {raw_images!r}: one of {', '.join(RAW_IMAGES)}")
+                 sync: bool = True, blob_level: int | None = None, raw_images: str = "auto"):
+        # Shared by every session this store writes; a server sets it saturated under load.
+        self.raw_images = RawImageMode(raw_images)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         kwargs = {"raw_images": raw_images, **({} if blob_level is None else {"blob_level": blob_level})}
@@ -69,7 +69,8 @@ class Store:
             if existed and needs_recovery(path):
                 recover(path, sync=self.policy.sync)
             state = manifest.load(path) or SessionState(serial=serial, session_id=session_id)
-            writer = SessionWriter(path, state, self.policy, release=self._release, on_close=self._closed)
+            writer = SessionWriter(path, state, self.policy, release=self._release, on_close=self._closed,
+                                   raw_images=self.raw_images)
         except BaseException:
             folder_lock.release()
             raise

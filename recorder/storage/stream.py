@@ -73,7 +73,7 @@ class RollPolicy:
     bytes: int = 256 << 20
     sync: bool = True  # fsync on flush and before renames (power loss); kill -9 needs only write()
     blob_level: int = BLOB_ZSTD_LEVEL
-    raw_images: str = "compress"  # or "store": see compression.RAW_STORED_LEVEL
+    raw_images: str = "auto"  # or "compress", "store": see compression.RawImageMode
 
 
 class StreamWriter:
