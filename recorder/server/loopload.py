@@ -20,9 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..console import say
 
-WINDOW_S = 0.5
-# A window in which the loop waited for I/O less than 5 % of the time is a saturated one ...
-SATURATED = 0.95
+WINDOW_S = 0.25
+# A window in which the loop waited for I/O less than 10 % of the time is a saturated one ...
+SATURATED = 0.9
 # ... and it takes this many in a row to store frames uncompressed: one long write is not a load.
 SATURATED_WINDOWS = 2
 # Storing takes about 0.65 of compressing's CPU per profile9 byte (recorder/bench/ingest.py):
