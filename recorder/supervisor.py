@@ -204,6 +204,7 @@ class Supervisor:
         """One final summary of every worker's sessions (each left its part in the run folder)."""
         rows: list[str] = []
         forgotten = {"sessions": 0, "records": 0, "bytes": 0}
+        under_load = {"frames": 0, "bytes": 0}
         for index in range(self.count):
             try:
                 part = json.loads(summary_path(Path(self.run_dir), index).read_text())
@@ -212,7 +213,9 @@ class Supervisor:
             rows += part["rows"]
             for key in forgotten:
                 forgotten[key] += part["forgotten"].get(key, 0)
-        server_console.print_summary(rows, forgotten)
+            for key in under_load:
+                under_load[key] += part.get("under_load", {}).get(key, 0)
+        server_console.print_summary(rows, forgotten, under_load)
 
     def _watch(self) -> bool:
         failed = False

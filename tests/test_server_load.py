@@ -62,7 +62,7 @@ async def record(server, client_ssl, device, windows) -> None:
 
 
 async def test_a_busy_server_stores_raw_frames_as_they_come_then_compresses_them_again(
-        start_server, nursery, client_ssl):
+        start_server, nursery, client_ssl, capfd):
     server = await start_server()
     assert (await load_status(server, client_ssl))["raw_images"] == "auto"
     device = make_fleet(1, seed=41, profile="profile9")[0]
@@ -94,6 +94,9 @@ async def test_a_busy_server_stores_raw_frames_as_they_come_then_compresses_them
     assert load["raw_bytes_stored_under_load"] == counted * 512 * 512
     assert f"recorder_raw_frames_stored_under_load_total {float(counted)}" in metrics
     assert "recorder_event_loop_busy " in metrics
+    console = capfd.readouterr().out
+    assert "no CPU to spare" in console and "CPU to spare again" in console
+    assert f"{counted} RAW camera frames ({counted * 512 * 512 / 1e6:.1f} MB) were stored uncompressed" in console
 
 
 async def test_raw_images_compress_compresses_on_a_busy_server_too(start_server, nursery, client_ssl):

@@ -749,11 +749,13 @@ class Recorder:
                 await self.finalise(session)
         await self.feed_endpoint.close()  # readers of the feed take its last batches
         self.overload.report_all()
+        under_load = console.under_load(self.store.raw_images)
         if self.peers is None:
-            console.summary(list(self.sessions.values()), self.forgotten)
+            console.summary(list(self.sessions.values()), self.forgotten, under_load)
         else:  # the supervisor prints one summary of every worker's
             self.peers.summary_path().write_text(json.dumps({
-                "rows": console.summary_rows(list(self.sessions.values())), "forgotten": self.forgotten}))
+                "rows": console.summary_rows(list(self.sessions.values())), "forgotten": self.forgotten,
+                "under_load": under_load}))
 
     def release_connections(self) -> None:
         """After shutdown(): end the connections still open (idle keep-alives, readers of /status)."""

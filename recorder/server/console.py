@@ -139,8 +139,8 @@ def connection_error(remote: str, exc: Exception) -> None:
     say(f"connection from {remote} failed unexpectedly and was closed: {type(exc).__name__}: {exc}")
 
 
-def summary(sessions, forgotten: dict | None = None) -> None:
-    print_summary(summary_rows(sessions), forgotten)
+def summary(sessions, forgotten: dict | None = None, under_load: dict | None = None) -> None:
+    print_summary(summary_rows(sessions), forgotten, under_load)
 
 
 def summary_rows(sessions) -> list[str]:
@@ -156,7 +156,12 @@ def summary_rows(sessions) -> list[str]:
     return rows
 
 
-def print_summary(rows: list[str], forgotten: dict | None = None) -> None:
+def under_load(raw_images) -> dict:
+    """What a store's compression.RawImageMode stored uncompressed for want of CPU, for the summary."""
+    return {"frames": raw_images.frames_stored_under_load, "bytes": raw_images.bytes_stored_under_load}
+
+
+def print_summary(rows: list[str], forgotten: dict | None = None, under_load: dict | None = None) -> None:
     forgotten = forgotten or {"sessions": 0}
     if not rows and not forgotten["sessions"]:
         say("No device streamed over HTTP.")
@@ -167,3 +172,6 @@ def print_summary(rows: list[str], forgotten: dict | None = None) -> None:
                  f"{forgotten['bytes'] / 1e6:.1f} MB; recorder ls lists them)")
     for row in rows:
         say_more(row)
+    if under_load and under_load["frames"]:
+        say_more(f"{under_load['frames']} RAW camera frames ({under_load['bytes'] / 1e6:.1f} MB) were stored "
+                 "uncompressed while the server had no CPU to spare (--raw-images auto)")
