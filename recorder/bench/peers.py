@@ -54,6 +54,12 @@ copies, zlib-ng's CRC and camera frames stepped over by the decoder, one run on 
 (uvicorn TLS 332 MB/s at 4 clients where it took 530 before): recorder TLS 55 and 95 MB/s, 16.4
 s/GB; --raw-images store TLS 77 and 115, 11.1; uvicorn TLS 183 and 332, 2.94: 0.29 of uvicorn's
 MB/s for 5.6 times its CPU per GB, and with --raw-images store 0.35 for 3.8.
+With --raw-images auto the default (RAW frames stored as they come while a worker's event loop
+is saturated, server/loopload.py) and the CRC by zlib-ng for sample payloads too, one run on a
+faster VM (uvicorn TLS 741 MB/s at 4 clients): recorder TLS 102 and 193 MB/s, 7.33 s/GB;
+--raw-images store TLS 168 and 241, 5.51: 0.26 of uvicorn's MB/s for 5.5 times its CPU per GB,
+and with store 0.32 for 4.1. A 4-client run lasts about 1.5 s here, of which auto needs half a
+second of saturation before it stores frames as they come: it stays near compress's figures.
 """
 
 from __future__ import annotations
