@@ -333,7 +333,8 @@ class SessionWriter:
         raw_images = self._raw_images.now()
         level = blob_level(spec.prefix.name, codec, self._policy.blob_level, raw_images)
         rows = image_row_bytes(spec.prefix.name, blob.prefix, len(blob.data), raw_images)
-        if raw_images == "store" != self._raw_images.choice and is_raw_image(spec.prefix.name, codec):
+        stored_for_want_of_cpu = raw_images == "store" and self._raw_images.choice == "auto"
+        if stored_for_want_of_cpu and is_raw_image(spec.prefix.name, codec):
             self._raw_images.stored(len(blob.data))
         stored = stream.add_blob(blob.data, row, level, rows)  # completes `row` with where the bytes went
         if self.feed is not None:
