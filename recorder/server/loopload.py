@@ -130,7 +130,7 @@ class LoadWatch:
 
     def metric_families(self):
         yield GaugeMetricFamily("recorder_event_loop_busy",
-                                "Share of the last half second the event loop worked rather than waited "
+                                "Share of the last quarter second the event loop worked rather than waited "
                                 "(added over workers: 1 per fully busy one)", value=self.load.busy)
         yield GaugeMetricFamily("recorder_event_loops_saturated", "Event loops with no time to spare",
                                 value=int(self.governor.saturated))
