@@ -8,10 +8,12 @@ of one. So each worker posts how many connections it has on a board that every w
 (a small file in the run folder, mapped into each), and accepts only while it has no more than
 the fewest: the next device goes to a least loaded worker, as with nginx's least_conn.
 
-A worker whose turn it is may be slow to take a connection (its event loop busy for a moment):
-one waiting that long (HANDOFF_S) is taken by another worker all the same. A worker counts only
-while it is seen to serve: each one also posts, at least every RECHECK_S, that it is still at
-its listener. One that stopped, died, or hangs (stopped by a debugger) is passed over after
+Every worker waits at the listener until a connection waits there, and only then reads the
+board: whose turn it is is decided when a connection comes, not some time before, and an idle
+worker does not wake to look. A worker whose turn it is may be slow to take a connection (its
+event loop busy for a moment): one waiting that long (HANDOFF_S) is taken by another worker all
+the same. A worker counts only while it is seen to serve: each one also posts, at least every
+HEARTBEAT_S, that it is still at its listener. One that stopped, died, or hangs (stopped by a debugger) is passed over after
 STALE_S. When the server starts, though, every worker is waited for (up to STARTING_S) as if it
 served with no connection yet: devices that connect as soon as the port is open would otherwise
 all go to the worker that happened to start first. (A worker started again after dying is not
@@ -31,12 +33,12 @@ BOARD_NAME = "connections.board"
 # Per worker: its count of connections, and when it last posted (time.monotonic_ns(), which
 # every process on the machine reads alike; 0: not serving).
 SLOT_FIELDS = 2
-# How often a worker looks at the board again while it waits: for its turn, or in accept() (so
-# that a worker that stopped being one of the least loaded stops taking connections). A
-# connection never waits for this: some least loaded worker is always in accept().
-RECHECK_S = 0.05
-# A worker that has not posted for this long is not waited for.
+# A worker that has not posted for this long is not waited for ...
 STALE_S = 0.5
+# ... and one waiting at its listener posts this often, so that a post a little late (its event
+# loop busy for a moment) does not get it passed over. Each post wakes the worker: at idle,
+# these wakeups are most of what it costs.
+HEARTBEAT_S = STALE_S / 4
 # A connection that the worker whose turn it is leaves waiting this long is taken by another;
 # meanwhile the others look at the board every POLL_S, lest it become their turn unseen.
 HANDOFF_S = 0.05
@@ -117,20 +119,24 @@ class LeastConnections:
     async def accept(self, listener: trio.SocketListener) -> trio.SocketStream:
         """The next connection on `listener`, taken in this worker's turn (or left waiting by
         the worker whose turn it is), and counted."""
+        sock = listener.socket
         while True:
-            if self.my_turn() or await self._left_to_this_worker(listener.socket):
-                with trio.move_on_after(RECHECK_S):
+            with trio.move_on_after(HEARTBEAT_S):
+                await trio.lowlevel.wait_readable(sock)
+            if not _waiting(sock):  # none came, or another worker took it
+                self._post()
+                continue
+            if self.my_turn() or await self._left_to_this_worker(sock):
+                # Another worker may take it first (each is woken by it): look again after a while.
+                with trio.move_on_after(HANDOFF_S):
                     stream = await listener.accept()
                     self._add(1)
                     return stream
 
     async def _left_to_this_worker(self, sock) -> bool:
-        """Not this worker's turn: once a connection waits, True when it becomes this worker's
+        """Not this worker's turn, and a connection waits: True when it becomes this worker's
         turn, or when the worker whose turn it is (one that has started) has left it waiting
-        HANDOFF_S; False if it is taken meanwhile, waits for a worker still starting, or none
-        came within RECHECK_S."""
-        with trio.move_on_after(RECHECK_S):
-            await trio.lowlevel.wait_readable(sock)
+        HANDOFF_S; False if it is taken meanwhile, or waits for a worker still starting."""
         deadline = trio.current_time() + HANDOFF_S
         while _waiting(sock):
             if self.my_turn():
