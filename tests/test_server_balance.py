@@ -118,6 +118,43 @@ def test_a_worker_takes_a_connection_while_it_has_no_more_than_any_worker_seen_s
     assert second.my_turn()
 
 
+class CountingBoard(Board):
+    """The board, counting how often a worker reads it."""
+
+    reads = 0
+
+    def fewest(self, now_ns):
+        self.reads += 1
+        return super().fewest(now_ns)
+
+
+async def test_an_idle_worker_reads_the_board_only_once_a_connection_comes(tmp_path, autojump_clock):
+    """A worker waiting at its listener wakes only to post that it still serves: it does not
+    read the board, let alone retry accept(), until a connection waits (idle, these wakeups
+    were most of what a worker cost). Then it takes the connection in its turn."""
+    create_board(tmp_path, 1)
+    board = CountingBoard(tmp_path)
+    worker = LeastConnections(board, 0)
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    accepted = []
+
+    async def accept():
+        accepted.append(await worker.accept(listener))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept)
+        posted = []
+        for _ in range(5):
+            await trio.sleep(balance.STALE_S)  # on the test's clock: no time passes
+            posted.append(Board(tmp_path).fewest(time.monotonic_ns()))
+        assert board.reads == 0
+        assert posted == [(0, 0)] * 5  # seen serving all along, with no connection
+        client = await trio.open_tcp_stream("127.0.0.1", listener.socket.getsockname()[1])
+    assert board.reads >= 1 and worker.connections == 1 and len(accepted) == 1
+    for stream in (*accepted, client, listener):
+        await stream.aclose()
+
+
 def test_a_waiting_connection_is_seen_on_a_listening_socket_whatever_its_descriptor():
     """The listening socket a worker inherits has a low descriptor, but a process with many
     files open may have one past 1023, which select() cannot watch."""
