@@ -471,6 +471,20 @@ class Recorder:
             self.no_ingests.set()
 
     async def _receive_body(self, conn: HttpConnection, session: LiveSession, body: BodyIngest) -> None:
+        """The body, its flushes running beside the receiving (ingest.py)."""
+        failure = None
+        async with trio.open_nursery() as flushes:
+            body.flushes = flushes
+            try:
+                await self._receive_events(conn, session, body)
+            except Exception as exc:  # raised as it is, once the flush under way is done
+                failure = exc
+            finally:
+                body.flushes = None
+        if failure is not None:
+            raise failure
+
+    async def _receive_events(self, conn: HttpConnection, session: LiveSession, body: BodyIngest) -> None:
         interval, idle_timeout = self.config.flush_interval_s, self.config.idle_timeout_s
         while True:
             event = conn.buffered_event()

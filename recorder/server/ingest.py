@@ -1,14 +1,22 @@
 """One request body into a session: version-1 bodies through the decoder, others kept raw.
 
 Decoding and writing into the files happen on the event loop's own thread; only the flush, which
-waits for the disk (fdatasync), goes to a worker thread, one call at a time per session. Either
-way the socket is not read meanwhile, so a slow disk slows the sender through TCP instead of
-growing a queue. Why not all of it in a thread, as before: the decoding thread and the loop's
-thread then took turns at the GIL hundreds of times a second, and the hand-overs (futex wake-ups,
-cache misses) cost more than they saved. One worker, 4 TLS clients unpaced, RAW frames stored:
-10.6-11.5 ms of server CPU per MB with the thread, 7.6-8.9 without; with RAW frames compressed
-12.7-12.8 against 10.8-11.6. A session whose writer stopped on a storage error is repaired
-(recovered from its files) in a thread too, since that reads and syncs the disk.
+waits for the disk (fdatasync), goes to a worker thread, one call at a time per session. Why not
+all of it in a thread, as before: the decoding thread and the loop's thread then took turns at
+the GIL hundreds of times a second, and the hand-overs (futex wake-ups, cache misses) cost more
+than they saved. One worker, 4 TLS clients unpaced, RAW frames stored: 10.6-11.5 ms of server
+CPU per MB with the thread, 7.6-8.9 without; with RAW frames compressed 12.7-12.8 against
+10.8-11.6. A session whose writer stopped on a storage error is repaired (recovered from its
+files) in a thread too, since that reads and syncs the disk.
+
+The socket is not read while the body's bytes are decoded and written, so a slow disk slows the
+sender through TCP instead of growing a queue. A flush, though, runs beside the receiving (in
+`flushes`, a nursery the connection's task holds): the next bytes gather meanwhile, and their
+write waits for it. So the storage sees the same order as ever (write, flush, write, flush) and
+memory stays bounded by coalesce_bytes, but a device is not left unread while its files sync.
+That wait was most of a flush: 20 profile9 devices over TLS into 2 workers flushed every 0.5 s
+for 150-180 ms each (median; 107 ms of it in fdatasync, 10 ms of CPU), so each device went
+unread for a third of the time, and fell behind on a server with CPU to spare.
 """
 
 from __future__ import annotations
@@ -69,6 +77,10 @@ class BodyIngest:
         self.raw_chunk_at = 0
         self.raw_chunks: list[tuple[bytes, int]] = []  # whole raw chunks not yet written
         self._reported = Counters()
+        # While the body is received: the nursery its flushes run in, beside the receiving.
+        self.flushes: trio.Nursery | None = None
+        self._flush_done: trio.Event | None = None  # of the flush under way
+        self._flush_error: Exception | None = None
 
     @property
     def counters(self) -> Counters:
@@ -133,6 +145,9 @@ class BodyIngest:
         return self.waiting and time.monotonic() - self.pending_since >= self.flush_interval_s
 
     async def write(self, final: bool = False) -> None:
+        """What has gathered, decoded and written into the session's files, then flushed if a
+        flush is due (or `final`): beside the receiving when there is a nursery for it."""
+        await self.flushed()
         session = self.session
         if final and self.decoder is None and not self.raw and self.pieces:
             self._undecoded()  # a body shorter than the magic is not version 1
@@ -163,18 +178,42 @@ class BodyIngest:
                     await trio.to_thread.run_sync(decode_and_write)  # repairs the folder first
                 else:
                     decode_and_write()
-                if flush:
-                    await trio.to_thread.run_sync(session.writer.flush)
+                if flush and (final or self.flushes is None):
+                    await self._flush()
         finally:
             self._hold(-taken)  # written, or (on an error) gone
-        if flush:
-            session.last_flush = time.monotonic()
+        if flush and not final and self.flushes is not None:
+            self._flush_done = trio.Event()
+            self.flushes.start_soon(self._flush_beside)
         if decoder is not None:
             now = decoder.counters.as_dict()
             delta = Counters(**{k: v - getattr(self._reported, k) for k, v in now.items()})
             self._reported = Counters(**now)
             session.counters.add(delta)
         session.raw_bytes += sum(len(d) for d, _ in raw_chunks)
+
+    async def _flush(self) -> None:
+        """With the session's lock held."""
+        await trio.to_thread.run_sync(self.session.writer.flush)
+        self.session.last_flush = time.monotonic()
+
+    async def _flush_beside(self) -> None:
+        try:
+            async with self.session.lock:
+                await self._flush()
+        except Exception as exc:  # the receiving side raises it, at its next write
+            self._flush_error = exc
+        finally:
+            self._flush_done.set()
+
+    async def flushed(self) -> None:
+        """Once the flush under way (if any) is done; raises what it failed with."""
+        if self._flush_done is not None:
+            await self._flush_done.wait()
+            self._flush_done = None
+        if self._flush_error is not None:
+            error, self._flush_error = self._flush_error, None
+            raise error
 
     def _hold(self, delta: int) -> None:
         self.held += delta

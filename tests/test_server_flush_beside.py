@@ -1,0 +1,65 @@
+"""A body's flush runs beside its receiving: the bytes that come meanwhile are taken (a device is
+not left unread while its files sync), their write waits for the flush, and every record reads
+back as sent. Driven here without a socket, on a real store, so that "meanwhile" is exact."""
+
+from __future__ import annotations
+
+import time
+
+import trio
+from server_support import assert_session_equals, make_windows
+from storage_support import expected_from
+
+from recorder.server.ingest import BodyIngest
+from recorder.server.live import LiveSession
+from recorder.sim.fleet import make_fleet
+from recorder.storage.store import Store
+
+
+def live_session(data_dir, device) -> LiveSession:
+    writer = Store(data_dir).open_writer(device.serial, device.session_id)
+    writer.begin_request(device.headers(), "10.0.0.2:5555", time.time_ns())
+    return LiveSession(device.serial, device.session_id, writer, resumed=False)
+
+
+async def test_bytes_after_a_flush_are_taken_while_it_runs_and_written_after_it(tmp_path):
+    device = make_fleet(1, seed=5, profile="mp_streaming_demo")[0]
+    windows = make_windows(device, 6)
+    session = live_session(tmp_path, device)
+    # Every write is due (coalesce_bytes 1), and flushes (flush_interval_s 0).
+    body = BodyIngest(session, coalesce_bytes=1, flush_interval_s=0.0)
+    flushed_at = session.last_flush
+    async with trio.open_nursery() as flushes:
+        body.flushes = flushes
+        await body.add(windows[0], True, True)  # written, and its flush started
+        assert session.last_flush == flushed_at  # ... and not waited for
+        body.coalesce_bytes = 1 << 30  # the next bytes gather
+        for window in windows[1:3]:
+            await body.add(window, True, True)
+        assert session.last_flush == flushed_at and body.pending == sum(map(len, windows[1:3]))
+        await body.write()  # waits for the flush under way, then writes, and flushes beside again
+        assert session.last_flush > flushed_at and body.pending == 0
+        for window in windows[3:]:
+            await body.add(window, True, True)
+        await body.write(final=True)
+        body.flushes = None
+    with trio.fail_after(30):
+        await trio.to_thread.run_sync(session.writer.end_request, body.counters, time.time_ns())
+        await trio.to_thread.run_sync(session.writer.close)
+    assert_session_equals(tmp_path / device.serial / device.session_id, expected_from(windows))
+
+
+async def test_without_a_nursery_for_it_a_flush_is_waited_for(tmp_path):
+    """As after a body has ended (its final write): nothing is left running."""
+    device = make_fleet(1, seed=6, profile="mp_streaming_demo")[0]
+    windows = make_windows(device, 2)
+    session = live_session(tmp_path, device)
+    body = BodyIngest(session, coalesce_bytes=1, flush_interval_s=0.0)
+    flushed_at = session.last_flush
+    await body.add(windows[0], True, True)
+    assert session.last_flush > flushed_at
+    await body.add(windows[1], True, True)
+    await body.write(final=True)
+    await trio.to_thread.run_sync(session.writer.end_request, body.counters, time.time_ns())
+    await trio.to_thread.run_sync(session.writer.close)
+    assert_session_equals(tmp_path / device.serial / device.session_id, expected_from(windows))
