@@ -69,8 +69,12 @@ On a faster VM (one full run, then two runs of the 20 step): 2.8 / 3.3 % at 1, 0
 0.51 and 0.46 at 20 in the other two runs, every step sustained by both. The recorder took 0.07-0.08
 cores at 20, as the commit before its ingest's --raw-images auto did in two alternating runs;
 node-media-server took 0.14-0.15 (1.2 % per stream on the slower VM, 0.7 here), so the aim of at
-most 0.5 is at its edge on this VM. Of the recorder's, 0.015-0.045 cores are its idle cost (two
-workers taking turns at the listening socket every 50 ms, server/balance.py).
+most 0.5 is at its edge on this VM. Of the recorder's, 0.015-0.045 cores were its idle cost (two
+workers taking turns at the listening socket every 50 ms, server/balance.py). Since the workers
+wait at the listener until a connection comes (an idle worker 0.012 -> 0.005-0.0065 cores), the
+20 step in four runs on that VM, hours apart: 0.08, 0.09, 0.11 and 0.11 cores against
+node-media-server's 0.19, 0.21, 0.16 and 0.25: ratios 0.43, 0.43, 0.66 and 0.47 (the full run:
+0.82, 0.45, 0.48, 0.47 and 0.50 from 1 to 40). The machine's speed moved more than the recorder.
 """
 
 from __future__ import annotations
