@@ -38,7 +38,9 @@ every flush, every 0.5 s), alternating with the commit before on that VM, 20 dev
 0.78-2.15 s against 1.17-3.47 s, and per window 20 devices held at 0.5-0.8 s of lag where it had
 grown to 1.7 s. The section once more, hours later, with the VM slower (loopback 2220 MB/s, disk
 333 MB/s: 28 devices; about 1.7 times the CPU per MB): 12 devices sustained by default, with
-store and with compress alike (43 %), 14 lagged 1.03-2.33 s.
+store and with compress alike (43 %), 14 lagged 1.03-2.33 s; a second run (disk 385 MB/s: 32):
+12, 12 and 10 (38 %). Alternating with the commit before at 12 devices then: 10.6-11.1 ms of
+server CPU per MB both, against 6.6-7.9 in the morning's runs of the same code.
 """
 
 from __future__ import annotations
