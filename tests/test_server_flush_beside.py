@@ -4,9 +4,12 @@ back as sent. Driven here without a socket, on a real store, so that "meanwhile"
 
 from __future__ import annotations
 
+import errno
 import time
 
+import pytest
 import trio
+from disk_support import mounted_tmpfs, take_free_space
 from server_support import assert_session_equals, make_windows
 from storage_support import expected_from
 
@@ -63,3 +66,25 @@ async def test_without_a_nursery_for_it_a_flush_is_waited_for(tmp_path):
     await trio.to_thread.run_sync(session.writer.end_request, body.counters, time.time_ns())
     await trio.to_thread.run_sync(session.writer.close)
     assert_session_equals(tmp_path / device.serial / device.session_id, expected_from(windows))
+
+
+async def test_a_flush_the_full_disk_fails_is_raised_at_the_next_write(tmp_path):
+    """The receiving goes on while the flush runs; its failure is not lost but comes out of the
+    body's next write, where the server answers a storage error as before."""
+    device = make_fleet(1, seed=7, profile="mp_streaming_demo")[0]
+    windows = make_windows(device, 2)
+    with mounted_tmpfs(tmp_path / "disk", "16m") as disk:
+        session = live_session(disk, device)
+        body = BodyIngest(session, coalesce_bytes=1, flush_interval_s=0.0)
+        async with trio.open_nursery() as flushes:
+            body.flushes = flushes
+            await body.add(windows[0], True, True)  # written; its flush not yet run ...
+            take_free_space(disk / "filler")  # ... when the disk fills up
+            body.coalesce_bytes = 1 << 30
+            await body.add(windows[1], True, True)  # taken meanwhile: its write waits
+            with pytest.raises(OSError) as failed:
+                await body.write()
+            body.flushes = None
+        assert body.pending == len(windows[1])  # not written after the failed flush
+        assert failed.value.errno == errno.ENOSPC
+        await trio.to_thread.run_sync(session.writer.close)
