@@ -13,11 +13,12 @@ board: whose turn it is is decided when a connection comes, not some time before
 worker does not wake to look. A worker whose turn it is may be slow to take a connection (its
 event loop busy for a moment): one waiting that long (HANDOFF_S) is taken by another worker all
 the same. A worker counts only while it is seen to serve: each one also posts, at least every
-HEARTBEAT_S, that it is still at its listener. One that stopped, died, or hangs (stopped by a debugger) is passed over after
-STALE_S. When the server starts, though, every worker is waited for (up to STARTING_S) as if it
-served with no connection yet: devices that connect as soon as the port is open would otherwise
-all go to the worker that happened to start first. (A worker started again after dying is not
-waited for: the others take its devices' reconnections, and it gets the next ones.)
+HEARTBEAT_S, that it is still at its listener. One that stopped, died, or hangs (stopped by a
+debugger) is passed over after STALE_S. When the server starts, though, every worker is waited
+for (up to STARTING_S) as if it served with no connection yet: devices that connect as soon as
+the port is open would otherwise all go to the worker that happened to start first. (A worker
+started again after dying is not waited for: the others take its devices' reconnections, and it
+gets the next ones.)
 """
 
 from __future__ import annotations

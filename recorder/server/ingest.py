@@ -161,6 +161,7 @@ class BodyIngest:
         taken = sum(map(len, pieces)) + sum(len(data) for data, _ in raw_chunks)
         decoder = self.decoder
         flush = final or time.monotonic() - session.last_flush >= self.flush_interval_s
+        beside = flush and not final and self.flushes is not None
 
         def decode_and_write():
             writer = session.writer
@@ -178,11 +179,11 @@ class BodyIngest:
                     await trio.to_thread.run_sync(decode_and_write)  # repairs the folder first
                 else:
                     decode_and_write()
-                if flush and (final or self.flushes is None):
+                if flush and not beside:
                     await self._flush()
         finally:
             self._hold(-taken)  # written, or (on an error) gone
-        if flush and not final and self.flushes is not None:
+        if beside:
             self._flush_done = trio.Event()
             self.flushes.start_soon(self._flush_beside)
         if decoder is not None:
