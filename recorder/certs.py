@@ -120,6 +120,9 @@ def _new_ca(folder: Path) -> None:
                                        content_commitment=False, key_encipherment=False,
                                        data_encipherment=False, key_agreement=False,
                                        encipher_only=False, decipher_only=False), critical=True)
+          # Key identifiers: strict verification (Python 3.13's default client context) refuses
+          # a chain without them, "Missing Authority Key Identifier".
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     _write_key(folder / CA_KEY, ca_key)
     _write_cert(folder / CA, ca)
@@ -156,7 +159,9 @@ def init(folder: Path = DEFAULT_FOLDER, hostnames: list[str] | None = None) -> I
         key = _key()
         builder = (_builder(subject, ca.subject, key.public_key())
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False))
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         _write_key(folder / key_name, key)

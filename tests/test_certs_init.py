@@ -4,7 +4,9 @@ is missing only when it holds the CA's key to sign with, and says what it left a
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,42 @@ def test_a_ca_key_that_does_not_match_the_ca_signs_nothing(tmp_path, other_ca):
     assert result.exit_code == 1
     assert contents(folder) == before
     assert f"{certs.CA_KEY} is not the key of {certs.CA}" in result.output
+
+
+def test_the_certificates_made_pass_strict_verification_both_ways(tmp_path):
+    """Python 3.13's default client context verifies strictly (VERIFY_X509_STRICT), as OpenSSL
+    does when asked: a certificate without key identifiers is then refused ("Missing Authority
+    Key Identifier"). A real handshake on 127.0.0.1, each side verifying the other strictly."""
+    folder = tmp_path / "certs"
+    certs.init(folder)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=folder / certs.CA)
+    server_context.load_cert_chain(folder / certs.SERVER, folder / certs.SERVER_KEY)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    client_context = ssl.create_default_context(cafile=folder / certs.CA)
+    client_context.load_cert_chain(folder / certs.DEVICE, folder / certs.DEVICE_KEY)
+    for context in (server_context, client_context):
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        seen = {}
+
+        def serve():
+            connection, _ = listener.accept()
+            try:
+                with server_context.wrap_socket(connection, server_side=True) as tls:
+                    seen["device"] = tls.getpeercert()["subject"]
+                    tls.sendall(b"ok")
+            except ssl.SSLError as exc:
+                seen["server error"] = exc
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with client_context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                            server_hostname="localhost") as tls:
+                answer = tls.recv(2)
+        finally:
+            thread.join(10)
+    assert answer == b"ok" and "server error" not in seen
+    assert (("commonName", "recorder development device"),) in seen["device"]
