@@ -13,6 +13,8 @@ for all records at once with numpy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -47,8 +49,18 @@ def _rows(b: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
     return windows(b, width)[offsets]
 
 
-def _scalar(value):
-    return value.tolist() if isinstance(value, np.ndarray) else value.item()
+def _fields(value: np.void) -> dict:
+    """A structured scalar's fields as Python values (arrays as lists): item() converts them
+    all in one C call, where indexing field by field cost 15 us per camera frame's prefix."""
+    values = dict(zip(value.dtype.names, value.item(), strict=True))
+    for name in _array_fields(value.dtype):
+        values[name] = values[name].tolist()
+    return values
+
+
+@functools.cache
+def _array_fields(dtype: np.dtype) -> tuple[str, ...]:
+    return tuple(name for name in dtype.names if dtype[name].shape)
 
 
 class Decoder:
@@ -461,7 +473,7 @@ class Decoder:
             self._verbatim(batch, view, header, start, "malformed", problem)
             batch.counters.malformed += 1
             return
-        values = {name: _scalar(prefix[name]) for name in prefix_spec.dtype.names}
+        values = _fields(prefix)
         if prefix_spec.label_field:
             f = next(f for f in prefix_spec.fields if f.name == prefix_spec.label_field)
             label = self.schema.enums[f.enum].label(values[f.name])
