@@ -85,11 +85,28 @@ class InitReport:
     found: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     not_created: dict[str, str] = field(default_factory=dict)
+    # Certificates found that clients verifying strictly refuse (file name: the key identifier it lacks).
+    strictly_refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def serve_ready(self) -> bool:
         """Whether the folder now holds what `recorder serve` needs for TLS."""
         return all((self.folder / name).exists() for name in SERVE_NEEDS)
+
+
+def _lacking_identifier(path: Path, ca: bool) -> str | None:
+    """The key identifier a certificate lacks that strict verification requires (a CA's own,
+    any other's of its issuer), or None; None too for a file that is not a PEM certificate."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        return None
+    wanted = x509.SubjectKeyIdentifier if ca else x509.AuthorityKeyIdentifier
+    try:
+        cert.extensions.get_extension_for_class(wanted)
+    except x509.ExtensionNotFound:
+        return "Subject Key Identifier" if ca else "Authority Key Identifier"
+    return None
 
 
 def _signing_ca(folder: Path) -> tuple[x509.Certificate | None, object, str]:
@@ -170,4 +187,7 @@ def init(folder: Path = DEFAULT_FOLDER, hostnames: list[str] | None = None) -> I
 
     issue(SERVER, SERVER_KEY, "recorder", ExtendedKeyUsageOID.SERVER_AUTH, _server_names(hostnames or []))
     issue(DEVICE, DEVICE_KEY, "recorder development device", ExtendedKeyUsageOID.CLIENT_AUTH)
+    for name in (CA, SERVER, DEVICE):
+        if name in report.found and (lacking := _lacking_identifier(folder / name, ca=name == CA)):
+            report.strictly_refused[name] = lacking
     return report

@@ -266,6 +266,9 @@ def certs_init(folder, hostnames):
         reasons.setdefault(reason, []).append(name)
     for reason, names in reasons.items():
         click.echo(f"  missing  {', '.join(names)}: not created, {reason}")
+    for name, lacking in report.strictly_refused.items():
+        click.echo(f"  note     {name} has no {lacking}: clients that verify strictly (Python 3.13 and newer by "
+                   "default) refuse it; certificates made by this version's `certs init` have one")
     needed = " and ".join(certs_module.SERVE_NEEDS)
     if not report.serve_ready:
         lacking = " and ".join(n for n in certs_module.SERVE_NEEDS if n in report.not_created)

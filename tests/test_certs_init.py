@@ -193,3 +193,45 @@ def test_the_certificates_made_pass_strict_verification_both_ways(tmp_path):
             thread.join(10)
     assert answer == b"ok" and "server error" not in seen
     assert (("commonName", "recorder development device"),) in seen["device"]
+
+
+def without_key_identifiers(folder: Path) -> Path:
+    """A CA and server pair as `certs init` made them before they carried key identifiers."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def make(subject: str, key, issuer: str, signer, ca: bool) -> bytes:
+        name = lambda n: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n)])  # noqa: E731
+        cert = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+                .sign(signer, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    (folder / certs.CA).write_bytes(make("old CA", ca_key, "old CA", ca_key, True))
+    (folder / certs.SERVER).write_bytes(make("localhost", server_key, "old CA", ca_key, False))
+    (folder / certs.SERVER_KEY).write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return folder
+
+
+def test_certificates_kept_that_strict_clients_refuse_are_named_and_left_as_they_are(tmp_path):
+    folder = without_key_identifiers(tmp_path / "old")
+    before = contents(folder)
+    result = certs_init(folder)
+    assert result.exit_code == 0, result.output
+    assert contents(folder) == before
+    assert f"{certs.CA} has no Subject Key Identifier" in result.output
+    assert f"{certs.SERVER} has no Authority Key Identifier" in result.output
+    assert "Python 3.13" in result.output
+
+    fresh = certs_init(tmp_path / "new")
+    assert fresh.exit_code == 0 and "has no" not in fresh.output
