@@ -109,6 +109,18 @@ def _lacking_identifier(path: Path, ca: bool) -> str | None:
     return None
 
 
+def _authority_key_identifier(ca: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """What names `ca` in the certificates it signs: its own Subject Key Identifier when it has
+    one (a CA made elsewhere may have computed it otherwise than from its key, and a verifier
+    refuses a certificate whose authority identifier does not match its issuer's), else one
+    computed from its key."""
+    try:
+        own = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(own)
+
+
 def _signing_ca(folder: Path) -> tuple[x509.Certificate | None, object, str]:
     """The CA certificate and key to sign with, or (None, None, why not)."""
     if not (folder / CA_KEY).exists():
@@ -178,7 +190,7 @@ def init(folder: Path = DEFAULT_FOLDER, hostnames: list[str] | None = None) -> I
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                    .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False))
+                   .add_extension(_authority_key_identifier(ca), critical=False))
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         _write_key(folder / key_name, key)

@@ -156,12 +156,10 @@ def test_a_ca_key_that_does_not_match_the_ca_signs_nothing(tmp_path, other_ca):
     assert f"{certs.CA_KEY} is not the key of {certs.CA}" in result.output
 
 
-def test_the_certificates_made_pass_strict_verification_both_ways(tmp_path):
-    """Python 3.13's default client context verifies strictly (VERIFY_X509_STRICT), as OpenSSL
-    does when asked: a certificate without key identifiers is then refused ("Missing Authority
-    Key Identifier"). A real handshake on 127.0.0.1, each side verifying the other strictly."""
-    folder = tmp_path / "certs"
-    certs.init(folder)
+def strict_handshake(folder: Path) -> tuple[bytes, dict]:
+    """A real mutual-TLS handshake on 127.0.0.1 with the folder's server and device
+    certificates, each side verifying the other strictly; what the device read, and what the
+    server saw (the device's subject, or its error)."""
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=folder / certs.CA)
     server_context.load_cert_chain(folder / certs.SERVER, folder / certs.SERVER_KEY)
     server_context.verify_mode = ssl.CERT_REQUIRED
@@ -191,8 +189,53 @@ def test_the_certificates_made_pass_strict_verification_both_ways(tmp_path):
                 answer = tls.recv(2)
         finally:
             thread.join(10)
+    return answer, seen
+
+
+def test_the_certificates_made_pass_strict_verification_both_ways(tmp_path):
+    """Python 3.13's default client context verifies strictly (VERIFY_X509_STRICT), as OpenSSL
+    does when asked: a certificate without key identifiers is then refused ("Missing Authority
+    Key Identifier")."""
+    folder = tmp_path / "certs"
+    certs.init(folder)
+    answer, seen = strict_handshake(folder)
     assert answer == b"ok" and "server error" not in seen
     assert (("commonName", "recorder development device"),) in seen["device"]
+
+
+def test_certificates_signed_by_a_ca_found_name_it_by_its_own_key_identifier(tmp_path):
+    """A CA made elsewhere may carry a Subject Key Identifier that is not the hash of its key:
+    the certificates init signs with it must name that one, or a strict verifier refuses them."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a CA made elsewhere")])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier(b"made elsewhere"), critical=False)
+          .sign(key, hashes.SHA256()))
+    (folder / certs.CA).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / certs.CA_KEY).write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    report = certs.init(folder)
+    assert sorted(report.written) == sorted([certs.SERVER, certs.SERVER_KEY, certs.DEVICE, certs.DEVICE_KEY])
+    assert not report.strictly_refused
+    answer, seen = strict_handshake(folder)
+    assert answer == b"ok" and "server error" not in seen
 
 
 def without_key_identifiers(folder: Path) -> Path:
