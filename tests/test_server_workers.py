@@ -106,6 +106,31 @@ async def test_devices_on_two_workers_record_whole_and_any_worker_shows_them_all
     assert "all 2 workers stopped" in server.output
 
 
+async def test_status_names_a_worker_that_does_not_answer(tmp_path, certs_dir):
+    """Worker 1 stopped: worker 0's /status lists itself and names worker 1 as not answering,
+    so that worker 1's sessions missing from it are not taken for none."""
+    server = await start_workers(tmp_path, certs_dir)
+    try:
+        pids = await worker_pids(server)
+        assert (await get(server.url, "/status", server.ssl_context)).json["workers_not_answering"] == []
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            conn = await open_on_a_running_worker(server)
+            await conn.stream.send_all(conn.h11.send(h11.Request(method="GET", target="/status",
+                                                                 headers=[("host", "127.0.0.1")])))
+            await conn.stream.send_all(conn.h11.send(h11.EndOfMessage()))
+            status, reply = await conn.response()
+            await conn.aclose()
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        assert status == 200
+        assert [w["index"] for w in reply["workers"]] == [0]
+        assert reply["workers_not_answering"] == [1]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert await server.wait(60) == 0
+
+
 async def test_a_session_continues_on_the_worker_its_device_reconnects_to(tmp_path, certs_dir):
     """SIGSTOP steers each connection (see open_on_a_running_worker): the first request goes to
     worker 0 and the second, on a new connection, to worker 1, which has worker 0 hand the

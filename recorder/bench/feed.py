@@ -95,13 +95,21 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import certs
 from ..server.feed import DROPPED, END, FEED_PATH, HELLO, ROWS, read_frame
-from .ingest import MAX_LAG_S, PERIOD, Replayed, cpu_seconds, profile9_windows, recorder_serve, stream_devices
+from .ingest import (
+    MAX_LAG_S,
+    PERIOD,
+    Replayed,
+    cpu_seconds,
+    profile9_windows,
+    recorder_serve,
+    stream_devices,
+    whole_status,
+)
 
 # Two leave room on two cores for the recorder, the sending side and the subscriber together: with
 # three, runs with a subscriber lagged over MAX_LAG_S, and a starved recorder's CPU is not that of one
@@ -215,8 +223,7 @@ class FeedReader:
 
 def feed_status(base: str, ssl_context) -> tuple[dict[str, int], dict]:
     """Records stored per device, and the /status "feed" section."""
-    with urllib.request.urlopen(f"{base}/status", timeout=30, context=ssl_context) as r:
-        status = json.load(r)
+    status = whole_status(base, ssl_context)
     return {s["device"]: s["records"] for s in status["sessions"]}, status["feed"]
 
 

@@ -208,9 +208,19 @@ def recorder_serve(folder: Path, *, tls: bool = False, options: tuple[str, ...] 
         server.wait(timeout=120)
 
 
+def whole_status(base: str, ssl_context=None, timeout: float = 60) -> dict:
+    """GET /status once every worker is in it: one starting, restarting or busier than the
+    server's wait is named in workers_not_answering, and its sessions (and worker 0's RTMP
+    streams) are missing from that answer."""
+    def answer() -> dict | None:
+        with urllib.request.urlopen(f"{base}/status", timeout=30, context=ssl_context) as r:
+            status = json.load(r)
+        return None if status.get("workers_not_answering") else status
+    return wait_for("a /status that every worker is in", answer, timeout)
+
+
 def stored_records(base: str, ssl_context) -> dict[str, int]:
-    with urllib.request.urlopen(f"{base}/status", timeout=30, context=ssl_context) as r:
-        return {s["device"]: s["records"] for s in json.load(r)["sessions"]}
+    return {s["device"]: s["records"] for s in whole_status(base, ssl_context)["sessions"]}
 
 
 def run_devices(n: int, windows: list[bytes], records: int, headers: dict, paced: bool, *,

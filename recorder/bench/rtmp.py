@@ -96,7 +96,7 @@ import trio
 from ..rtmp import amf0, flv
 from ..rtmp import messages as M
 from ..rtmp.client import DATA_CHUNK_STREAM, ClientConnection
-from .ingest import cpu_seconds, free_port, wait_for
+from .ingest import cpu_seconds, free_port, wait_for, whole_status
 
 SIZE, FPS, SOURCE_S = (1280, 720), 30, 10
 VIDEO_KBPS, AUDIO_KBPS, SAMPLE_RATE = 2500, 128, 44100
@@ -383,7 +383,7 @@ class RecorderServer(ServerProcess):
             "the recorder", lambda: _get_json(f"{self.base}/healthz") is not None)
 
     def _streams(self) -> dict[str, dict]:
-        return {s["stream_key"]: s for s in _get_json(f"{self.base}/status")["rtmp"]["streams"] if s["app"] == APP}
+        return {s["stream_key"]: s for s in whole_status(self.base)["rtmp"]["streams"] if s["app"] == APP}
 
     def recording(self, keys: list[str]) -> bool:
         """Every stream is active in /status (their folders noted for sizes())."""

@@ -289,7 +289,12 @@ class Recorder:
         """/status: this process's, or with workers every worker's as one."""
         if self.peers is None:
             return status(self)
-        return merge_status([self.worker_status(), *(json.loads(body) for body in await self.peers.gather("/status"))])
+        merged = merge_status([self.worker_status(), *(json.loads(body) for body in await self.peers.gather("/status"))])
+        # A worker still starting, being restarted or too busy to answer in time is named, so that
+        # its sessions (and worker 0's RTMP section) missing from the rest is not taken for none.
+        answering = {w["index"] for w in merged["workers"]}
+        merged["workers_not_answering"] = [i for i in range(self.peers.count) if i not in answering]
+        return merged
 
     def worker_status(self) -> dict:
         """This worker's /status, which names it in "workers" (a list the merge joins)."""
