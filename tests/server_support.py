@@ -306,12 +306,19 @@ class ServerProcess:
                 if self.process.poll() is not None:
                     raise AssertionError(f"recorder serve exited with {self.process.returncode}:\n{self.output}")
                 try:
-                    reply = await get(self.url, "/healthz", self.ssl_context)
-                    if reply.status == 200:
+                    if await self._every_worker_answers():
                         return self
                 except (OSError, trio.BrokenResourceError):
                     pass
                 await trio.sleep(0.05)
+
+    async def _every_worker_answers(self) -> bool:
+        """/healthz answers as soon as one worker is up; /status names the workers still
+        starting (where it can be read without a token)."""
+        if (await get(self.url, "/healthz", self.ssl_context)).status != 200:
+            return False
+        status = await get(self.url, "/status", self.ssl_context)
+        return status.status != 200 or not status.json.get("workers_not_answering")
 
     async def said(self, text: str, timeout: float = 10.0) -> str:
         """The output once it holds `text`: /healthz answers as soon as one worker is up, and
