@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import h11
+import pytest
 import trio
 from server_support import (
     ServerProcess,
@@ -67,6 +68,12 @@ async def open_on_a_running_worker(server: ServerProcess, ssl_context="server") 
                 await conn.aclose()
 
 
+def resident_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        (kib,) = [line.split()[1] for line in status if line.startswith("VmRSS:")]
+    return int(kib) * 1024
+
+
 async def worker_pids(server: ServerProcess) -> dict[int, int]:
     with trio.fail_after(30):
         while True:
@@ -98,6 +105,12 @@ async def test_devices_on_two_workers_record_whole_and_any_worker_shows_them_all
             for device in fleet:
                 assert metrics.count(f'recorder_session_receiving{{device="{device.serial}"') == 1
             assert "\nrecorder_sessions 4.0\n" in metrics
+        # Resident memory as the server counts it: the workers' own, added up (read a moment
+        # apart from /proc's, so within a tenth).
+        resident = (await get(server.url, "/status", server.ssl_context)).json["memory"]["resident_bytes"]
+        assert resident == pytest.approx(sum(resident_of(pid) for pid in pids.values()), rel=0.1)
+        metrics = (await get(server.url, "/metrics", server.ssl_context)).body.decode()
+        assert "\nrecorder_resident_bytes " in metrics and "\nrecorder_heap_released_bytes_total " in metrics
     finally:
         server.send_signal(signal.SIGINT)
         assert await server.wait(60) == 0

@@ -24,6 +24,7 @@ from .balance import LeastConnections
 from .config import ServerConfig
 from .feed import DRAIN_S, FEED_PATH, FeedEndpoint, FeedHub
 from .feedrelay import RELAY_DRAIN_S, FeedRelay
+from .heap import HeapTrimmer
 from .http import ClientTooSlow, HttpConnection
 from .ingest import BodyIngest, header_problem
 from .live import LiveSession
@@ -72,8 +73,11 @@ class Recorder:
         # Shown in /status and /metrics beside the sessions.
         # How busy the event loop is; under --raw-images auto, whether RAW frames are compressed.
         self.load = LoadWatch(store.raw_images)
+        # Freed C heap memory given back to the system every few seconds (see heap.py).
+        self.heap = HeapTrimmer()
         self.status_sources = (*status_sources, StatusSource("feed", self.feed.status, self.feed.metric_families),
-                               StatusSource("load", self.load.status, self.load.metric_families))
+                               StatusSource("load", self.load.status, self.load.metric_families),
+                               StatusSource("memory", self.heap.status, self.heap.metric_families))
         self.sessions: dict[tuple[str, str], LiveSession] = {}
         # Sessions whose requests were refused in a row because they could not be opened (a full
         # disk): for the console to say so once per doubling. Forgotten once a session opens;
@@ -124,6 +128,7 @@ class Recorder:
                 nursery.start_soon(accept_forever, listener, connections, self._run_worker_connection)
             nursery.start_soon(self.housekeeping)
             nursery.start_soon(self.load.run)
+            nursery.start_soon(self.heap.run)
             task_status.started()
 
     async def _run_connection(self, stream: trio.abc.Stream, remote: str, ticket: Ticket) -> None:
