@@ -59,6 +59,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -298,17 +299,32 @@ def describe(result: dict) -> str:
 
 
 def sustained_devices(windows, records, headers, label: str, *, start: int = 1, **options) -> tuple[int, list[dict]]:
-    """The largest step of DEVICE_STEPS (from `start`) sustained in real time, and every step run."""
-    steps, sustained = [], 0
-    for n in (k for k in DEVICE_STEPS if k >= start):
+    """The largest step of DEVICE_STEPS sustained in real time (searched from `start`, see
+    largest_sustained), and every step run."""
+    steps = []
+
+    def holds(n: int) -> bool:
         result = run_devices(n, windows, records, headers, paced=True, **options)
         steps.append(result)
         print(f"paced, {label}, {n:3d} devices: {describe(result)} -> "
               f"{'sustained' if result['sustained'] else 'NOT sustained'}")
-        if not result["sustained"]:
+        return result["sustained"]
+
+    return largest_sustained(DEVICE_STEPS, start, holds), steps
+
+
+def largest_sustained(counts: tuple[int, ...], start: int, holds: Callable[[int], bool]) -> int:
+    """The largest of `counts` that holds, tried upward from `start` (a count another search
+    found) until one does not; if `start` itself does not, downward from it until one does, so
+    that a search begun too high still finds its count rather than 0. 0 if none holds."""
+    found = 0
+    for n in (k for k in counts if k >= start):
+        if not holds(n):
             break
-        sustained = n
-    return sustained, steps
+        found = n
+    if found:
+        return found
+    return next((n for n in sorted((k for k in counts if k < start), reverse=True) if holds(n)), 0)
 
 
 def run() -> dict:
