@@ -32,6 +32,7 @@ from test_live_feed import SUBSCRIBER, assert_seen_is_stored, wait_for_subscribe
 
 from recorder import devicelink as sender
 from recorder import open_session
+from recorder.bench.soak import proc_status_field
 from recorder.devicelink import SendError
 from recorder.sim.fleet import make_fleet
 from recorder.supervisor import RUN_DIR_PREFIX
@@ -68,12 +69,6 @@ async def open_on_a_running_worker(server: ServerProcess, ssl_context="server") 
                 await conn.aclose()
 
 
-def resident_of(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        (kib,) = [line.split()[1] for line in status if line.startswith("VmRSS:")]
-    return int(kib) * 1024
-
-
 async def worker_pids(server: ServerProcess) -> dict[int, int]:
     with trio.fail_after(30):
         while True:
@@ -108,7 +103,7 @@ async def test_devices_on_two_workers_record_whole_and_any_worker_shows_them_all
         # Resident memory as the server counts it: the workers' own, added up (read a moment
         # apart from /proc's, so within a tenth).
         resident = (await get(server.url, "/status", server.ssl_context)).json["memory"]["resident_bytes"]
-        assert resident == pytest.approx(sum(resident_of(pid) for pid in pids.values()), rel=0.1)
+        assert resident == pytest.approx(sum(proc_status_field(pid, "VmRSS") * 1024 for pid in pids.values()), rel=0.1)
         metrics = (await get(server.url, "/metrics", server.ssl_context)).body.decode()
         assert "\nrecorder_resident_bytes " in metrics and "\nrecorder_heap_released_bytes_total " in metrics
     finally:
