@@ -71,7 +71,11 @@ async def test_devices_connecting_one_after_another_are_spread_evenly_over_two_w
             await conn.send(windows[device.serial][0])
             counts = await reader.connections_per_worker(n + 1)  # and the reader's own
             assert max(counts) - min(counts) <= 1, (n, counts)
-        sessions = (await reader.status())["sessions"]
+        # A connection counts from its accept; its session is listed once the worker has read
+        # its headers and opened the session's files, a moment later.
+        with trio.fail_after(30):
+            while len(sessions := (await reader.status())["sessions"]) < len(fleet):
+                await trio.sleep(0.05)
         assert sorted(s["device"] for s in sessions) == sorted(d.serial for d in fleet)
         per_worker = collections.Counter(s["worker"] for s in sessions)
         assert [per_worker[0], per_worker[1]] == [c - r for c, r in zip(counts, readers, strict=True)]
