@@ -51,3 +51,24 @@ def test_sessions_come_and_go_and_the_server_keeps_only_the_live_ones(tmp_path):
     text = soak.summary(result)
     assert "memory per connected device" in text and f"{started} started" in text
     assert list(tmp_path.iterdir()) == []  # the run cleans up after itself
+
+
+def test_a_status_a_worker_did_not_answer_counts_for_no_status_figure():
+    """A /status that misses a worker's sessions would read as a smaller /status and fewer
+    sessions listed; the verdict leaves those figures out, and a server whose /status lists
+    no session while a worker is silent has not been seen to empty."""
+    def at(t, listed, missing=0):
+        return soak.Sample(t=t, rss=100 * soak.MIB, fds=50, threads=9, cpu_s=t, status_bytes=1000 * listed,
+                           listed=listed, receiving=listed, finished_earlier=0, sessions_started=int(t),
+                           connected=4, workers_not_answering=missing)
+    samples = [at(t, 10) for t in range(1, 11)]
+    samples[-1] = at(10, 0, missing=1)  # the last fifth: one sample, a worker silent
+    samples[1] = at(2, 0, missing=1)
+    idle = at(0, 0)
+    f = soak.verdict(samples, idle, at(12, 0, missing=1), devices=4, warmup_s=0, duration_s=10)
+    assert f["partial_status_samples"] == 2
+    assert f["listed"]["first"] == f["listed"]["last"] == 10 and f["status_bytes"]["growth"] == 0
+    assert f["flat"]["status_bytes"] and not f["flat"]["status_empty_after"]
+    assert f["rss"]["first"] == 100 * soak.MIB  # /proc figures count every sample
+    whole = soak.verdict(samples, idle, at(12, 0), devices=4, warmup_s=0, duration_s=10)
+    assert whole["flat"]["status_empty_after"]
