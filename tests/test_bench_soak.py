@@ -7,6 +7,7 @@ and sense, never against a time."""
 from __future__ import annotations
 
 import math
+import os
 
 from recorder.bench import soak
 
@@ -40,6 +41,9 @@ def test_sessions_come_and_go_and_the_server_keeps_only_the_live_ones(tmp_path):
     # Every session's files were closed: back to the idle server's descriptors.
     assert result["after"]["fds"] <= result["idle"]["fds"] + soak.FD_TOLERANCE and f["flat"]["fds_back_to_idle"]
     assert max(s["fds"] for s in during) > result["idle"]["fds"]  # the sessions' files were counted
+    # ... and no sample found a file held open of a session /status no longer lists.
+    assert f["files_held"]["max"] > 0 and max(s["files_held"] for s in during) > 0
+    assert f["files_held"]["of_gone_sessions_max"] == 0 and f["flat"]["no_files_of_gone_sessions"]
 
     # The bench's own figures.
     assert len(result["samples"]) >= 10 and f["steady_samples"] >= 4
@@ -72,3 +76,18 @@ def test_a_status_a_worker_did_not_answer_counts_for_no_status_figure():
     assert f["rss"]["first"] == 100 * soak.MIB  # /proc figures count every sample
     whole = soak.verdict(samples, idle, at(12, 0), devices=4, warmup_s=0, duration_s=10)
     assert whole["flat"]["status_empty_after"]
+
+
+def test_files_held_are_counted_by_the_session_folder_they_are_in(tmp_path):
+    """The soak bench's leak measure, on this process: files open under a session's folder are
+    counted for that session; a file elsewhere, or in the RTMP recordings' folder, is not."""
+    data = tmp_path / "data"
+    session = data / "DEVICE-1" / "597b9aec-079a-4ca3-bc6c-98bf10f6aa33" / "imu"
+    rtmp = data / "rtmp" / "live" / "glasses"
+    for folder in (session, rtmp):
+        folder.mkdir(parents=True)
+    with open(session / "a", "wb") as a, open(session.parent / "session.json", "wb") as b, \
+            open(rtmp / "c", "wb") as c, open(tmp_path / "d", "wb") as d:
+        held = soak.files_held(os.getpid(), data)
+        assert held == {"597b9aec-079a-4ca3-bc6c-98bf10f6aa33": 2}, (a, b, c, d)
+    assert soak.files_held(os.getpid(), data) == {}

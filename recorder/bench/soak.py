@@ -30,6 +30,10 @@ grew under RSS_TOLERANCE, descriptors by at most FD_TOLERANCE and /status by und
 STATUS_TOLERANCE. Memory per connected device: the steady part's median RSS less the idle
 server's, over the devices. Once the devices stop and every session has left the live status,
 the descriptors should be back at the idle server's count; `recorder ls` must list every session.
+The descriptors swing with the connections, so a slow leak hides in them; the files the server
+holds open in sessions' folders (/proc/<pid>/fd) are set beside /status in every sample: a
+file held of a session its device ended and /status no longer lists (one finished at least
+keep-finished seconds ago) is one the server forgot to close, and there must be none.
 
 Figures (2-core VM shared with other work; ten minutes, 50 devices). `recorder serve` as a user
 starts it (two ingest workers, one per core): 1012 sessions, no device error, every one whole on
@@ -67,6 +71,7 @@ from one round to the next, and RSS 347, 359, 356 MiB.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -88,6 +93,7 @@ import trio
 
 from ..sim import sender
 from ..sim.fleet import make_fleet
+from ..storage.layout import RTMP_ROOT
 from ..storage.summary import session_info
 from .ingest import PERIOD, cpu_seconds, process_tree, recorder_serve
 
@@ -144,6 +150,9 @@ class Sent:
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
     connected: int = 0  # devices with a connection open now
+    # Session ids their devices are done with (the last answer came, or the device gave up): a
+    # list, which the sampler's thread copies whole (a set could change size while copied).
+    ended: list[str] = field(default_factory=list)
 
 
 async def send_part(url: str, ssl_context, headers: dict, windows: list[bytes], period_s: float,
@@ -186,6 +195,8 @@ async def device_sessions(index: int, batches: Batches, url: str, ssl_context, *
         except (OSError, trio.BrokenResourceError, ssl.SSLError, h11.ProtocolError, sender.SendError) as exc:
             sent.errors.append(f"{serial} {session_id}: {sender.describe(exc)}")
             await trio.sleep(period_s)
+        finally:
+            sent.ended.append(session_id)
 
 
 def stream_for(devices: int, batches: Batches, url: str, ssl_context, *, duration_s: float, session_s: float,
@@ -266,6 +277,11 @@ class Sample:
     # Workers /status named as not answering (starting, restarting, or slower than the server's
     # wait): their sessions are missing from that answer, so its /status figures are not counted.
     workers_not_answering: int = 0
+    # Files open in sessions' folders, and of those, files of sessions that their devices ended
+    # and /status no longer lists: a leak shows there exactly, however much the descriptors
+    # swing with the connections.
+    files_held: int = 0
+    files_held_of_gone_sessions: int = 0
 
 
 HOUSEKEEPING_S = 2.0
@@ -278,26 +294,65 @@ def overdue_sessions(sessions: list[dict], allowed_s: dict[str, float], now: flo
     return len(late), max(late, default=0.0)
 
 
-def sample(server: subprocess.Popen, base: str, ssl_context, sent: Sent, t: float,
-           allowed_s: dict[str, float]) -> Sample:
-    size, status = live_status(base, ssl_context)
+@dataclass(frozen=True)
+class Watched:
+    """The `recorder serve` under test: its process, where it answers, and its data folder."""
+    process: subprocess.Popen
+    base: str
+    ssl_context: ssl.SSLContext | None
+    data_dir: Path
+
+
+def files_held(pid: int, data_dir: Path) -> collections.Counter[str]:
+    """The files the server's processes hold open in device sessions' folders, by session id
+    (<data-dir>/<serial>/<session-id>/...; a process that ended meanwhile holds none)."""
+    root = os.path.realpath(data_dir) + os.sep
+    held: collections.Counter[str] = collections.Counter()
+    for p in process_tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{p}/fd/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            parts = target[len(root):].split(os.sep) if target.startswith(root) else []
+            if len(parts) >= 3 and parts[0] != RTMP_ROOT:
+                held[parts[1]] += 1
+    return held
+
+
+def sample(server: Watched, sent: Sent, t: float, allowed_s: dict[str, float]) -> Sample:
+    # The sessions their devices are done with, their open files, then /status, in that order.
+    # Such a session is listed while its files are open (it leaves /status keep-finished seconds
+    # after its files close), so a file held of one that /status does not list is one the
+    # server forgot to close. A session still being sent is left out: its files open before it
+    # is listed, and when it moves to another worker, they close on one and open on the other.
+    ended = set(sent.ended[:])
+    held = files_held(server.process.pid, server.data_dir)
+    size, status = live_status(server.base, server.ssl_context)
+    listed = {s["session_id"] for s in status["sessions"]}
     overdue, late_s = overdue_sessions(status["sessions"], allowed_s, time.time())
-    return Sample(t=t, rss=rss_bytes(server.pid), fds=open_fds(server.pid),
-                  threads=threads(server.pid), cpu_s=cpu_seconds(server.pid),
+    pid = server.process.pid
+    return Sample(t=t, rss=rss_bytes(pid), fds=open_fds(pid),
+                  threads=threads(pid), cpu_s=cpu_seconds(pid),
                   status_bytes=size, listed=len(status["sessions"]),
                   receiving=sum(s["state"] == "receiving" for s in status["sessions"]),
                   finished_earlier=status["finished_earlier"]["sessions"], sessions_started=len(sent.sessions),
                   connected=sent.connected, overdue=overdue, late_s=late_s,
-                  workers_not_answering=len(status.get("workers_not_answering", [])))
+                  workers_not_answering=len(status.get("workers_not_answering", [])),
+                  files_held=sum(held.values()),
+                  files_held_of_gone_sessions=sum(n for sid, n in held.items() if sid in ended and sid not in listed))
 
 
 class Sampler:
     """Samples the server every `every` seconds from a thread of its own, beside the devices'
     event loop; each row is handed to on_sample as it comes."""
 
-    def __init__(self, server, base, ssl_context, sent: Sent, allowed_s: dict[str, float], every: float,
-                 on_sample=None):
-        self.args = server, base, ssl_context, sent
+    def __init__(self, server: Watched, sent: Sent, allowed_s: dict[str, float], every: float, on_sample=None):
+        self.args = server, sent
         self.allowed_s = allowed_s
         self.every = every
         self.on_sample = on_sample
@@ -391,6 +446,13 @@ def verdict(samples: list[Sample], idle: Sample, after: Sample, devices: int, wa
         "fds_back_to_idle": fds["after"] <= fds["idle"] + FD_TOLERANCE,
         "status_empty_after": after.listed == 0 and not after.workers_not_answering,
     }
+    # Every sample counts here, the warm-up and the wait for the server to empty too.
+    checked = every_worker_answered([*samples, after])
+    figures["files_held"] = {"max": max(s.files_held for s in checked),
+                             "of_gone_sessions_max": max(s.files_held_of_gone_sessions for s in checked),
+                             "samples_with_files_of_gone_sessions": sum(bool(s.files_held_of_gone_sessions)
+                                                                         for s in checked)}
+    figures["flat"]["no_files_of_gone_sessions"] = figures["files_held"]["of_gone_sessions_max"] == 0
     figures["memory_per_device_aim_met"] = figures["memory_per_device"] <= MEMORY_PER_DEVICE_AIM_MIB * MIB
     return figures
 
@@ -426,13 +488,13 @@ def listed_by_ls(data_dir: Path) -> str:
     return subprocess.run([*args, "ls", str(data_dir)], capture_output=True, text=True, check=True).stdout
 
 
-def wait_until_forgotten(server, base, ssl_context, sent: Sent, started: float, allowed_s: dict[str, float],
+def wait_until_forgotten(server: Watched, sent: Sent, started: float, allowed_s: dict[str, float],
                          timeout_s: float) -> Sample:
     """Once the devices have stopped: a sample as soon as a /status that every worker answered
     lists no session (every one finalised and gone), or the last one tried after timeout_s."""
     deadline = time.monotonic() + timeout_s
     while True:
-        after = sample(server, base, ssl_context, sent, time.monotonic() - started, allowed_s)
+        after = sample(server, sent, time.monotonic() - started, allowed_s)
         if (after.listed == 0 and not after.workers_not_answering) or time.monotonic() > deadline:
             return after
         time.sleep(0.5)
@@ -458,17 +520,18 @@ def measure(devices: int = DEVICES, duration_s: float = DURATION_S, *, session_s
                "--idle-timeout", str(TIMEOUT_S), *serve_options)
     with tempfile.TemporaryDirectory(dir=folder, prefix="soak-") as tmp:
         log = Path(tmp) / "serve.log"
-        with recorder_serve(Path(tmp), tls=True, options=options, log=log) as (server, base, ssl_context):
+        with recorder_serve(Path(tmp), tls=True, options=options, log=log) as (process, base, ssl_context):
+            server = Watched(process, base, ssl_context, Path(tmp) / "data")
             time.sleep(1.0)  # the idle server settled
             started, sender_before = time.monotonic(), time.process_time()
-            idle = sample(server, base, ssl_context, sent, 0.0, allowed_s)
-            with Sampler(server, base, ssl_context, sent, allowed_s, sample_every_s, on_sample) as sampler:
+            idle = sample(server, sent, 0.0, allowed_s)
+            with Sampler(server, sent, allowed_s, sample_every_s, on_sample) as sampler:
                 sampler.started = started
                 stream_for(devices, batches, f"{base}/", ssl_context, duration_s=duration_s, session_s=session_s,
                            period_s=period_s, sent=sent)
             streamed_s, sender_cpu_s = time.monotonic() - started, time.process_time() - sender_before
             # However far behind the server fell, it should catch up with the devices gone.
-            after = wait_until_forgotten(server, base, ssl_context, sent, started, allowed_s,
+            after = wait_until_forgotten(server, sent, started, allowed_s,
                                          session_grace_s + keep_finished_s + 60)
             _, final_status = live_status(base, ssl_context)
         listing = listed_by_ls(Path(tmp) / "data")
@@ -537,6 +600,13 @@ def summary(result: dict) -> str:
                  f"{'yes' if flat['status_bytes'] else 'NO'} (under {STATUS_TOLERANCE:.0%}); after the devices left: "
                  f"fds {'back to' if flat['fds_back_to_idle'] else 'NOT back to'} the idle server's, /status "
                  f"{'lists no session' if flat['status_empty_after'] else 'still lists sessions'}")
+    held = f["files_held"]
+    if f["flat"]["no_files_of_gone_sessions"]:
+        lines.append(f"files held open of ended sessions /status no longer lists: none in any sample (up to "
+                     f"{held['max']} files of live sessions held at once)")
+    else:
+        lines.append(f"files held open of ended sessions /status no longer lists: up to {held['of_gone_sessions_max']}, "
+                     f"in {held['samples_with_files_of_gone_sessions']} samples: the server left them open")
     if f["overdue"]["max"]:
         lines.append(f"the server fell behind: up to {f['overdue']['max']:.0f} sessions at once were still waiting "
                      f"past the session grace or listed past keep-finished, one by {f['most_late_s']:.0f} s "
