@@ -55,7 +55,8 @@ $(NODE_STAMP): recorder/bench/node/package.json recorder/bench/node/package-lock
 # The hour-long form of the bench's soak section (`make bench` runs it for ten minutes): 50
 # simulated devices stream over TLS to one `recorder serve` for an hour, ending sessions and
 # starting new ones (some 6000 sessions), while the server's RSS, open file descriptors and
-# /status size are sampled; it says whether they stayed flat. About 62 minutes in all; the
+# /status size are sampled; it says whether they stayed flat and whether any file of an ended
+# session was left open. About 62 minutes in all; the
 # sessions take some 30 GB under the current folder while it runs (removed at the end).
 soak: install
 	mkdir -p bench-results
