@@ -45,6 +45,14 @@ With each blob's prefix decoded in one call (12 % fewer decode instructions, cal
 section once (disk 331 MB/s: 28 devices): 16 devices sustained by default (0.75 s of lag, 165
 MB/s, 1.39 server cores; 20 lag 3.17 s), 57 % of what the disk allows; --raw-images compress 12.
 --raw-images store printed 0 there: its search starts at the default's count, and 16 lagged 1.73 s.
+The section once more on a faster VM (disk 343 MB/s: 29 devices): 16 sustained by default (0.64
+s; 20 lagged 2.37 s), 20 with --raw-images store (0.74 s; 24 lagged 3.12 s, its lag growing
+every window), 14 with compress: 55 % of what the disk allows by default, 69 % with store.
+Paced runs of 20 devices by default the same hour: 4 of 7 held (0.56-0.95 s of lag), 3 lagged
+1.44-2.37 s. The lag per window shows where it comes from: it jumps in the first second, as
+every session opens its files at once and the workers' loops become saturated, to 0.45-1.2 s,
+then stays about level at 20 devices (the server keeps pace but does not catch up) and grows
+at 24 (it does not keep pace).
 """
 
 from __future__ import annotations
