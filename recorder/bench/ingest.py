@@ -49,10 +49,12 @@ The section once more on a faster VM (disk 343 MB/s: 29 devices): 16 sustained b
 s; 20 lagged 2.37 s), 20 with --raw-images store (0.74 s; 24 lagged 3.12 s, its lag growing
 every window), 14 with compress: 55 % of what the disk allows by default, 69 % with store.
 Paced runs of 20 devices by default the same hour: 4 of 7 held (0.56-0.95 s of lag), 3 lagged
-1.44-2.37 s. The lag per window shows where it comes from: it jumps in the first second, as
-every session opens its files at once and the workers' loops become saturated, to 0.45-1.2 s,
-then stays about level at 20 devices (the server keeps pace but does not catch up) and grows
-at 24 (it does not keep pace).
+1.44-2.37 s. The lag per window shows where it comes from: it jumps to 0.45-1.2 s in the first
+second, while the workers' loops become saturated (by default they still compress RAW frames
+then: each coalesced write took 20-76 ms of a loop's CPU, none over 20 ms once frames were
+stored), then stays about level at 20 devices (the server keeps pace but does not catch up) and
+grows at 24 (it does not keep pace). Switching to storing after one saturated window instead of
+two lowered the lag at 16 devices (4 pairs) but not at 20 (higher in 3 pairs of 4).
 """
 
 from __future__ import annotations
