@@ -50,11 +50,15 @@ s; 20 lagged 2.37 s), 20 with --raw-images store (0.74 s; 24 lagged 3.12 s, its 
 every window), 14 with compress: 55 % of what the disk allows by default, 69 % with store.
 Paced runs of 20 devices by default the same hour: 4 of 7 held (0.56-0.95 s of lag), 3 lagged
 1.44-2.37 s. The lag per window shows where it comes from: it jumps to 0.45-1.2 s in the first
-second, while the workers' loops become saturated (by default they still compress RAW frames
-then: each coalesced write took 20-76 ms of a loop's CPU, none over 20 ms once frames were
-stored), then stays about level at 20 devices (the server keeps pace but does not catch up) and
-grows at 24 (it does not keep pace). Switching to storing after one saturated window instead of
-two lowered the lag at 16 devices (4 pairs) but not at 20 (higher in 3 pairs of 4).
+second, while every session starts at once and the workers' loops become saturated, then stays
+about level at 20 devices (the server keeps pace but does not catch up) and grows at 24 (it does
+not keep pace). In that first second each coalesced write took 20-76 ms of a loop's CPU by
+default, 20-58 ms with --raw-images store, and hardly any over 20 ms after it. A session's first
+write also makes its streams' folders and opens their files (30-43 ms against 20-28 for the
+next ones, one session alone, RAW frames compressed). Two changes aimed at that first second did
+not lower the jump at 20 devices, 4 alternating pairs each: storing frames after one saturated
+window instead of two (higher lag in 3 pairs; lower in all 4 pairs at 16 devices), and each
+session's first write in a thread, off the loop (first-second lag 0.99-1.43 s against 0.43-1.37).
 """
 
 from __future__ import annotations
