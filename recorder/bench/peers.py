@@ -60,7 +60,7 @@ faster VM (uvicorn TLS 741 MB/s at 4 clients): recorder TLS 102 and 193 MB/s, 7.
 --raw-images store TLS 168 and 241, 5.51: 0.26 of uvicorn's MB/s for 5.5 times its CPU per GB,
 and with store 0.32 for 4.1. A 4-client run lasts about 1.5 s here, of which auto needs half a
 second of saturation before it stores frames as they come: it stays near compress's figures.
-Two runs on one day, an hour apart (6 s, 3 repeats; uvicorn TLS 576 and 651 MB/s at 4 clients):
+Two runs on one day, 40 minutes apart (6 s, 3 repeats; uvicorn TLS 576 and 651 MB/s at 4 clients):
 recorder TLS 92 and 177 MB/s, 8.8 s/GB, then 108 and 211, 7.5; --raw-images store 159 and 163,
 9.1, then 159 and 207, 7.0: 0.31 and 0.32 of uvicorn's MB/s for 5.2 and 5.4 times its CPU per
 GB (store: 0.28 and 0.32 for 5.4 and 5.1). Fresh servers given only the 4 devices, the same
@@ -71,7 +71,7 @@ to a trio server that discards it: trio's SSLStream read as the recorder reads i
 decrypted_too) 1.27-1.42 s/GB; a non-blocking ssl.SSLSocket that OpenSSL reads straight from
 the socket 1.13-1.31; with h11 parsing the chunked body on top, 1.71-1.87, and 1.63-1.79 with
 every record decrypted into one buffer first. Most of the recorder's CPU per GB is after the
-receiving: decoding, writing into the page cache (the kernel's copy alone was 16 % of a worker's
+receiving: decoding, writing into the page cache (the kernel's copy alone was 16 % of the workers'
 samples with RAW frames stored) and syncing.
 """
 
