@@ -86,3 +86,21 @@ def test_the_ceilings_and_the_disk_count(figures):
     assert figures["loopback_mb_per_s"] > 0 and figures["disk_mb_per_s"] > 0
     assert figures["per_device_mb_per_s"] > 0
     assert figures["devices_the_disk_allows"] == figures["disk_mb_per_s"] / figures["per_device_mb_per_s"]
+
+
+def test_the_stages_alone_and_the_bound_they_set(figures):
+    stages = figures["stages"]
+    assert stages["records"] > 0 and stages["body_mb"] > 0  # measure() raises unless every record was stored
+    assert stages["decoding_s_per_gb"] > 0 and stages["storing_s_per_gb"] > 0
+    found = figures["bound"]
+    per_gb = found["s_per_gb"]
+    assert per_gb["receiving"] == measured(figures, "trio+h11", True)["cpu_per_gb"]
+    assert per_gb["sending"] == measured(figures, "recorder", True)["sending_cpu_per_gb"] > 0
+    assert found["total_s_per_gb"] == pytest.approx(sum(per_gb.values()))
+    assert found["mb_per_s"] == pytest.approx(found["cores"] / found["total_s_per_gb"] * 1e3)
+    assert found["cores"] >= 1 and found["clients"] == 1
+    uvicorn = figures["servers"][peers.key("uvicorn", True)]
+    if "error" in uvicorn:
+        assert found["of_uvicorn_tls"] is None
+    else:
+        assert found["of_uvicorn_tls"] == pytest.approx(found["mb_per_s"] / uvicorn["clients"][1]["mb_per_s"])

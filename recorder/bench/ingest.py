@@ -59,6 +59,12 @@ next ones, one session alone, RAW frames compressed). Two changes aimed at that 
 not lower the jump at 20 devices, 4 alternating pairs each: storing frames after one saturated
 window instead of two (higher lag in 3 pairs; lower in all 4 pairs at 16 devices), and each
 session's first write in a thread, off the loop (first-second lag 0.99-1.43 s against 0.43-1.37).
+The same code, the section once on a later day (disk 364 MB/s: 31 devices): 24 sustained by
+default (0.90 s of lag, 248 MB/s, 1.50 server cores; 32 lagged 3.43 s), 24 with store (0.83 s),
+16 with compress (0.78 s; 20 lagged 2.53 s): 77 % of what the disk allows by default. Unpaced, 4
+devices: plain 278 MB/s, TLS 257, TLS with store 293. Standalone paced runs of 20 devices earlier
+that day held with 0.51 and 0.67 s of lag by default, 0.22 and 0.34 with store: the same code
+sustains 16 devices one day and 24 another, as the VM's speed moves.
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ half its MB/s, at most 5 times its CPU per GB), and the devices the disk's write
 The sending side shares the machine's cores with the server under test, so MB/s is what one
 machine does with both; CPU per GB is the server's alone.
 
+The bound (bench/stages.py): the recorder's decoding and storing, each alone on one core on the
+same body, plus this run's receiving (trio+h11 over TLS) and sending (this process's CPU per GB
+while it sent to the recorder over TLS), give the MB/s the machine's cores carry if nothing but
+those stages cost CPU, and the CPU per GB the cores can give all of them at the MB/s aim.
+
 Figures (2-core VM shared with other work; --seconds 2, 3 repeats): MB/s with 1 and 4 devices,
 CPU s per GB at 4: recorder TLS 31 and 39, 35; recorder plain 44 and 60, 27; uvicorn TLS 223
 and 297, 1.8; uvicorn plain 947 and 908, 1.1; trio+h11 TLS 269 and 279, 3.5; http.server TLS
@@ -73,6 +78,15 @@ the socket 1.13-1.31; with h11 parsing the chunked body on top, 1.71-1.87, and 1
 every record decrypted into one buffer first. Most of the recorder's CPU per GB is after the
 receiving: decoding, writing into the page cache (the kernel's copy alone was 16 % of the workers'
 samples with RAW frames stored) and syncing.
+With the bound (same VM, one run; uvicorn TLS 693 MB/s at 4 clients): recorder TLS 106 and 223
+MB/s, 6.91 s/GB; --raw-images store 173 and 237, 6.11: 0.32 of uvicorn's MB/s for 4.9 times its
+CPU per GB (store: 0.34 for 4.3). The stages alone: sending 1.19 s/GB, receiving 1.59, decoding
+0.82, storing 1.41, together 5.01: 399 MB/s on the 2 cores, 0.58 of uvicorn's, where the aim
+leaves 5.77 s/GB. So the stages alone leave room for the aim, and what the recorder pays beyond
+them (3.1 s/GB in that run with RAW frames compressed, 2.3 with them stored) is what keeps it
+under. That extra moves with the machine: fresh servers given 4 devices with --raw-images store
+took 4.3-4.4 s/GB at 296-309 MB/s (0.5-0.6 s/GB beyond that run's stages) in one quarter of
+an hour, and 5.0-6.8 s/GB at 214-272 MB/s in the one before.
 """
 
 from __future__ import annotations
@@ -96,6 +110,7 @@ from .. import certs
 from ..devicelink import describe as describe_error
 from ..sim import sender
 from ..supervisor import default_count
+from . import stages
 from .ingest import (
     PERIOD,
     Replayed,
@@ -337,15 +352,17 @@ def server_cpu_seconds(pid: int) -> float:
 
 
 def send(process: subprocess.Popen, base: str, ssl_context, devices: list[Replayed]) -> dict:
-    """Every device at once, unpaced; MB/s of body received and the server's CPU meanwhile."""
+    """Every device at once, unpaced; MB/s of body received, the server's CPU meanwhile and the
+    sending side's (this process's)."""
     body_bytes = sum(sum(map(len, d.windows)) for d in devices)
-    cpu_before = server_cpu_seconds(process.pid)
+    cpu_before, sending_before = server_cpu_seconds(process.pid), time.process_time()
     started = time.perf_counter()
     stream_devices(devices, f"{base}/", False, ssl_context)  # raises unless every answer was 200
     elapsed = time.perf_counter() - started
     cpu = server_cpu_seconds(process.pid) - cpu_before
+    sending = time.process_time() - sending_before
     return {"clients": len(devices), "seconds": elapsed, "mb": body_bytes / 1e6, "mb_per_s": body_bytes / elapsed / 1e6,
-            "server_cpu_s": cpu, "cpu_per_gb": cpu / (body_bytes / 1e9)}
+            "server_cpu_s": cpu, "cpu_per_gb": cpu / (body_bytes / 1e9), "sending_cpu_per_gb": sending / (body_bytes / 1e9)}
 
 
 def one_repeat(server: str, tls: bool, folder: Path, cert_dir: Path, clients, windows, records, headers) -> dict:
@@ -406,6 +423,7 @@ def measure(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *
             cells[n] = {
                 "mb_per_s": statistics.median(r[n]["mb_per_s"] for r in runs[name]),
                 "cpu_per_gb": statistics.median(r[n]["cpu_per_gb"] for r in runs[name]),
+                "sending_cpu_per_gb": statistics.median(r[n]["sending_cpu_per_gb"] for r in runs[name]),
                 "runs": [r[n] for r in runs[name]],
             }
             if s.startswith("recorder"):
@@ -415,7 +433,28 @@ def measure(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *
     figures["ratios_workers"] = ratios(figures, max(clients), recorder="recorder --workers TLS")
     figures["ratios_raw_images_stored"] = ratios(figures, max(clients), recorder="recorder --raw-images store TLS")
     figures["devices_the_disk_allows"] = figures["disk_mb_per_s"] / per_device
+    figures["stages"] = stages.measure(seconds, folder=folder)
+    figures["bound"] = stages_bound(figures, max(clients))
     return figures
+
+
+def stages_bound(figures: dict, clients: int) -> dict | None:
+    """stages.bound with this run's receiving (trio+h11 over TLS, discarding) and sending (to the
+    recorder over TLS) at `clients` clients, as a share of uvicorn's MB/s over TLS; None where a
+    cell it needs was not measured."""
+    def cell(name: str) -> dict | None:
+        return figures["servers"].get(name, {}).get("clients", {}).get(clients)
+
+    receiving, sending, uvicorn = cell("trio+h11 TLS"), cell("recorder TLS"), cell("uvicorn TLS")
+    if not receiving or not sending:
+        return None
+    found = stages.bound(figures["stages"], receiving_s_per_gb=receiving["cpu_per_gb"],
+                         sending_s_per_gb=sending["sending_cpu_per_gb"])
+    found["clients"] = clients
+    found["of_uvicorn_tls"] = found["mb_per_s"] / uvicorn["mb_per_s"] if uvicorn else None
+    # What the cores can give to all the stages together at the aim's MB/s.
+    found["aim_s_per_gb"] = found["cores"] / (MIN_MB_PER_S_RATIO * uvicorn["mb_per_s"] / 1e3) if uvicorn else None
+    return found
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -480,7 +519,24 @@ def run(seconds: float = SECONDS, repeats: int = REPEATS, clients=CLIENTS, *, ce
               f"{'met' if r['cpu_per_gb'] <= MAX_CPU_PER_GB_RATIO else 'NOT met'}")
     print(f"profile9 devices the disk's write speed allows: {figures['devices_the_disk_allows']:.0f} "
           f"({figures['disk_mb_per_s']:.0f} MB/s over {per_device:.1f} MB/s each)")
+    print_bound(figures)
     return figures
+
+
+def print_bound(figures: dict) -> None:
+    found = figures["bound"]
+    if found is None:
+        print("the stages' bound: not measured (the recorder or trio+h11 over TLS did not run)")
+        return
+    per_gb = found["s_per_gb"]
+    print(f"CPU per GB of each stage alone: sending {per_gb['sending']:.2f} s (this process, to the recorder "
+          f"over TLS), receiving {per_gb['receiving']:.2f} (trio+h11 over TLS, discarding), decoding "
+          f"{per_gb['decoding']:.2f}, storing {per_gb['storing']:.2f} (one core, RAW frames as they come, "
+          f"fsync'd); together {found['total_s_per_gb']:.2f}")
+    print(f"the {found['cores']} cores carry at most {found['mb_per_s']:.0f} MB/s of it at {found['clients']} "
+          f"client(s)" + ("" if found["of_uvicorn_tls"] is None else
+                          f" = {found['of_uvicorn_tls']:.2f} of uvicorn TLS's MB/s, where the aim is "
+                          f"{MIN_MB_PER_S_RATIO:g} ({found['aim_s_per_gb']:.2f} s per GB for all the stages)"))
 
 
 def main(argv: list[str]) -> int:
