@@ -86,7 +86,20 @@ leaves 5.77 s/GB. So the stages alone leave room for the aim, and what the recor
 them (3.1 s/GB in that run with RAW frames compressed, 2.3 with them stored) is what keeps it
 under. That extra moves with the machine: fresh servers given 4 devices with --raw-images store
 took 4.3-4.4 s/GB at 296-309 MB/s (0.5-0.6 s/GB beyond that run's stages) in one quarter of
-an hour, and 5.0-6.8 s/GB at 214-272 MB/s in the one before.
+an hour, and 5.0-6.8 s/GB at 214-272 MB/s in the one before. The section again an hour later,
+the VM slower (uvicorn TLS 496 MB/s): recorder TLS 76 and 170 MB/s, 8.91 s/GB: 0.34 of uvicorn's
+MB/s for 4.5 times its CPU per GB (store: 0.38 for 4.2); the stages 6.59 s/GB together, 303
+MB/s, 0.61 of uvicorn's.
+Where the server's CPU goes, 4 devices, 6-s bodies over TLS, each worker's loop thread timed
+around Decoder.feed_pieces and SessionWriter.write, and its threads around flush(), from the
+first decode to the last (three runs, --raw-images store): decoding 1.13-1.14 s/GB, writing
+1.23-1.28, flushing 0.42-0.51, the rest of the loop (receiving: trio, TLS, h11) 1.33-1.48, and
+some 0.6-0.8 around that span (sessions starting and ending). By default, RAW frames compressed
+until the loops count as saturated, writing took 2.39-2.75. So the receiving costs what the bare
+trio+h11 server pays, decoding 1.4-2 times what it costs alone, storing 1.2-1.5 times. In
+those runs the sending took 1.5-1.6 s/GB and the server 4.8-5.1 in all (RAW frames stored):
+6.3-6.7 s/GB, of which the 2 cores carry at most 300-320 MB/s (they carried 265-279), where the
+aim asks for 250-350 as uvicorn's speed moved that day (496-700 MB/s).
 """
 
 from __future__ import annotations
