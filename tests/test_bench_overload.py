@@ -24,6 +24,7 @@ def test_a_flood_past_the_limit_is_refused_and_the_recording_devices_lose_nothin
     flood = figures["flooded"]["flood"]
     assert flood["refused_503"] > 0 and flood["other"] == {}, flood
     # What the flood was given is what the limit left free beside the recording devices.
-    assert 0 < flood["taken"] <= LIMIT - DEVICES and flood["taken_answers"] == [200] * flood["taken"], flood
+    assert 0 < flood["taken"] <= LIMIT - DEVICES and flood["taken_answers"] == [200] * flood["taken"], (
+        f"taken {flood['taken']}, answered {flood['taken_answers']}: {flood}")
     assert flood["attempts"] == flood["refused_503"] + flood["closed_unanswered"] + flood["taken"], flood
     assert "refused 503" in overload.report(figures)
