@@ -83,7 +83,7 @@ MB/s, 6.91 s/GB; --raw-images store 173 and 237, 6.11: 0.32 of uvicorn's MB/s fo
 CPU per GB (store: 0.34 for 4.3). The stages alone: sending 1.19 s/GB, receiving 1.59, decoding
 0.82, storing 1.41, together 5.01: 399 MB/s on the 2 cores, 0.58 of uvicorn's, where the aim
 leaves 5.77 s/GB. So the stages alone leave room for the aim, and what the recorder pays beyond
-them (3.1 s/GB in that run with RAW frames compressed, 2.3 with them stored) is what keeps it
+them (3.1 s/GB in that run by default, 2.3 with RAW frames stored) is what keeps it
 under. That extra moves with the machine: fresh servers given 4 devices with --raw-images store
 took 4.3-4.4 s/GB at 296-309 MB/s (0.5-0.6 s/GB beyond that run's stages) in one quarter of
 an hour, and 5.0-6.8 s/GB at 214-272 MB/s in the one before. The section again an hour later,
