@@ -23,7 +23,6 @@ next (10 to 30 % here).
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import uuid
@@ -31,14 +30,11 @@ from pathlib import Path
 
 from ..server.config import ServerConfig
 from ..storage import Store
+from ..supervisor import default_count
 from ..wire import Decoder
 from .ingest import profile9_windows
 
 REPEATS = 3
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _decode(body: bytes, piece: int) -> tuple[float, list]:
@@ -86,7 +82,7 @@ def measure(seconds: float = 6.0, *, folder: Path | None = None, repeats: int = 
         storing.append(cpu)
     gb = len(body) / 1e9
     return {"body_mb": len(body) / 1e6, "records": records, "decoding_s_per_gb": min(decoding) / gb,
-            "storing_s_per_gb": min(storing) / gb, "cores": usable_cores()}
+            "storing_s_per_gb": min(storing) / gb, "cores": default_count()}
 
 
 def bound(stages: dict, *, receiving_s_per_gb: float, sending_s_per_gb: float) -> dict:
@@ -97,4 +93,3 @@ def bound(stages: dict, *, receiving_s_per_gb: float, sending_s_per_gb: float) -
     total = sum(per_gb.values())
     return {"s_per_gb": per_gb, "total_s_per_gb": total, "cores": stages["cores"],
             "mb_per_s": stages["cores"] / total * 1e3}
-
